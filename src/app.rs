@@ -1,0 +1,138 @@
+//! Assembles the Pingora server from validated settings: the proxy service,
+//! the health checks, periodic re-discovery, and the draining shutdown.
+
+use crate::config::{ConfigError, Settings, Source};
+use crate::lifecycle::{DrainThenStop, Lifecycle};
+use crate::proxy::Gateway;
+use crate::state::GatewayState;
+use crate::upstream;
+use async_trait::async_trait;
+use pingora::lb::HealthCheckService;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often replica host names are resolved again.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Reads `.env`, the environment and the `--config` file into [`Settings`].
+pub fn load_settings(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+    let source = Source::from_process(Path::new(".env"))?;
+    let yaml = match config_file {
+        Some(path) => Some((
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?,
+        )),
+        None => None,
+    };
+    Settings::load(
+        &source,
+        yaml.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+    )
+}
+
+/// Re-resolves every server's replica names so DNS changes are followed.
+struct Rediscovery {
+    state: Arc<GatewayState>,
+}
+
+#[async_trait]
+impl BackgroundService for Rediscovery {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+            }
+            for server in &self.state.servers {
+                if let Err(e) = server.upstream.lb.update().await {
+                    log::warn!("server {}: discovery failed: {e}", server.name);
+                }
+            }
+        }
+    }
+}
+
+/// Runs the gateway until it is told to stop; never returns.
+pub fn run(settings: Settings) -> ! {
+    let lifecycle = Arc::new(Lifecycle::default());
+    let health = upstream::health_registry();
+    let state = Arc::new(GatewayState::build(&settings, &health, lifecycle.clone()));
+    discover_once(&state);
+
+    let conf = ServerConf {
+        threads: settings.worker_threads,
+        // Draining and the wait for in-flight requests happen before
+        // Pingora's shutdown starts (see `DrainThenStop`).
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ca_file: settings.upstream_ca_file.clone(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let listen = SocketAddr::new(settings.host, settings.port).to_string();
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway {
+            state: state.clone(),
+        },
+        "mcp-gateway",
+    );
+    proxy.add_tcp(&listen);
+
+    let mut checks = HealthCheckService::new(health);
+    checks.health_check_frequency = Some(settings.health_check_interval);
+    checks.parallel_health_check = true;
+
+    server.add_service(proxy);
+    server.add_service(background_service("health checks", checks));
+    server.add_service(background_service(
+        "discovery",
+        Rediscovery {
+            state: state.clone(),
+        },
+    ));
+    log::info!(
+        "mcp-gateway {} listening on http://{listen} with {} server(s)",
+        env!("CARGO_PKG_VERSION"),
+        state.servers.len()
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainThenStop {
+            lifecycle,
+            drain: settings.shutdown_drain,
+            grace: settings.shutdown_grace,
+        }),
+    });
+    log::info!("mcp-gateway stopped");
+    std::process::exit(0)
+}
+
+/// Resolves every replica before the listener opens, so the first request
+/// already has backends to choose from.
+fn discover_once(state: &GatewayState) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot start the discovery runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async {
+        for server in &state.servers {
+            if let Err(e) = server.upstream.lb.update().await {
+                log::warn!("server {}: discovery failed: {e}", server.name);
+            }
+        }
+    });
+}

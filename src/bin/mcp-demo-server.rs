@@ -1,0 +1,557 @@
+//! A small MCP server to put behind the gateway in the quick start and the
+//! integration tests. It speaks Streamable HTTP (2025-03-26 / 2025-06-18) at
+//! `/mcp` and the legacy HTTP+SSE transport (2024-11-05) at `/sse` + `/message`.
+//! Its tools make the gateway observable: `whoami` reports the replica name,
+//! the upstream session id and every request header it received, so a test can
+//! tell which replica answered and what the gateway forwarded.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+#[cfg(unix)]
+use tokio::signal::unix::SignalKind;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const SUPPORTED_VERSIONS: [&str; 3] = ["2024-11-05", "2025-03-26", "2025-06-18"];
+const LATEST_VERSION: &str = "2025-06-18";
+const TICK: Duration = Duration::from_millis(200);
+
+// JSON-RPC error codes. The two session codes follow the official TypeScript
+// SDK, so clients written against it react the way they would in production.
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+const SESSION_REQUIRED: i64 = -32000;
+const SESSION_NOT_FOUND: i64 = -32001;
+
+/// Demo MCP server (Streamable HTTP at /mcp, legacy HTTP+SSE at /sse).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// Address to listen on; port 0 picks a free one [env: DEMO_LISTEN] [default: 127.0.0.1:3001]
+    // The env fallback is done by hand: clap's `env` feature is not enabled in
+    // Cargo.toml and this binary must not change the crate's dependencies.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Replica name reported in replies [env: DEMO_NAME] [default: demo]
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+}
+
+enum Session {
+    /// Streamable HTTP: lives until the client DELETEs it.
+    Streamable,
+    /// Legacy HTTP+SSE: replies to POST /message travel over the open stream.
+    Legacy(mpsc::UnboundedSender<String>),
+}
+
+struct AppState {
+    name: String,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl AppState {
+    fn new(name: &str) -> Self {
+        AppState {
+            name: name.to_owned(),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, Session>> {
+        // No code path can leave the map half-updated, so a panic elsewhere
+        // while holding the lock must not take every later request down too.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Removes a legacy session when its SSE body is dropped, which is how hyper
+/// tells us the client went away.
+struct SessionGuard {
+    state: Arc<AppState>,
+    id: String,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.state.sessions().remove(&self.id);
+        log::info!("legacy session {} closed", self.id);
+    }
+}
+
+/// 16 random bytes as hex. Session ids must not be guessable, but pulling in
+/// a RNG crate for a demo is not worth it: /dev/urandom does, and std's
+/// randomly keyed SipHash is the fallback where it is missing.
+fn new_session_id() -> String {
+    let mut buf = [0u8; 16];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if from_os.is_err() {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        for chunk in buf.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(nanos);
+            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rpc_result(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// A request refused before dispatch (bad body, missing or unknown session):
+/// a JSON-RPC error as the whole reply, its HTTP status telling the client
+/// what to do (404 for an unknown session makes a client initialise again).
+/// The id is null, as JSON-RPC asks when the request could not be processed.
+type Reject = (StatusCode, Json<Value>);
+
+fn reject(status: StatusCode, code: i64, message: &str) -> Reject {
+    (status, Json(rpc_error(&Value::Null, code, message)))
+}
+
+fn unknown_session() -> Reject {
+    reject(
+        StatusCode::NOT_FOUND,
+        SESSION_NOT_FOUND,
+        "Session not found",
+    )
+}
+
+/// Checks the JSON-RPC 2.0 envelope, so that dispatch only ever sees a
+/// request, a notification or a response.
+fn check_envelope(msg: &Value) -> Result<(), &'static str> {
+    let obj = msg.as_object().ok_or("message must be a JSON object")?;
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err("jsonrpc must be \"2.0\"");
+    }
+    let is_response =
+        !obj.contains_key("method") && (obj.contains_key("result") || obj.contains_key("error"));
+    match obj.get("id") {
+        Some(Value::String(_) | Value::Number(_)) | None => {}
+        // An error response may carry a null id when its request was unreadable.
+        Some(Value::Null) if is_response => {}
+        Some(_) => return Err("id must be a string or a number"),
+    }
+    match obj.get("method") {
+        Some(Value::String(_)) => Ok(()),
+        Some(_) => Err("method must be a string"),
+        None if is_response && obj.contains_key("id") => Ok(()),
+        None => Err("not a request, notification or response"),
+    }
+}
+
+/// Parses a POST body into exactly one well-formed JSON-RPC message.
+fn parse_body(body: &[u8]) -> Result<Value, Reject> {
+    let bad = |code, why: &str| reject(StatusCode::BAD_REQUEST, code, why);
+    let msg: Value =
+        serde_json::from_slice(body).map_err(|e| bad(PARSE_ERROR, &format!("Parse error: {e}")))?;
+    if msg.is_array() {
+        // Batches were dropped from the spec in 2025-06-18; not worth supporting here.
+        return Err(bad(INVALID_REQUEST, "Batch requests are not supported"));
+    }
+    check_envelope(&msg).map_err(|e| bad(INVALID_REQUEST, &format!("Invalid Request: {e}")))?;
+    Ok(msg)
+}
+
+/// Dispatches one (envelope-checked) JSON-RPC message. Returns `None` for
+/// notifications and responses, which get no reply. Transport-agnostic so both
+/// transports share it and it can be unit-tested without a socket.
+fn handle_rpc(
+    state: &AppState,
+    session: Option<&str>,
+    headers: &HeaderMap,
+    msg: &Value,
+) -> Option<Value> {
+    let id = msg.get("id")?;
+    let method = msg.get("method")?.as_str()?;
+    let params = msg.get("params").unwrap_or(&Value::Null);
+    let outcome = match method {
+        "initialize" => Ok(initialize_result(params)),
+        "ping" => Ok(json!({})),
+        "tools/list" => Ok(tools_list()),
+        "tools/call" => call_tool(state, session, headers, params),
+        _ => Err((METHOD_NOT_FOUND, format!("Method not found: {method}"))),
+    };
+    Some(match outcome {
+        Ok(result) => rpc_result(id, result),
+        Err((code, message)) => rpc_error(id, code, &message),
+    })
+}
+
+fn initialize_result(params: &Value) -> Value {
+    let version = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .filter(|v| SUPPORTED_VERSIONS.contains(v))
+        .unwrap_or(LATEST_VERSION);
+    json!({
+        "protocolVersion": version,
+        "capabilities": {"tools": {}},
+        "serverInfo": {"name": "mcp-demo-server", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+fn tools_list() -> Value {
+    let echo_args = json!({"message": {"type": "string"}});
+    json!({"tools": [
+        {"name": "echo", "description": "Returns the given message unchanged.",
+         "inputSchema": {"type": "object", "properties": echo_args, "required": ["message"]}},
+        {"name": "whoami",
+         "description": "Reports this replica's name, the session id and the request headers.",
+         "inputSchema": {"type": "object", "properties": {}}},
+    ]})
+}
+
+fn call_tool(
+    state: &AppState,
+    session: Option<&str>,
+    headers: &HeaderMap,
+    params: &Value,
+) -> Result<Value, (i64, String)> {
+    let invalid = |m: &str| (INVALID_PARAMS, m.to_owned());
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("tools/call needs a string `name`"))?;
+    let text = match name {
+        "echo" => params
+            .pointer("/arguments/message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("echo needs a string argument `message`"))?
+            .to_owned(),
+        "whoami" => {
+            let headers = headers_json(headers);
+            json!({"server": state.name, "session": session, "headers": headers}).to_string()
+        }
+        other => return Err((INVALID_PARAMS, format!("Unknown tool: {other}"))),
+    };
+    Ok(json!({"content": [{"type": "text", "text": text}], "isError": false}))
+}
+
+/// Request headers as a JSON object: a repeated header becomes an array so a
+/// test can see that the gateway forwarded (or duplicated) every copy.
+fn headers_json(headers: &HeaderMap) -> Value {
+    let mut out = serde_json::Map::new();
+    for name in headers.keys() {
+        let lossy = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+        let mut values: Vec<Value> = headers
+            .get_all(name)
+            .iter()
+            .map(lossy)
+            .map(Value::from)
+            .collect();
+        let value = match values.len() {
+            1 => values.swap_remove(0),
+            _ => Value::Array(values),
+        };
+        // `http` already stores names lowercased.
+        out.insert(name.as_str().to_owned(), value);
+    }
+    Value::Object(out)
+}
+
+/// Looks up the Streamable HTTP session named by `Mcp-Session-Id`.
+fn streamable_session(state: &AppState, headers: &HeaderMap) -> Result<String, Reject> {
+    let Some(sid) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        let why = "Bad Request: Mcp-Session-Id header is required";
+        return Err(reject(StatusCode::BAD_REQUEST, SESSION_REQUIRED, why));
+    };
+    match state.sessions().get(sid) {
+        Some(Session::Streamable) => Ok(sid.to_owned()),
+        _ => Err(unknown_session()),
+    }
+}
+
+fn sse_response<S>(events: S) -> Response
+where
+    S: futures_util::Stream<Item = String> + Send + 'static,
+{
+    // One body frame per event: hyper writes each as its own chunk, so
+    // events reach the client as they happen rather than in batches.
+    let body = Body::from_stream(events.map(|e| Ok::<_, Infallible>(Bytes::from(e))));
+    let headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    (headers, body).into_response()
+}
+
+type Shared = State<Arc<AppState>>;
+
+async fn mcp_post(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Reject> {
+    let msg = parse_body(&body)?;
+    let is_initialize =
+        msg.get("method").and_then(Value::as_str) == Some("initialize") && msg.get("id").is_some();
+    let session = if is_initialize {
+        let sid = new_session_id();
+        state.sessions().insert(sid.clone(), Session::Streamable);
+        log::info!("streamable session {sid} created");
+        sid
+    } else {
+        streamable_session(&state, &headers)?
+    };
+    let Some(reply) = handle_rpc(&state, Some(&session), &headers, &msg) else {
+        return Ok(StatusCode::ACCEPTED.into_response());
+    };
+    let mut resp = Json(reply).into_response();
+    if let (true, Ok(value)) = (is_initialize, HeaderValue::from_str(&session)) {
+        resp.headers_mut().insert(SESSION_HEADER, value);
+    }
+    Ok(resp)
+}
+
+/// Server-to-client stream: a numbered notification now and every TICK,
+/// until the client hangs up. Lets tests check that the gateway passes
+/// events through one by one.
+async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, Reject> {
+    streamable_session(&state, &headers)?;
+    let mut interval = tokio::time::interval(TICK);
+    // After a stall, resume the cadence instead of bursting missed ticks,
+    // which would look like buffering to a test timing the events.
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let seed = (interval, 0u64, state.name.clone());
+    let ticks = stream::unfold(seed, |(mut interval, n, name)| async move {
+        interval.tick().await;
+        let data = json!({"tick": n, "server": name});
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                          "params": {"level": "info", "data": data}});
+        let event = format!("id: {n}\nevent: message\ndata: {note}\n\n");
+        Some((event, (interval, n + 1, name)))
+    });
+    Ok(sse_response(ticks))
+}
+
+async fn mcp_delete(State(state): Shared, headers: HeaderMap) -> Result<StatusCode, Reject> {
+    let sid = streamable_session(&state, &headers)?;
+    state.sessions().remove(&sid);
+    log::info!("streamable session {sid} deleted");
+    Ok(StatusCode::OK)
+}
+
+/// Legacy transport: the stream announces where to POST, then carries the
+/// replies to those POSTs. The session lives exactly as long as the stream.
+async fn legacy_sse(State(state): Shared) -> Response {
+    let sid = new_session_id();
+    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    state.sessions().insert(sid.clone(), Session::Legacy(tx));
+    log::info!("legacy session {sid} opened");
+    // An absolute path, as the official Python SDK sends, so clients resolve
+    // it against the URL they used (through the gateway, that is the gateway).
+    let endpoint = format!("event: endpoint\ndata: /message?sessionId={sid}\n\n");
+    let guard = SessionGuard { state, id: sid };
+    let replies = stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        let reply = rx.recv().await?;
+        Some((format!("event: message\ndata: {reply}\n\n"), (rx, guard)))
+    });
+    sse_response(stream::once(async { endpoint }).chain(replies))
+}
+
+async fn legacy_message(
+    State(state): Shared,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, Reject> {
+    let query = uri.query().unwrap_or("").split('&');
+    let Some(sid) = query.clone().find_map(|kv| kv.strip_prefix("sessionId=")) else {
+        let why = "Bad Request: sessionId query parameter is required";
+        return Err(reject(StatusCode::BAD_REQUEST, SESSION_REQUIRED, why));
+    };
+    let tx = match state.sessions().get(sid) {
+        Some(Session::Legacy(tx)) => tx.clone(),
+        _ => return Err(unknown_session()),
+    };
+    let msg = parse_body(&body)?;
+    if let Some(reply) = handle_rpc(&state, Some(sid), &headers, &msg) {
+        // Fails only if the stream closed since the lookup above.
+        if tx.send(reply.to_string()).is_err() {
+            return Err(unknown_session());
+        }
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn healthz(State(state): Shared) -> Json<Value> {
+    Json(json!({"status": "ok", "server": state.name}))
+}
+
+/// Resolves on SIGTERM (how test harnesses and containers stop us) or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(SignalKind::terminate()) {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    // The flag wins over the environment, as clap's `env` would have it.
+    let setting = |flag: Option<String>, var, default: &str| {
+        let value = flag.or_else(|| std::env::var(var).ok());
+        value.unwrap_or_else(|| default.to_owned())
+    };
+    let listen = setting(cli.listen, "DEMO_LISTEN", "127.0.0.1:3001");
+    let name = setting(cli.name, "DEMO_NAME", "demo");
+
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    // Report the bound address, so that `--listen 127.0.0.1:0` tells the
+    // caller which port it got.
+    let addr = listener.local_addr()?;
+    log::info!("mcp-demo-server {name} listening on {addr}");
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on {addr}")?;
+    stdout.flush()?;
+
+    let app = Router::new()
+        .route("/mcp", post(mcp_post).get(mcp_get).delete(mcp_delete))
+        .route("/sse", get(legacy_sse))
+        .route("/message", post(legacy_message))
+        .route("/healthz", get(healthz))
+        .with_state(Arc::new(AppState::new(&name)));
+
+    // Not graceful shutdown: the SSE streams never end on their own, so
+    // waiting for connections to drain would never finish.
+    tokio::select! {
+        served = axum::serve(listener, app) => served,
+        () = shutdown_signal() => {
+            log::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends one request to `handle_rpc` as session "s1" and returns the reply.
+    fn rpc(state: &AppState, headers: &HeaderMap, method: &str, params: Value) -> Value {
+        let msg = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+        check_envelope(&msg).expect("well-formed test message");
+        handle_rpc(state, Some("s1"), headers, &msg).expect("requests get a reply")
+    }
+
+    #[test]
+    fn initialize_negotiates_protocol_version() {
+        let (state, h) = (AppState::new("a"), HeaderMap::new());
+        let cases = [("2024-11-05", "2024-11-05"), ("2025-03-26", "2025-03-26")];
+        for (asked, got) in cases.into_iter().chain([("1999-01-01", LATEST_VERSION)]) {
+            let reply = rpc(&state, &h, "initialize", json!({"protocolVersion": asked}));
+            assert_eq!(reply["id"], 7);
+            assert_eq!(reply["result"]["protocolVersion"], got);
+            assert_eq!(reply["result"]["capabilities"], json!({"tools": {}}));
+            assert_eq!(reply["result"]["serverInfo"]["name"], "mcp-demo-server");
+        }
+    }
+
+    #[test]
+    fn ping_tools_and_errors() {
+        let (state, h) = (AppState::new("a"), HeaderMap::new());
+        assert_eq!(rpc(&state, &h, "ping", Value::Null)["result"], json!({}));
+        let list = rpc(&state, &h, "tools/list", json!({}));
+        let names: Vec<&Value> = (0..2)
+            .map(|i| &list["result"]["tools"][i]["name"])
+            .collect();
+        assert_eq!(names, [&json!("echo"), &json!("whoami")]);
+        let echo = json!({"name": "echo", "arguments": {"message": "hi"}});
+        let reply = rpc(&state, &h, "tools/call", echo);
+        assert_eq!(
+            reply["result"]["content"],
+            json!([{"type": "text", "text": "hi"}])
+        );
+        let code = |method, params| rpc(&state, &h, method, params)["error"]["code"].clone();
+        assert_eq!(code("tools/call", json!({"name": "nope"})), INVALID_PARAMS);
+        assert_eq!(code("tools/call", json!({"name": "echo"})), INVALID_PARAMS);
+        assert_eq!(code("resources/list", json!({})), METHOD_NOT_FOUND);
+    }
+
+    #[test]
+    fn whoami_reports_name_session_and_headers() {
+        let state = AppState::new("replica-b");
+        let mut h = HeaderMap::new();
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.append("x-many", HeaderValue::from_static("a"));
+        h.append("x-many", HeaderValue::from_static("b"));
+        let reply = rpc(&state, &h, "tools/call", json!({"name": "whoami"}));
+        let text = reply["result"]["content"][0]["text"]
+            .as_str()
+            .expect("text");
+        let who: Value = serde_json::from_str(text).expect("whoami text is JSON");
+        let headers = json!({"x-one": "1", "x-many": ["a", "b"]});
+        assert_eq!(
+            who,
+            json!({"server": "replica-b", "session": "s1", "headers": headers})
+        );
+    }
+
+    #[test]
+    fn notifications_and_responses_get_no_reply() {
+        let notification = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        for body in [notification, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#] {
+            let msg = parse_body(body.as_bytes()).expect("accepted");
+            assert!(handle_rpc(&AppState::new("a"), None, &HeaderMap::new(), &msg).is_none());
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected_with_400() {
+        let invalid = [
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            "[]",
+        ];
+        let cases = invalid.map(|body| (body, INVALID_REQUEST));
+        for (body, code) in cases.into_iter().chain([("{not json", PARSE_ERROR)]) {
+            let (status, Json(reply)) = parse_body(body.as_bytes()).expect_err(body);
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(reply["error"]["code"], code);
+        }
+    }
+
+    #[test]
+    fn session_ids_are_distinct_hex() {
+        let (a, b) = (new_session_id(), new_session_id());
+        assert!(a.len() == 32 && a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

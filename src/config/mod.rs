@@ -1,0 +1,487 @@
+//! Configuration: environment, `.env` and the YAML server file, merged once
+//! into an immutable, validated [`Settings`]. Every other module receives the
+//! part it needs from here and never reads the environment itself.
+
+mod servers;
+mod values;
+
+pub use servers::{is_valid_server_name, parse_upstream_url, AuthMode, ServerSpec, UpstreamUrl};
+pub use values::Secret;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+use values::*;
+
+/// One line naming the variable (or file field) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheType {
+    Memory,
+    Redis,
+    Database,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub secret: Option<Secret>,
+    pub algorithm: Algorithm,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub mcp_client_auth_enabled: bool,
+    pub trust_proxy_auth: bool,
+    pub proxy_user_header: HeaderName,
+    pub auth_required: bool,
+    pub jwt: JwtSettings,
+    pub platform_admin_email: String,
+    pub platform_admin_password: Option<Secret>,
+    pub basic_auth_user: String,
+    pub basic_auth_password: Option<Secret>,
+    pub database_url: Secret,
+    pub enable_header_passthrough: bool,
+    pub enable_overwrite_base_headers: bool,
+    pub default_passthrough_headers: Vec<HeaderName>,
+    pub cache_type: CacheType,
+    pub redis_url: Secret,
+    pub session_ttl: Duration,
+    /// Empty means any peer may send the proxy identity header.
+    pub trusted_proxies: Vec<IpNet>,
+    pub session_secret: Option<Secret>,
+    pub mcp_session_ttl: Duration,
+    pub log_level: String,
+    pub worker_threads: usize,
+    pub health_check_interval: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_read_timeout: Duration,
+    pub shutdown_drain: Duration,
+    pub shutdown_grace: Duration,
+    pub metrics_max_users: usize,
+    /// PEM bundle trusted for upstream TLS instead of the system store.
+    pub upstream_ca_file: Option<String>,
+    pub servers: Vec<ServerSpec>,
+}
+
+/// Where raw values come from: the process environment over `.env`.
+pub struct Source {
+    vars: HashMap<String, String>,
+}
+
+impl Source {
+    /// The process environment, over the `.env` file in the working directory
+    /// if there is one (the environment wins).
+    pub fn from_process(dotenv: &Path) -> Result<Self, ConfigError> {
+        let mut vars = HashMap::new();
+        if dotenv.exists() {
+            let items = dotenvy::from_path_iter(dotenv)
+                .map_err(|e| ConfigError::new(dotenv.display().to_string(), e.to_string()))?;
+            for item in items {
+                let (k, v) = item
+                    .map_err(|e| ConfigError::new(dotenv.display().to_string(), e.to_string()))?;
+                vars.insert(k, v);
+            }
+        }
+        vars.extend(std::env::vars());
+        Ok(Source { vars })
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Source {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn get<T>(
+        &self,
+        key: &str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.raw(key) {
+            None => Ok(default),
+            Some(raw) => parse(raw).map_err(|problem| ConfigError::new(key, problem)),
+        }
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        self.raw(key).map(str::to_string)
+    }
+
+    fn secret(&self, key: &str) -> Option<Secret> {
+        self.raw(key).map(Secret::new)
+    }
+}
+
+impl Settings {
+    /// Builds and validates the settings; `servers_yaml` is the `--config`
+    /// file's (name, text), if any.
+    pub fn load(src: &Source, servers_yaml: Option<(&str, &str)>) -> Result<Self, ConfigError> {
+        let servers = match servers_yaml {
+            Some((name, text)) => servers::parse_servers_yaml(text, name)?,
+            None => Vec::new(),
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let settings = Settings {
+            host: src.get("HOST", IpAddr::from([127, 0, 0, 1]), |r| {
+                r.parse().map_err(|_| format!("{r:?} is not an IP address"))
+            })?,
+            port: src.get("PORT", 4444, |r| {
+                r.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{r:?} is not a TCP port"))
+            })?,
+            mcp_client_auth_enabled: src.get("MCP_CLIENT_AUTH_ENABLED", true, parse_bool)?,
+            trust_proxy_auth: src.get("TRUST_PROXY_AUTH", false, parse_bool)?,
+            proxy_user_header: src.get(
+                "PROXY_USER_HEADER",
+                HeaderName::from_static("x-authenticated-user"),
+                parse_header_name,
+            )?,
+            auth_required: src.get("AUTH_REQUIRED", true, parse_bool)?,
+            jwt: JwtSettings {
+                secret: src.secret("JWT_SECRET_KEY"),
+                algorithm: src.get("JWT_ALGORITHM", Algorithm::HS256, parse_algorithm)?,
+                audience: src.string("JWT_AUDIENCE"),
+                issuer: src.string("JWT_ISSUER"),
+            },
+            platform_admin_email: src
+                .string("PLATFORM_ADMIN_EMAIL")
+                .unwrap_or_else(|| "admin@example.com".into()),
+            platform_admin_password: src.secret("PLATFORM_ADMIN_PASSWORD"),
+            basic_auth_user: src
+                .string("BASIC_AUTH_USER")
+                .unwrap_or_else(|| "admin".into()),
+            basic_auth_password: src.secret("BASIC_AUTH_PASSWORD"),
+            database_url: src.get(
+                "DATABASE_URL",
+                Secret::new("sqlite:///./mcp.db"),
+                parse_database_url,
+            )?,
+            enable_header_passthrough: src.get("ENABLE_HEADER_PASSTHROUGH", false, parse_bool)?,
+            enable_overwrite_base_headers: src.get(
+                "ENABLE_OVERWRITE_BASE_HEADERS",
+                false,
+                parse_bool,
+            )?,
+            default_passthrough_headers: src.get(
+                "DEFAULT_PASSTHROUGH_HEADERS",
+                vec![
+                    HeaderName::from_static("x-tenant-id"),
+                    HeaderName::from_static("x-trace-id"),
+                ],
+                parse_header_list,
+            )?,
+            cache_type: src.get("CACHE_TYPE", CacheType::Memory, parse_cache_type)?,
+            redis_url: src.get(
+                "REDIS_URL",
+                Secret::new("redis://localhost:6379/0"),
+                parse_redis_url,
+            )?,
+            session_ttl: src.get("SESSION_TTL", Duration::from_secs(3600), |r| {
+                parse_u64(r).map(Duration::from_secs)
+            })?,
+            trusted_proxies: src.get("TRUSTED_PROXIES", Vec::new(), parse_cidr_list)?,
+            session_secret: src.secret("SESSION_SECRET"),
+            mcp_session_ttl: src.get("MCP_SESSION_TTL", Duration::from_secs(86_400), |r| {
+                parse_u64(r).map(Duration::from_secs)
+            })?,
+            log_level: src.get("LOG_LEVEL", "info".to_string(), parse_log_level)?,
+            worker_threads: src.get("WORKER_THREADS", cpus, |r| {
+                parse_u64(r)
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .map(|n| n as usize)
+                    .ok_or_else(|| format!("expected 1 to 1024, got {r:?}"))
+            })?,
+            health_check_interval: src.get(
+                "HEALTH_CHECK_INTERVAL",
+                Duration::from_secs(5),
+                positive_seconds,
+            )?,
+            upstream_connect_timeout: src.get(
+                "UPSTREAM_CONNECT_TIMEOUT",
+                Duration::from_secs(5),
+                positive_seconds,
+            )?,
+            upstream_read_timeout: src.get(
+                "UPSTREAM_READ_TIMEOUT",
+                Duration::from_secs(300),
+                positive_seconds,
+            )?,
+            shutdown_drain: src.get(
+                "SHUTDOWN_DRAIN_SECONDS",
+                Duration::from_secs(5),
+                parse_seconds,
+            )?,
+            shutdown_grace: src.get(
+                "SHUTDOWN_GRACE_SECONDS",
+                Duration::from_secs(15),
+                parse_seconds,
+            )?,
+            metrics_max_users: src.get("METRICS_MAX_USERS", 1000, |r| {
+                parse_u64(r).map(|n| n as usize)
+            })?,
+            upstream_ca_file: src.get("UPSTREAM_CA_FILE", None, |r| parse_pem_file(r).map(Some))?,
+            servers,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rules that span several variables.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let any_jwt = self.mcp_client_auth_enabled
+            || self.servers.iter().any(|s| s.auth_mode == AuthMode::Jwt);
+        if any_jwt && self.jwt.secret.is_none() {
+            return Err(ConfigError::new(
+                "JWT_SECRET_KEY",
+                "required when MCP_CLIENT_AUTH_ENABLED=true or a server uses auth_mode jwt \
+                 (for an auth-proxy deployment set MCP_CLIENT_AUTH_ENABLED=false and TRUST_PROXY_AUTH=true)",
+            ));
+        }
+        if self.cache_type == CacheType::Redis && self.redis_url.expose().is_empty() {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "required when CACHE_TYPE=redis",
+            ));
+        }
+        if self.session_ttl.is_zero() {
+            return Err(ConfigError::new("SESSION_TTL", "must be at least 1 second"));
+        }
+        if self.mcp_session_ttl.is_zero() {
+            return Err(ConfigError::new(
+                "MCP_SESSION_TTL",
+                "must be at least 1 second",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Start-up warnings: configurations that work but deserve a human's eye.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.mcp_client_auth_enabled && !self.trust_proxy_auth {
+            out.push(
+                "MCP client authentication is disabled but trust_proxy_auth is not set".to_string(),
+            );
+        }
+        let proxy_in_use =
+            self.trust_proxy_auth || self.servers.iter().any(|s| s.auth_mode == AuthMode::Proxy);
+        if proxy_in_use && self.trusted_proxies.is_empty() {
+            out.push(
+                "TRUSTED_PROXIES is empty: identity headers are accepted from any peer; \
+                 make sure only the auth proxy can reach the gateway"
+                    .to_string(),
+            );
+        }
+        if let Some(secret) = &self.jwt.secret {
+            if secret.expose().len() < 32 {
+                out.push(
+                    "JWT_SECRET_KEY is shorter than 32 bytes: use a longer random secret".into(),
+                );
+            }
+        }
+        if self.session_secret.is_none() && self.jwt.secret.is_none() {
+            out.push(
+                "neither SESSION_SECRET nor JWT_SECRET_KEY is set: MCP session ids are signed \
+                 with a random key, so they do not survive a restart or work across replicas"
+                    .into(),
+            );
+        }
+        if !self.host.is_loopback() {
+            log::info!("binding {}:{} (not loopback)", self.host, self.port);
+        }
+        out
+    }
+}
+
+fn parse_algorithm(raw: &str) -> Result<Algorithm, String> {
+    match raw.to_ascii_uppercase().as_str() {
+        "HS256" => Ok(Algorithm::HS256),
+        "HS384" => Ok(Algorithm::HS384),
+        "HS512" => Ok(Algorithm::HS512),
+        _ => Err(format!(
+            "{raw:?} is not supported (HS256, HS384 or HS512; RS/ES keys come with JWKS support)"
+        )),
+    }
+}
+
+fn parse_cache_type(raw: &str) -> Result<CacheType, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "memory" => Ok(CacheType::Memory),
+        "redis" => Ok(CacheType::Redis),
+        "database" => Ok(CacheType::Database),
+        "none" => Ok(CacheType::None),
+        _ => Err(format!(
+            "{raw:?} is not one of memory, redis, database, none"
+        )),
+    }
+}
+
+/// SQLAlchemy-style URLs (`postgresql+psycopg://`, `sqlite:///./mcp.db`) are
+/// accepted as well as plain ones.
+fn parse_database_url(raw: &str) -> Result<Secret, String> {
+    let scheme = raw.split("://").next().unwrap_or_default();
+    let base = scheme.split('+').next().unwrap_or_default();
+    if !raw.contains("://") || !matches!(base, "sqlite" | "postgres" | "postgresql") {
+        return Err("expected a sqlite:// or postgresql:// URL".into());
+    }
+    Ok(Secret::new(raw))
+}
+
+fn parse_redis_url(raw: &str) -> Result<Secret, String> {
+    if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+        Ok(Secret::new(raw))
+    } else {
+        Err("expected a redis:// or rediss:// URL".into())
+    }
+}
+
+fn parse_log_level(raw: &str) -> Result<String, String> {
+    let level = raw.to_ascii_lowercase();
+    match level.as_str() {
+        "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(level),
+        "warning" => Ok("warn".into()),
+        "critical" => Ok("error".into()),
+        _ => Err(format!(
+            "{raw:?} is not one of error, warn, info, debug, trace, off"
+        )),
+    }
+}
+
+/// Checked now because TLS set-up would otherwise fail on the first request.
+fn parse_pem_file(raw: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(raw).map_err(|e| format!("cannot read {raw:?}: {e}"))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{raw:?} holds no PEM certificate"));
+    }
+    Ok(raw.to_string())
+}
+
+fn positive_seconds(raw: &str) -> Result<Duration, String> {
+    parse_seconds(raw).and_then(|d| {
+        if d.is_zero() {
+            Err("must be greater than 0".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load(&Source::from_pairs(pairs.iter().copied()), None)
+    }
+
+    const PROXY: [(&str, &str); 2] = [
+        ("MCP_CLIENT_AUTH_ENABLED", "false"),
+        ("TRUST_PROXY_AUTH", "true"),
+    ];
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let s = load(&[("JWT_SECRET_KEY", "k")]).unwrap();
+        assert!(s.mcp_client_auth_enabled);
+        assert!(!s.trust_proxy_auth);
+        assert_eq!(s.proxy_user_header.as_str(), "x-authenticated-user");
+        assert!(s.auth_required);
+        assert!(!s.enable_header_passthrough);
+        assert!(!s.enable_overwrite_base_headers);
+        assert_eq!(s.session_ttl, Duration::from_secs(3600));
+        assert_eq!(s.port, 4444);
+        assert!(s.host.is_loopback());
+        assert_eq!(s.jwt.algorithm, Algorithm::HS256);
+    }
+
+    #[test]
+    fn jwt_mode_needs_a_secret() {
+        let e = load(&[]).unwrap_err();
+        assert_eq!(e.field, "JWT_SECRET_KEY");
+        assert!(load(&PROXY).is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (key, value) in [
+            ("TRUST_PROXY_AUTH", "sure"),
+            ("DEFAULT_PASSTHROUGH_HEADERS", "[\"X-A\""),
+            ("TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("PORT", "70000"),
+            ("DATABASE_URL", "mysql://x"),
+            ("JWT_ALGORITHM", "none"),
+            ("PROXY_USER_HEADER", "X_Authenticated_User"),
+        ] {
+            let mut pairs = PROXY.to_vec();
+            pairs.push((key, value));
+            let e = load(&pairs).unwrap_err();
+            assert_eq!(e.field, key, "{e}");
+        }
+    }
+
+    #[test]
+    fn warns_when_auth_is_off_without_trust() {
+        let s = load(&[("MCP_CLIENT_AUTH_ENABLED", "false")]).unwrap();
+        assert!(s
+            .warnings()
+            .iter()
+            .any(|w| w == "MCP client authentication is disabled but trust_proxy_auth is not set"));
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let s = load(&[
+            ("JWT_SECRET_KEY", "super-secret-value"),
+            ("DATABASE_URL", "postgresql+psycopg://u:dbpass@db/mcp"),
+        ])
+        .unwrap();
+        let text = format!("{s:?}");
+        assert!(!text.contains("super-secret-value") && !text.contains("dbpass"));
+    }
+}

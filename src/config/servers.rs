@@ -1,0 +1,239 @@
+//! The YAML file that declares MCP servers (`--config conf/gateway.yaml`).
+
+use super::values::parse_header_name;
+use super::ConfigError;
+use http::{HeaderName, Uri};
+use serde::Deserialize;
+use std::collections::HashSet;
+
+/// How a server authenticates its callers; `Inherit` uses the global settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Inherit,
+    Proxy,
+    Jwt,
+}
+
+/// One replica of a server, parsed once so the data plane never re-parses a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub original: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host` or `host:port`, as the `Host` header the replica expects.
+    pub authority: String,
+    /// Path of the Streamable HTTP endpoint, e.g. `/mcp`.
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub name: String,
+    pub urls: Vec<UpstreamUrl>,
+    pub auth_mode: AuthMode,
+    pub proxy_header: Option<HeaderName>,
+    pub jwt_audience: Option<String>,
+    /// Replaces the global passthrough list for this server when set.
+    pub passthrough_headers: Option<Vec<HeaderName>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    servers: Vec<RawServer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: String,
+    #[serde(default)]
+    urls: Vec<String>,
+    url: Option<String>,
+    #[serde(default)]
+    auth_mode: AuthMode,
+    proxy_header: Option<String>,
+    jwt_audience: Option<String>,
+    passthrough_headers: Option<Vec<String>>,
+}
+
+pub fn parse_servers_yaml(text: &str, file: &str) -> Result<Vec<ServerSpec>, ConfigError> {
+    let doc: FileDoc = serde_yaml::from_str(text)
+        .map_err(|e| ConfigError::new(file, format!("invalid YAML: {e}")))?;
+    let mut seen = HashSet::new();
+    doc.servers
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let field = |f: &str| format!("{file}: servers[{i}].{f}");
+            let spec = validate_server(raw, &field)?;
+            if !seen.insert(spec.name.clone()) {
+                return Err(ConfigError::new(
+                    field("name"),
+                    format!("duplicate server name {:?}", spec.name),
+                ));
+            }
+            Ok(spec)
+        })
+        .collect()
+}
+
+fn validate_server(
+    raw: RawServer,
+    field: &dyn Fn(&str) -> String,
+) -> Result<ServerSpec, ConfigError> {
+    if !is_valid_server_name(&raw.name) {
+        return Err(ConfigError::new(
+            field("name"),
+            format!("{:?} must match [a-z0-9-]{{1,63}}", raw.name),
+        ));
+    }
+    let mut urls = raw.urls;
+    urls.extend(raw.url);
+    if urls.is_empty() {
+        return Err(ConfigError::new(
+            field("urls"),
+            "at least one URL is required",
+        ));
+    }
+    let urls = urls
+        .iter()
+        .enumerate()
+        .map(|(j, u)| {
+            parse_upstream_url(u).map_err(|e| ConfigError::new(field(&format!("urls[{j}]")), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let proxy_header = raw
+        .proxy_header
+        .map(|h| parse_header_name(&h).map_err(|e| ConfigError::new(field("proxy_header"), e)))
+        .transpose()?;
+    if proxy_header.is_some() && raw.auth_mode == AuthMode::Jwt {
+        return Err(ConfigError::new(
+            field("proxy_header"),
+            "only meaningful with auth_mode proxy or inherit",
+        ));
+    }
+    if raw.jwt_audience.is_some() && raw.auth_mode == AuthMode::Proxy {
+        return Err(ConfigError::new(
+            field("jwt_audience"),
+            "only meaningful with auth_mode jwt or inherit",
+        ));
+    }
+    let passthrough_headers = raw
+        .passthrough_headers
+        .map(|list| {
+            list.iter()
+                .map(|h| parse_header_name(h))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::new(field("passthrough_headers"), e))
+        })
+        .transpose()?;
+    Ok(ServerSpec {
+        name: raw.name,
+        urls,
+        auth_mode: raw.auth_mode,
+        proxy_header,
+        jwt_audience: raw.jwt_audience,
+        passthrough_headers,
+    })
+}
+
+pub fn is_valid_server_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub fn parse_upstream_url(raw: &str) -> Result<UpstreamUrl, String> {
+    let uri: Uri = raw
+        .parse()
+        .map_err(|e| format!("{raw:?} is not a valid URL: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("{raw:?} must be an http:// or https:// URL")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{raw:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{raw:?}: credentials in URLs are not supported"));
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{raw:?} has no host"));
+    }
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let path = match uri.path() {
+        "" => "/".to_string(),
+        p => p.to_string(),
+    };
+    if uri.query().is_some() {
+        return Err(format!(
+            "{raw:?}: a query string is not supported in a server URL"
+        ));
+    }
+    Ok(UpstreamUrl {
+        original: raw.to_string(),
+        tls,
+        host: host.to_string(),
+        port,
+        authority: authority.as_str().to_string(),
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let yaml = r#"
+servers:
+  - name: github
+    urls: [http://10.0.0.5:3001/mcp, https://mcp.example.com/mcp]
+    auth_mode: proxy
+    proxy_header: X-Employee-Id
+    passthrough_headers: [X-Tenant-Id]
+  - name: external
+    url: http://127.0.0.1:9000/mcp
+    auth_mode: jwt
+    jwt_audience: external-clients
+"#;
+        let servers = parse_servers_yaml(yaml, "g.yaml").unwrap();
+        assert_eq!(servers.len(), 2);
+        let gh = &servers[0];
+        assert_eq!(gh.auth_mode, AuthMode::Proxy);
+        assert_eq!(gh.urls[1].port, 443);
+        assert!(gh.urls[1].tls);
+        assert_eq!(gh.urls[0].authority, "10.0.0.5:3001");
+        assert_eq!(gh.proxy_header.as_ref().unwrap().as_str(), "x-employee-id");
+        assert_eq!(servers[1].jwt_audience.as_deref(), Some("external-clients"));
+    }
+
+    #[test]
+    fn rejects_bad_servers_naming_the_field() {
+        let dup =
+            "servers:\n  - {name: a, urls: [http://h/mcp]}\n  - {name: a, urls: [http://h/mcp]}\n";
+        let e = parse_servers_yaml(dup, "f").unwrap_err();
+        assert!(e.to_string().contains("servers[1].name"), "{e}");
+        let ftp = "servers:\n  - {name: a, urls: [ftp://h/mcp]}\n";
+        let e = parse_servers_yaml(ftp, "f").unwrap_err();
+        assert!(e.to_string().contains("servers[0].urls[0]"), "{e}");
+        let upper = "servers:\n  - {name: GitHub, urls: [http://h/mcp]}\n";
+        assert!(parse_servers_yaml(upper, "f").is_err());
+        let typo = "servers:\n  - {name: a, urls: [http://h/mcp], auth_mod: proxy}\n";
+        assert!(parse_servers_yaml(typo, "f").is_err());
+        let none = "servers:\n  - {name: a}\n";
+        assert!(parse_servers_yaml(none, "f").is_err());
+    }
+}

@@ -1,0 +1,432 @@
+//! The upstream header policy: which request headers an MCP server receives.
+//! Built from an allowlist, never a denylist, so a header nobody thought of
+//! (a cookie variant, an internal token) cannot leak upstream by default.
+
+use crate::identity::Identity;
+use http::header::{self, HeaderName, HeaderValue};
+use http::HeaderMap;
+use std::net::IpAddr;
+
+/// Longest header value forwarded; longer ones are dropped with a warning.
+pub const MAX_VALUE_LEN: usize = 4096;
+
+pub static X_UPSTREAM_AUTHORIZATION: HeaderName =
+    HeaderName::from_static("x-upstream-authorization");
+pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What an MCP server needs from the client's request, forwarded as sent.
+static ALLOWLIST: [HeaderName; 15] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::USER_AGENT,
+    HeaderName::from_static("mcp-protocol-version"),
+    HeaderName::from_static("last-event-id"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("x-request-id"),
+    header::UPGRADE,
+    header::CONNECTION,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+];
+
+/// Never forwarded from the client, whatever a passthrough list says: the
+/// gateway's own credentials, framing, and names the gateway owns.
+fn never_from_client(name: &HeaderName) -> bool {
+    name == header::AUTHORIZATION
+        || name == header::COOKIE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::HOST
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == X_UPSTREAM_AUTHORIZATION
+        || name == MCP_SESSION_ID
+}
+
+/// One server's header rules, resolved from the settings at start-up.
+#[derive(Debug, Clone)]
+pub struct HeaderPolicy {
+    /// Empty when `ENABLE_HEADER_PASSTHROUGH` is off.
+    pub passthrough: Vec<HeaderName>,
+    pub overwrite_base: bool,
+    /// Every name that carries identity for this server; the client's value
+    /// of any of them is never forwarded.
+    pub identity_headers: Vec<HeaderName>,
+    /// The name under which the authenticated identity is sent upstream.
+    pub identity_out: HeaderName,
+}
+
+/// Per-request facts the policy needs besides the client's headers.
+pub struct RequestFacts<'a> {
+    pub identity: &'a Identity,
+    pub peer: Option<IpAddr>,
+    /// The peer may vouch for `X-Forwarded-*` (inside `TRUSTED_PROXIES`).
+    pub peer_trusted: bool,
+    pub upstream_authority: &'a str,
+    /// The upstream's own session id, decoded from the client's token.
+    pub upstream_session: Option<&'a str>,
+}
+
+/// Why a header was dropped; logged by the caller, the request goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub name: HeaderName,
+    pub why: &'static str,
+}
+
+#[derive(Debug, Default)]
+pub struct UpstreamHeaders {
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub dropped: Vec<Dropped>,
+}
+
+impl UpstreamHeaders {
+    fn set(&mut self, name: &HeaderName, value: HeaderValue) {
+        self.headers.retain(|(n, _)| n != name);
+        self.headers.push((name.clone(), value));
+    }
+
+    fn has(&self, name: &HeaderName) -> bool {
+        self.headers.iter().any(|(n, _)| n == name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| v)
+    }
+}
+
+pub fn is_clean_value(value: &HeaderValue) -> bool {
+    value.len() <= MAX_VALUE_LEN
+        && value
+            .as_bytes()
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// An upstream credential must look like `Scheme credentials`, visible ASCII.
+fn is_clean_credential(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    is_clean_value(value)
+        && !bytes.is_empty()
+        && bytes.iter().all(|&b| (0x20..0x7f).contains(&b))
+        && bytes.iter().any(|&b| b != b' ')
+}
+
+impl HeaderPolicy {
+    /// The complete upstream header set for one request.
+    pub fn build(&self, client: &HeaderMap, facts: &RequestFacts) -> UpstreamHeaders {
+        let mut out = UpstreamHeaders {
+            headers: Vec::with_capacity(client.len() + 6),
+            dropped: Vec::new(),
+        };
+        for name in &ALLOWLIST {
+            copy_all(client, name, &mut out);
+        }
+        for (name, value) in self.base_headers(client, facts, &mut out.dropped) {
+            out.set(&name, value);
+        }
+        for name in &self.passthrough {
+            if never_from_client(name)
+                || self.identity_headers.contains(name)
+                || ALLOWLIST.contains(name)
+                || !client.contains_key(name)
+            {
+                continue;
+            }
+            if out.has(name) {
+                // A base header: the gateway's value stands unless told otherwise.
+                if !self.overwrite_base {
+                    continue;
+                }
+                out.headers.retain(|(n, _)| n != name);
+            }
+            copy_all(client, name, &mut out);
+        }
+        out
+    }
+
+    /// Headers the gateway sets itself.
+    fn base_headers(
+        &self,
+        client: &HeaderMap,
+        facts: &RequestFacts,
+        dropped: &mut Vec<Dropped>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let mut base = Vec::with_capacity(6);
+        if let Ok(v) = HeaderValue::from_str(facts.upstream_authority) {
+            base.push((header::HOST, v));
+        }
+        if let Some(peer) = facts.peer {
+            let prior = client
+                .get(&X_FORWARDED_FOR)
+                .filter(|v| facts.peer_trusted && is_clean_value(v))
+                .and_then(|v| v.to_str().ok());
+            let xff = match prior {
+                Some(p) => format!("{p}, {peer}"),
+                None => peer.to_string(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                base.push((X_FORWARDED_FOR.clone(), v));
+            }
+        }
+        let proto = client
+            .get(&X_FORWARDED_PROTO)
+            .filter(|v| facts.peer_trusted && (v.as_bytes() == b"https" || v.as_bytes() == b"http"))
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("http"));
+        base.push((X_FORWARDED_PROTO.clone(), proto));
+        if let Some(host) = client.get(header::HOST).filter(|v| is_clean_value(v)) {
+            base.push((X_FORWARDED_HOST.clone(), host.clone()));
+        }
+        if facts.identity.is_authenticated() {
+            match HeaderValue::from_str(&facts.identity.user) {
+                Ok(v) => base.push((self.identity_out.clone(), v)),
+                Err(_) => dropped.push(Dropped {
+                    name: self.identity_out.clone(),
+                    why: "identity is not a valid header value",
+                }),
+            }
+        }
+        if let Some(sid) = facts.upstream_session {
+            if let Ok(v) = HeaderValue::from_str(sid) {
+                base.push((MCP_SESSION_ID.clone(), v));
+            }
+        }
+        if let Some(v) = client.get(&X_UPSTREAM_AUTHORIZATION) {
+            if !facts.identity.is_authenticated() {
+                dropped.push(Dropped {
+                    name: X_UPSTREAM_AUTHORIZATION.clone(),
+                    why: "request was not authenticated by the gateway",
+                });
+            } else if client.get_all(&X_UPSTREAM_AUTHORIZATION).iter().count() > 1 {
+                dropped.push(Dropped {
+                    name: X_UPSTREAM_AUTHORIZATION.clone(),
+                    why: "appears more than once",
+                });
+            } else if !is_clean_credential(v) {
+                dropped.push(Dropped {
+                    name: X_UPSTREAM_AUTHORIZATION.clone(),
+                    why: "failed sanitisation",
+                });
+            } else {
+                base.push((header::AUTHORIZATION, v.clone()));
+            }
+        }
+        base
+    }
+}
+
+fn copy_all(client: &HeaderMap, name: &HeaderName, out: &mut UpstreamHeaders) {
+    for value in client.get_all(name) {
+        if is_clean_value(value) {
+            out.headers.push((name.clone(), value.clone()));
+        } else {
+            out.dropped.push(Dropped {
+                name: name.clone(),
+                why: "control characters or longer than 4 KiB",
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentitySource;
+
+    fn policy(passthrough: &[&str], overwrite_base: bool) -> HeaderPolicy {
+        HeaderPolicy {
+            passthrough: passthrough
+                .iter()
+                .map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
+                .collect(),
+            overwrite_base,
+            identity_headers: vec![HeaderName::from_static("x-authenticated-user")],
+            identity_out: HeaderName::from_static("x-authenticated-user"),
+        }
+    }
+
+    fn client(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            user: "alice".into(),
+            source: IdentitySource::ProxyHeader,
+        }
+    }
+
+    fn facts(identity: &Identity) -> RequestFacts<'_> {
+        RequestFacts {
+            identity,
+            peer: Some("10.0.0.9".parse().unwrap()),
+            peer_trusted: true,
+            upstream_authority: "mcp.internal:3001",
+            upstream_session: None,
+        }
+    }
+
+    #[test]
+    fn only_allowlisted_headers_travel() {
+        let id = alice();
+        let h = client(&[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-06-18"),
+            ("authorization", "Bearer gateway-token"),
+            ("cookie", "session=1"),
+            ("x-internal-secret", "s"),
+            ("x-tenant-id", "t1"),
+            ("host", "gateway.example.com"),
+        ]);
+        let out = policy(&[], false).build(&h, &facts(&id));
+        assert_eq!(out.get("content-type").unwrap(), "application/json");
+        assert_eq!(out.get("mcp-protocol-version").unwrap(), "2025-06-18");
+        assert!(out.get("authorization").is_none());
+        assert!(out.get("cookie").is_none());
+        assert!(out.get("x-internal-secret").is_none());
+        assert!(out.get("x-tenant-id").is_none(), "passthrough is off");
+        assert_eq!(out.get("host").unwrap(), "mcp.internal:3001");
+        assert_eq!(out.get("x-forwarded-host").unwrap(), "gateway.example.com");
+        assert_eq!(out.get("x-authenticated-user").unwrap(), "alice");
+    }
+
+    #[test]
+    fn passthrough_adds_listed_headers_but_never_credentials() {
+        let id = alice();
+        let h = client(&[
+            ("x-tenant-id", "t1"),
+            ("x-groups", "a"),
+            ("x-groups", "b"),
+            ("authorization", "Bearer gateway-token"),
+            ("cookie", "c=1"),
+            ("x-authenticated-user", "mallory"),
+        ]);
+        let p = policy(
+            &[
+                "X-Tenant-Id",
+                "X-Groups",
+                "Authorization",
+                "Cookie",
+                "X-Authenticated-User",
+            ],
+            false,
+        );
+        let out = p.build(&h, &facts(&id));
+        assert_eq!(out.get("x-tenant-id").unwrap(), "t1");
+        let groups: Vec<_> = out
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-groups")
+            .collect();
+        assert_eq!(groups.len(), 2);
+        assert!(out.get("authorization").is_none());
+        assert!(out.get("cookie").is_none());
+        assert_eq!(out.get("x-authenticated-user").unwrap(), "alice");
+    }
+
+    #[test]
+    fn client_identity_header_is_not_forwarded_for_anonymous_callers() {
+        let id = Identity::anonymous();
+        let h = client(&[
+            ("x-authenticated-user", "mallory"),
+            ("x_authenticated_user", "m2"),
+        ]);
+        let out = policy(&["X-Authenticated-User"], true).build(&h, &facts(&id));
+        assert!(out.get("x-authenticated-user").is_none());
+        assert!(out.get("x_authenticated_user").is_none());
+    }
+
+    #[test]
+    fn base_headers_win_unless_overwrite_is_on() {
+        let id = alice();
+        let h = client(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let untrusted = RequestFacts {
+            peer_trusted: false,
+            ..facts(&id)
+        };
+        let out = policy(&["X-Forwarded-For"], false).build(&h, &untrusted);
+        assert_eq!(out.get("x-forwarded-for").unwrap(), "10.0.0.9");
+        assert_eq!(out.get("x-forwarded-proto").unwrap(), "http");
+        let out = policy(&["X-Forwarded-For"], false).build(&h, &facts(&id));
+        assert_eq!(out.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.9");
+        assert_eq!(out.get("x-forwarded-proto").unwrap(), "https");
+        let out = policy(&["X-Forwarded-For"], true).build(&h, &untrusted);
+        assert_eq!(out.get("x-forwarded-for").unwrap(), "1.2.3.4");
+        let n = out
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-forwarded-for")
+            .count();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn upstream_authorization_is_renamed_only_when_authenticated() {
+        let h = client(&[
+            ("authorization", "Bearer gateway"),
+            ("x-upstream-authorization", "Bearer upstream-token"),
+        ]);
+        let id = alice();
+        let out = policy(&[], false).build(&h, &facts(&id));
+        assert_eq!(out.get("authorization").unwrap(), "Bearer upstream-token");
+        assert!(out.get("x-upstream-authorization").is_none());
+        let anon = Identity::anonymous();
+        let out = policy(&[], false).build(&h, &facts(&anon));
+        assert!(out.get("authorization").is_none());
+        assert_eq!(out.dropped[0].name, X_UPSTREAM_AUTHORIZATION);
+    }
+
+    #[test]
+    fn bad_values_are_dropped_and_reported() {
+        let id = alice();
+        let long = "a".repeat(MAX_VALUE_LEN + 1);
+        let mut h = client(&[("x-tenant-id", &long)]);
+        h.insert(
+            "x-upstream-authorization",
+            HeaderValue::from_bytes(b"Bearer \xffx").unwrap(),
+        );
+        let out = policy(&["X-Tenant-Id"], false).build(&h, &facts(&id));
+        assert!(out.get("x-tenant-id").is_none());
+        assert!(out.get("authorization").is_none());
+        assert_eq!(out.dropped.len(), 2);
+    }
+
+    #[test]
+    fn upstream_session_replaces_the_clients() {
+        let id = alice();
+        let h = client(&[("mcp-session-id", "gateway-token")]);
+        let f = RequestFacts {
+            upstream_session: Some("upstream-42"),
+            ..facts(&id)
+        };
+        let out = policy(&["Mcp-Session-Id"], true).build(&h, &f);
+        let all: Vec<_> = out
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "mcp-session-id")
+            .collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].1, "upstream-42");
+    }
+}

@@ -1,0 +1,40 @@
+//! The `mcp-gateway` binary: parse arguments, load settings, run.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-gateway",
+    version,
+    about = "A gateway for the Model Context Protocol"
+)]
+struct Cli {
+    /// YAML file declaring the MCP servers.
+    #[arg(long, env = "MCP_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate the configuration, print the warnings, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let settings = match mcp_gateway::app::load_settings(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("mcp-gateway: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.log_level.clone());
+    env_logger::Builder::new().parse_filters(&filter).init();
+    for warning in settings.warnings() {
+        log::warn!("{warning}");
+    }
+    if cli.check_config {
+        println!("configuration OK: {} server(s)", settings.servers.len());
+        return;
+    }
+    mcp_gateway::app::run(settings)
+}

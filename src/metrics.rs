@@ -1,0 +1,239 @@
+//! Every Prometheus metric the gateway exposes, registered in one place.
+//! Per-server handles are resolved once at start-up so the request path
+//! never hashes a label set.
+
+use crate::identity::AuthError;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::HashSet;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// The `user` label value once `METRICS_MAX_USERS` distinct users are seen.
+pub const OTHER_USERS: &str = "__other__";
+
+pub struct Metrics {
+    registry: Registry,
+    pub auth_attempts: IntCounter,
+    pub auth_success: IntCounter,
+    auth_failures: IntCounterVec,
+    pub proxy_header_missing: IntCounter,
+    pub auth_latency: Histogram,
+    authenticated_requests: IntCounterVec,
+    known_users: RwLock<HashSet<String>>,
+    max_users: usize,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    pub backend_up: IntGaugeVec,
+}
+
+/// One server's request counters (by status class) and latency histogram.
+#[derive(Clone)]
+pub struct ServerMetrics {
+    by_class: [IntCounter; 5],
+    duration: Histogram,
+}
+
+impl ServerMetrics {
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_class[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+impl Metrics {
+    pub fn new(max_users: usize) -> Self {
+        let registry = Registry::new();
+        let auth_latency = Histogram::with_opts(
+            HistogramOpts::new("mcp_auth_latency_seconds", "Authentication processing time")
+                .buckets(vec![
+                    1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1, 1.0,
+                ]),
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(auth_latency.clone()))
+            .expect("metric registered once");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mcp_request_duration_seconds",
+                "Time from request to the end of the response, per server",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0,
+            ]),
+            &["server"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(request_duration.clone()))
+            .expect("metric registered once");
+        let backend_up = IntGaugeVec::new(
+            Opts::new(
+                "mcp_backend_up",
+                "1 when the backend passes its health check",
+            ),
+            &["server", "backend"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(backend_up.clone()))
+            .expect("metric registered once");
+        Metrics {
+            auth_attempts: counter(
+                &registry,
+                "mcp_auth_attempts_total",
+                "Authentication attempts",
+            ),
+            auth_success: counter(
+                &registry,
+                "mcp_auth_success_total",
+                "Successful authentications",
+            ),
+            auth_failures: counter_vec(
+                &registry,
+                "mcp_auth_failures_total",
+                "Failed authentication attempts",
+                &["reason"],
+            ),
+            proxy_header_missing: counter(
+                &registry,
+                "mcp_proxy_header_missing",
+                "Requests without the proxy identity header where one was expected",
+            ),
+            authenticated_requests: counter_vec(
+                &registry,
+                "mcp_authenticated_requests_total",
+                "Authenticated requests per user (capped by METRICS_MAX_USERS)",
+                &["user"],
+            ),
+            requests: counter_vec(
+                &registry,
+                "mcp_requests_total",
+                "Proxied requests per server and status class",
+                &["server", "status"],
+            ),
+            known_users: RwLock::new(HashSet::new()),
+            max_users,
+            auth_latency,
+            request_duration,
+            backend_up,
+            registry,
+        }
+    }
+
+    pub fn server(&self, name: &str) -> ServerMetrics {
+        let class = |c: &str| self.requests.with_label_values(&[name, c]);
+        ServerMetrics {
+            by_class: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            duration: self.request_duration.with_label_values(&[name]),
+        }
+    }
+
+    pub fn auth_failed(&self, error: &AuthError) {
+        self.auth_failures
+            .with_label_values(&[error.reason()])
+            .inc();
+        if let AuthError::MissingCredential {
+            proxy_expected: true,
+        } = error
+        {
+            self.proxy_header_missing.inc();
+        }
+    }
+
+    /// Counts a request for `user`, folding users beyond the cap into one
+    /// label so an attacker cycling identities cannot exhaust memory.
+    pub fn authenticated_request(&self, user: &str) {
+        let known = self
+            .known_users
+            .read()
+            .map(|set| set.contains(user))
+            .unwrap_or(false);
+        let label = if known {
+            user
+        } else if let Ok(mut set) = self.known_users.write() {
+            if set.len() < self.max_users {
+                set.insert(user.to_string());
+                user
+            } else {
+                OTHER_USERS
+            }
+        } else {
+            OTHER_USERS
+        };
+        self.authenticated_requests
+            .with_label_values(&[label])
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::with_capacity(8192);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            log::error!("encoding metrics failed: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_label_is_capped() {
+        let m = Metrics::new(2);
+        for u in ["a", "b", "c", "d", "a"] {
+            m.authenticated_request(u);
+        }
+        let text = m.render();
+        assert!(text.contains("mcp_authenticated_requests_total{user=\"a\"} 2"));
+        assert!(text.contains("mcp_authenticated_requests_total{user=\"__other__\"} 2"));
+        assert!(!text.contains("user=\"c\""));
+    }
+
+    #[test]
+    fn reference_names_are_exposed() {
+        let m = Metrics::new(10);
+        m.auth_attempts.inc();
+        m.auth_failed(&AuthError::MissingCredential {
+            proxy_expected: true,
+        });
+        m.server("demo").observe(200, Duration::from_millis(3));
+        let text = m.render();
+        for name in [
+            "mcp_auth_attempts_total 1",
+            "mcp_auth_failures_total{reason=\"missing_credential\"} 1",
+            "mcp_proxy_header_missing 1",
+            "mcp_requests_total{server=\"demo\",status=\"2xx\"} 1",
+            "mcp_request_duration_seconds_count{server=\"demo\"} 1",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! The Pingora adapter: each phase gathers plain inputs, calls one of the
+//! decision modules, and applies the result.
+
+use crate::headers::{RequestFacts, MCP_SESSION_ID};
+use crate::identity::{AuthError, Identity};
+use crate::legacy_sse::{self, EndpointScanner, Scan};
+use crate::lifecycle::InFlight;
+use crate::local;
+use crate::responses::{self, ErrorShape, LocalResponse};
+use crate::routing::{self, Endpoint, Target};
+use crate::session::{SessionError, SessionTarget};
+use crate::state::{GatewayState, ServerRuntime};
+use crate::upstream::Chosen;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub struct Gateway {
+    pub state: Arc<GatewayState>,
+}
+
+/// What one request carries from phase to phase.
+pub struct RequestCtx {
+    _in_flight: InFlight,
+    started: Instant,
+    route: Option<RouteCtx>,
+}
+
+struct RouteCtx {
+    server: usize,
+    endpoint: Endpoint,
+    identity: Identity,
+    /// From the client's session token: the backend and the upstream's id.
+    pinned: Option<SessionTarget>,
+    chosen: Option<Chosen>,
+    tried: Vec<SocketAddr>,
+    sse_scanner: Option<EndpointScanner>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+async fn write_local(session: &mut Session, response: LocalResponse) -> Result<()> {
+    let mut header =
+        ResponseHeader::build(response.status, Some(4 + response.extra_headers.len()))?;
+    header.insert_header("content-type", response.content_type)?;
+    header.insert_header("content-length", response.body.len().to_string())?;
+    header.insert_header("cache-control", "no-store")?;
+    for (name, value) in response.extra_headers {
+        header.insert_header(name, value)?;
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(response.body), true).await
+}
+
+impl Gateway {
+    fn server<'a>(&'a self, ctx: &'a RequestCtx) -> Option<(&'a ServerRuntime, &'a RouteCtx)> {
+        let route = ctx.route.as_ref()?;
+        Some((self.state.servers.get(route.server)?, route))
+    }
+
+    /// Authenticates, counts, and turns a failure into the 401 to send.
+    fn authenticate(
+        &self,
+        server: &ServerRuntime,
+        session: &Session,
+    ) -> std::result::Result<Identity, LocalResponse> {
+        let metrics = &self.state.metrics;
+        metrics.auth_attempts.inc();
+        let started = Instant::now();
+        let result = server
+            .auth
+            .authenticate(&session.req_header().headers, peer_ip(session));
+        metrics
+            .auth_latency
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(identity) => {
+                metrics.auth_success.inc();
+                if identity.is_authenticated() {
+                    metrics.authenticated_request(&identity.user);
+                }
+                Ok(identity)
+            }
+            Err(e) => {
+                metrics.auth_failed(&e);
+                let peer = peer_ip(session).map_or("-".into(), |p| p.to_string());
+                match &e {
+                    AuthError::MissingCredential { .. } => {
+                        log::info!("401 {} from {peer}: {}", server.name, e.message())
+                    }
+                    _ => log::warn!("401 {} from {peer}: {}", server.name, e.message()),
+                }
+                let invalid_token = matches!(e, AuthError::InvalidToken(_));
+                Err(responses::unauthorized(
+                    ErrorShape::JsonRpc,
+                    &e.message(),
+                    invalid_token,
+                ))
+            }
+        }
+    }
+
+    /// Opens the client's session token, if any, and finds its backend.
+    fn resume_session(
+        &self,
+        server: &ServerRuntime,
+        endpoint: Endpoint,
+        identity: &Identity,
+        session: &Session,
+    ) -> std::result::Result<Option<(SessionTarget, Chosen)>, LocalResponse> {
+        let req = session.req_header();
+        let token = match endpoint {
+            Endpoint::Mcp => {
+                let mut values = req.headers.get_all(&MCP_SESSION_ID).iter();
+                match (values.next(), values.next()) {
+                    (None, _) => return Ok(None),
+                    (Some(v), None) => v.to_str().unwrap_or_default(),
+                    (Some(_), Some(_)) => {
+                        return Err(responses::error(
+                            ErrorShape::JsonRpc,
+                            400,
+                            "Mcp-Session-Id appears more than once",
+                        ))
+                    }
+                }
+            }
+            Endpoint::Message => match routing::query_param(req.uri.query(), "sessionId") {
+                Some(t) => t,
+                None => {
+                    return Err(responses::error(
+                        ErrorShape::JsonRpc,
+                        400,
+                        "missing sessionId query parameter",
+                    ))
+                }
+            },
+            Endpoint::Sse => return Ok(None),
+        };
+        let target = self
+            .state
+            .sessions
+            .open(&server.name, identity.principal(), token, now_secs())
+            .map_err(|e: SessionError| {
+                log::info!("404 {}: {} ({e:?})", server.name, e.message());
+                responses::error(ErrorShape::JsonRpc, 404, e.message())
+            })?;
+        match server.upstream.select_target(target.backend) {
+            Some(chosen) => Ok(Some((target, chosen))),
+            None => Err(responses::error(
+                ErrorShape::JsonRpc,
+                404,
+                "session's backend is unavailable; initialize a new session",
+            )),
+        }
+    }
+
+    /// The route phase of `request_filter`: 404/405/401 or a `RouteCtx`.
+    fn route(
+        &self,
+        session: &Session,
+        name: &str,
+        endpoint: Endpoint,
+    ) -> std::result::Result<RouteCtx, LocalResponse> {
+        let Some(index) = self.state.routes.lookup(name) else {
+            return Err(responses::error(ErrorShape::JsonRpc, 404, "unknown server"));
+        };
+        let server = &self.state.servers[index];
+        let method = &session.req_header().method;
+        let allowed: &[Method] = match endpoint {
+            Endpoint::Mcp => &[Method::POST, Method::GET, Method::DELETE],
+            Endpoint::Sse => &[Method::GET],
+            Endpoint::Message => &[Method::POST],
+        };
+        if !allowed.contains(method) {
+            let allow = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(
+                responses::error(ErrorShape::JsonRpc, 405, "method not allowed")
+                    .with_header("allow", allow),
+            );
+        }
+        let identity = self.authenticate(server, session)?;
+        let resumed = self.resume_session(server, endpoint, &identity, session)?;
+        let (pinned, chosen) = resumed.map_or((None, None), |(t, c)| (Some(t), Some(c)));
+        Ok(RouteCtx {
+            server: index,
+            endpoint,
+            identity,
+            pinned,
+            chosen,
+            tried: Vec::new(),
+            sse_scanner: None,
+        })
+    }
+
+    /// Path and query the upstream sees for this request.
+    fn upstream_path(
+        &self,
+        server: &ServerRuntime,
+        route: &RouteCtx,
+        query: Option<&str>,
+    ) -> String {
+        let base = match (&route.pinned, route.endpoint) {
+            (Some(pinned), Endpoint::Message) => return pinned.upstream_id.clone(),
+            _ => route
+                .chosen
+                .as_ref()
+                .and_then(|c| server.upstream.target(c.target))
+                .map_or("/".to_string(), |t| match route.endpoint {
+                    Endpoint::Sse => legacy_sse::sse_path_for(&t.url.path),
+                    _ => t.url.path.clone(),
+                }),
+        };
+        match query {
+            Some(q) if route.endpoint != Endpoint::Message => format!("{base}?{q}"),
+            _ => base,
+        }
+    }
+
+    /// The replacement `endpoint` event for the legacy SSE transport.
+    fn endpoint_event(
+        &self,
+        server: &ServerRuntime,
+        route: &RouteCtx,
+        upstream: &str,
+    ) -> Option<Bytes> {
+        let chosen = route.chosen.as_ref()?;
+        let target = server.upstream.target(chosen.target)?;
+        let path = legacy_sse::upstream_message_path(
+            upstream,
+            &legacy_sse::sse_path_for(&target.url.path),
+        )?;
+        let token = self.state.sessions.seal(
+            &server.name,
+            route.identity.principal(),
+            &SessionTarget {
+                backend: chosen.target,
+                upstream_id: path,
+            },
+            now_secs() + self.state.session_ttl.as_secs(),
+        )?;
+        Some(Bytes::from(format!(
+            "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
+            server.name
+        )))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            _in_flight: self.state.lifecycle.track(),
+            started: Instant::now(),
+            route: None,
+        }
+    }
+
+    /// Answers local endpoints and refusals; otherwise resolves server,
+    /// identity and session for the later phases.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if self.state.lifecycle.is_draining() {
+            session.set_keepalive(None);
+        }
+        let outcome = match routing::classify(session.req_header().uri.path()) {
+            Target::Local(endpoint) => Err(local::respond(
+                endpoint,
+                &self.state,
+                &session.req_header().headers,
+                peer_ip(session),
+            )),
+            Target::NotFound => Err(responses::error(ErrorShape::Plain, 404, "not found")),
+            Target::Server { name, endpoint } => self.route(session, name, endpoint),
+        };
+        match outcome {
+            Ok(route) => {
+                ctx.route = Some(route);
+                Ok(false)
+            }
+            Err(response) => {
+                write_local(session, response).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The pinned backend of a session, else round robin over healthy ones.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let state = &self.state;
+        let Some(route) = ctx.route.as_mut() else {
+            return Error::e_explain(ErrorType::InternalError, "no route");
+        };
+        let server = &state.servers[route.server];
+        if route.pinned.is_none() {
+            route.chosen = server.upstream.select(&route.tried);
+        }
+        let Some(chosen) = route.chosen.clone() else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
+        };
+        let Some(target) = server.upstream.target(chosen.target) else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "backend left the configuration");
+        };
+        route.tried.push(chosen.addr);
+        let sni = if target.url.tls {
+            target.url.host.clone()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(chosen.addr, target.url.tls, sni);
+        peer.options.connection_timeout = Some(state.connect_timeout);
+        peer.options.total_connection_timeout = Some(state.connect_timeout * 2);
+        // Server-sent event streams may be silent for minutes.
+        let streams = route.endpoint == Endpoint::Sse
+            || (route.endpoint == Endpoint::Mcp && _session.req_header().method == Method::GET);
+        if !streams {
+            peer.options.read_timeout = Some(state.read_timeout);
+        }
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    /// A connect failure before any byte was sent is safe to retry on
+    /// another replica; a pinned session has nowhere else to go.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some((server, route)) = self.server(ctx) {
+            log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
+            let replicas = server.upstream.lb.backends().get_backend().len();
+            if route.pinned.is_none() && route.tried.len() < replicas {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    /// Replaces the client's headers with the policy's upstream set.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some((server, route)) = self.server(ctx) else {
+            return Error::e_explain(ErrorType::InternalError, "no route");
+        };
+        let target = route
+            .chosen
+            .as_ref()
+            .and_then(|c| server.upstream.target(c.target));
+        let peer = peer_ip(session);
+        let facts = RequestFacts {
+            identity: &route.identity,
+            peer,
+            peer_trusted: server.auth.peer_is_trusted(peer),
+            upstream_authority: target.map_or("", |t| t.url.authority.as_str()),
+            upstream_session: route
+                .pinned
+                .as_ref()
+                .filter(|_| route.endpoint == Endpoint::Mcp)
+                .map(|p| p.upstream_id.as_str()),
+        };
+        let planned = server.headers.build(&session.req_header().headers, &facts);
+        for dropped in &planned.dropped {
+            log::warn!(
+                "server {}: dropped header {}: {}",
+                server.name,
+                dropped.name,
+                dropped.why
+            );
+        }
+        let names: Vec<_> = upstream_request.headers.keys().cloned().collect();
+        for name in names {
+            upstream_request.remove_header(&name);
+        }
+        for (name, value) in planned.headers {
+            upstream_request.append_header(name, value)?;
+        }
+        let path = self.upstream_path(server, route, session.req_header().uri.query());
+        let uri = path
+            .parse()
+            .or_err(ErrorType::InternalError, "upstream path is not a valid URI")?;
+        upstream_request.set_uri(uri);
+        Ok(())
+    }
+
+    /// Wraps a new upstream session id in a signed token naming the backend.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.as_mut() else {
+            return Ok(());
+        };
+        let server = &self.state.servers[route.server];
+        if route.endpoint == Endpoint::Sse && upstream_response.status == StatusCode::OK {
+            route.sse_scanner = Some(EndpointScanner::default());
+            upstream_response.remove_header("content-length");
+        }
+        let upstream_id = upstream_response
+            .headers
+            .get(&MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let (Some(upstream_id), Some(chosen)) = (upstream_id, route.chosen.as_ref()) {
+            let target = SessionTarget {
+                backend: chosen.target,
+                upstream_id,
+            };
+            let expires = now_secs() + self.state.session_ttl.as_secs();
+            match self.state.sessions.seal(
+                &server.name,
+                route.identity.principal(),
+                &target,
+                expires,
+            ) {
+                Some(token) => {
+                    upstream_response.insert_header(MCP_SESSION_ID.clone(), token)?;
+                }
+                None => {
+                    log::error!(
+                        "server {}: upstream session id too long to wrap",
+                        server.name
+                    );
+                    upstream_response.remove_header(&MCP_SESSION_ID);
+                }
+            }
+        }
+        upstream_response.insert_header("x-content-type-options", "nosniff")?;
+        if self.state.lifecycle.is_draining() {
+            _session.set_keepalive(None);
+        }
+        Ok(())
+    }
+
+    /// Legacy SSE only: swap the upstream's endpoint event for the gateway's.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        let Some(route) = ctx.route.as_mut() else {
+            return Ok(None);
+        };
+        let Some(scanner) = route.sse_scanner.as_mut() else {
+            return Ok(None);
+        };
+        if scanner.is_done() {
+            return Ok(None);
+        }
+        let chunk = body.take();
+        let input = match (&chunk, end_of_stream) {
+            (Some(b), _) => Some(&b[..]),
+            (None, true) => None,
+            (None, false) => return Ok(None),
+        };
+        *body = match scanner.feed(input) {
+            Scan::Hold => Some(Bytes::new()),
+            Scan::Pass(bytes) => Some(bytes),
+            Scan::Found {
+                before,
+                endpoint,
+                after,
+            } => {
+                let server = &self.state.servers[route.server];
+                let replacement = self
+                    .endpoint_event(server, route, &endpoint)
+                    .unwrap_or_default();
+                let mut out = Vec::with_capacity(before.len() + replacement.len() + after.len());
+                out.extend_from_slice(&before);
+                out.extend_from_slice(&replacement);
+                out.extend_from_slice(&after);
+                Some(Bytes::from(out))
+            }
+        };
+        Ok(None)
+    }
+
+    /// Writes a JSON-RPC error instead of Pingora's bare HTML error page.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            let message = match code {
+                503 => "no healthy backend for this server",
+                502 => "upstream MCP server failed",
+                504 => "upstream MCP server timed out",
+                400 => "bad request",
+                _ => "internal error",
+            };
+            let shape = if ctx.route.is_some() {
+                ErrorShape::JsonRpc
+            } else {
+                ErrorShape::Plain
+            };
+            if let Err(write_error) =
+                write_local(session, responses::error(shape, code, message)).await
+            {
+                log::debug!("could not send error response: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Request counts and durations per server; the access log at debug level.
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let Some((server, route)) = self.server(ctx) else {
+            return;
+        };
+        let elapsed = ctx.started.elapsed();
+        server.metrics.observe(status, elapsed);
+        if log::log_enabled!(target: "access", log::Level::Debug) {
+            let req = session.req_header();
+            log::debug!(
+                target: "access",
+                "{} {} {} server={} user={} backend={} {:?}{}",
+                req.method,
+                req.uri.path(),
+                status,
+                server.name,
+                route.identity.user,
+                route.chosen.as_ref().map_or("-".into(), |c| c.addr.to_string()),
+                elapsed,
+                error.map_or(String::new(), |e| format!(" error={e}")),
+            );
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Which handler a request path belongs to, and which registered server a
+//! name denotes. Pure and allocation-free on the request path.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalEndpoint {
+    Health,
+    Ready,
+    Metrics,
+    Version,
+}
+
+/// The MCP transports a server is reachable through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Streamable HTTP: POST, GET (SSE stream), DELETE.
+    Mcp,
+    /// Legacy HTTP+SSE: the event stream.
+    Sse,
+    /// Legacy HTTP+SSE: where the client POSTs its messages.
+    Message,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Mcp => "mcp",
+            Endpoint::Sse => "sse",
+            Endpoint::Message => "message",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Local(LocalEndpoint),
+    Server { name: &'a str, endpoint: Endpoint },
+    NotFound,
+}
+
+/// Classifies a request path (without the query string).
+pub fn classify(path: &str) -> Target<'_> {
+    match path {
+        "/health" | "/healthz" => return Target::Local(LocalEndpoint::Health),
+        "/ready" | "/readyz" => return Target::Local(LocalEndpoint::Ready),
+        "/metrics" => return Target::Local(LocalEndpoint::Metrics),
+        "/version" => return Target::Local(LocalEndpoint::Version),
+        _ => {}
+    }
+    let Some(rest) = path.strip_prefix("/servers/") else {
+        return Target::NotFound;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let Some((name, tail)) = rest.split_once('/') else {
+        return Target::NotFound;
+    };
+    let endpoint = match tail {
+        "mcp" => Endpoint::Mcp,
+        "sse" => Endpoint::Sse,
+        "message" | "messages" => Endpoint::Message,
+        _ => return Target::NotFound,
+    };
+    if name.is_empty() {
+        return Target::NotFound;
+    }
+    Target::Server { name, endpoint }
+}
+
+/// Server name to index in the snapshot's server list: one hash lookup,
+/// whatever the number of servers.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    by_name: HashMap<Box<str>, usize>,
+}
+
+impl RouteTable {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        RouteTable {
+            by_name: names
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (Box::from(n), i))
+                .collect(),
+        }
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// The value of `key` in a query string, if present once or more (first wins).
+pub fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_endpoints() {
+        assert_eq!(classify("/health"), Target::Local(LocalEndpoint::Health));
+        assert_eq!(classify("/ready"), Target::Local(LocalEndpoint::Ready));
+        assert_eq!(classify("/metrics"), Target::Local(LocalEndpoint::Metrics));
+        assert_eq!(classify("/version"), Target::Local(LocalEndpoint::Version));
+    }
+
+    #[test]
+    fn server_routes() {
+        assert_eq!(
+            classify("/servers/github/mcp"),
+            Target::Server {
+                name: "github",
+                endpoint: Endpoint::Mcp
+            }
+        );
+        assert_eq!(
+            classify("/servers/github/mcp/"),
+            Target::Server {
+                name: "github",
+                endpoint: Endpoint::Mcp
+            }
+        );
+        assert_eq!(
+            classify("/servers/a-1/sse"),
+            Target::Server {
+                name: "a-1",
+                endpoint: Endpoint::Sse
+            }
+        );
+        assert_eq!(
+            classify("/servers/a/message"),
+            Target::Server {
+                name: "a",
+                endpoint: Endpoint::Message
+            }
+        );
+        for bad in [
+            "/servers/",
+            "/servers//mcp",
+            "/servers/a",
+            "/servers/a/b/mcp",
+            "/",
+            "/mcp",
+            "/servers/a/tools",
+        ] {
+            assert_eq!(classify(bad), Target::NotFound, "{bad}");
+        }
+    }
+
+    #[test]
+    fn table_lookup() {
+        let t = RouteTable::new(["a", "b"]);
+        assert_eq!(t.lookup("b"), Some(1));
+        assert_eq!(t.lookup("c"), None);
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param(Some("a=1&sessionId=x"), "sessionId"), Some("x"));
+        assert_eq!(query_param(Some("a=1"), "sessionId"), None);
+        assert_eq!(query_param(None, "a"), None);
+    }
+}

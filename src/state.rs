@@ -1,0 +1,106 @@
+//! Everything the data plane reads, built once from [`Settings`] into an
+//! immutable structure: per-server auth and header policies, upstreams,
+//! metric handles. The request path never touches configuration text.
+
+use crate::config::Settings;
+use crate::headers::HeaderPolicy;
+use crate::identity::AuthPolicy;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::{Metrics, ServerMetrics};
+use crate::routing::RouteTable;
+use crate::session::SessionKeys;
+use crate::upstream::ServerUpstream;
+use pingora::lb::HealthRegistry;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ServerRuntime {
+    pub name: String,
+    pub auth: AuthPolicy,
+    pub headers: HeaderPolicy,
+    pub upstream: ServerUpstream,
+    pub metrics: ServerMetrics,
+}
+
+pub struct GatewayState {
+    pub servers: Vec<ServerRuntime>,
+    pub routes: RouteTable,
+    pub global_auth: AuthPolicy,
+    pub sessions: SessionKeys,
+    pub session_ttl: Duration,
+    pub metrics: Metrics,
+    pub lifecycle: Arc<Lifecycle>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// The non-secret part of the configuration, shown by `/version`.
+    pub public_config: serde_json::Value,
+}
+
+impl GatewayState {
+    pub fn build(
+        settings: &Settings,
+        health: &Arc<HealthRegistry>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
+        let metrics = Metrics::new(settings.metrics_max_users);
+        let global_auth = AuthPolicy::global(settings);
+        let servers: Vec<ServerRuntime> = settings
+            .servers
+            .iter()
+            .map(|spec| {
+                let auth = AuthPolicy::for_server(settings, &global_auth, spec);
+                let mut identity_headers = vec![settings.proxy_user_header.clone()];
+                identity_headers.extend(spec.proxy_header.clone());
+                let passthrough = if settings.enable_header_passthrough {
+                    spec.passthrough_headers
+                        .clone()
+                        .unwrap_or_else(|| settings.default_passthrough_headers.clone())
+                } else {
+                    Vec::new()
+                };
+                ServerRuntime {
+                    name: spec.name.clone(),
+                    headers: HeaderPolicy {
+                        passthrough,
+                        overwrite_base: settings.enable_overwrite_base_headers,
+                        identity_headers,
+                        identity_out: auth
+                            .proxy_header
+                            .clone()
+                            .unwrap_or_else(|| settings.proxy_user_header.clone()),
+                    },
+                    auth,
+                    upstream: ServerUpstream::new(&spec.name, &spec.urls, health),
+                    metrics: metrics.server(&spec.name),
+                }
+            })
+            .collect();
+        let routes = RouteTable::new(servers.iter().map(|s| s.name.as_str()));
+        let sessions = SessionKeys::from_secrets(
+            settings.session_secret.as_ref().map(|s| s.expose()),
+            settings.jwt.secret.as_ref().map(|s| s.expose()),
+        );
+        let public_config = json!({
+            "mcp_client_auth_enabled": settings.mcp_client_auth_enabled,
+            "trust_proxy_auth": settings.trust_proxy_auth,
+            "proxy_user_header": settings.proxy_user_header.as_str(),
+            "auth_required": settings.auth_required,
+            "trusted_proxies": settings.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "enable_header_passthrough": settings.enable_header_passthrough,
+            "servers": settings.servers.len(),
+        });
+        GatewayState {
+            servers,
+            routes,
+            global_auth,
+            sessions,
+            session_ttl: settings.mcp_session_ttl,
+            metrics,
+            lifecycle,
+            connect_timeout: settings.upstream_connect_timeout,
+            read_timeout: settings.upstream_read_timeout,
+            public_config,
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The replicas of each server: discovery (DNS, re-resolved periodically),
+//! round-robin selection among healthy backends, and the metadata that turns
+//! a selected backend into an upstream peer.
+
+use crate::config::UpstreamUrl;
+use async_trait::async_trait;
+use pingora::lb::discovery::ServiceDiscovery;
+use pingora::lb::health_check::TcpHealthCheck;
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
+use pingora::protocols::l4::socket::SocketAddr;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr as StdSocketAddr;
+use std::sync::Arc;
+
+/// Stable id of a replica URL, carried in session tokens. Derived from the
+/// URL itself so every gateway replica (and a restart) agrees on it.
+pub fn target_id(url: &str) -> u64 {
+    let digest = Sha256::digest(url.as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(id)
+}
+
+/// One configured replica URL.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: u64,
+    pub url: UpstreamUrl,
+}
+
+/// Marks a discovered [`Backend`] with the replica URL it came from.
+#[derive(Debug, Clone, Copy)]
+struct TargetTag(u64);
+
+/// Resolves every replica URL's host on each discovery round, so a DNS
+/// change (a Kubernetes Service, a failover record) is picked up without a
+/// restart. A name that fails to resolve is left out of that round.
+struct UrlDiscovery {
+    server: String,
+    targets: Vec<Target>,
+}
+
+#[async_trait]
+impl ServiceDiscovery for UrlDiscovery {
+    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        let mut backends = BTreeSet::new();
+        for target in &self.targets {
+            match tokio::net::lookup_host((target.url.host.as_str(), target.url.port)).await {
+                Ok(addrs) => {
+                    for addr in addrs {
+                        let mut backend = Backend {
+                            addr: SocketAddr::Inet(addr),
+                            weight: 1,
+                            ext: Default::default(),
+                        };
+                        backend.ext.insert(TargetTag(target.id));
+                        backends.insert(backend);
+                    }
+                }
+                Err(e) => log::warn!(
+                    "server {}: cannot resolve {}: {e}",
+                    self.server,
+                    target.url.original
+                ),
+            }
+        }
+        Ok((backends, HashMap::new()))
+    }
+}
+
+/// A backend chosen for one request.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub addr: StdSocketAddr,
+    pub target: u64,
+}
+
+/// The replicas of one server.
+pub struct ServerUpstream {
+    pub lb: LoadBalancer<RoundRobin>,
+    targets: Vec<Target>,
+}
+
+impl ServerUpstream {
+    pub fn new(server: &str, urls: &[UpstreamUrl], health: &Arc<HealthRegistry>) -> Self {
+        let targets: Vec<Target> = urls
+            .iter()
+            .map(|url| Target {
+                id: target_id(&url.original),
+                url: url.clone(),
+            })
+            .collect();
+        let discovery = UrlDiscovery {
+            server: server.to_string(),
+            targets: targets.clone(),
+        };
+        let backends = Backends::new_with_health_registry(Box::new(discovery), health.clone());
+        ServerUpstream {
+            lb: LoadBalancer::from_backends(backends),
+            targets,
+        }
+    }
+
+    pub fn target(&self, id: u64) -> Option<&Target> {
+        self.targets.iter().find(|t| t.id == id)
+    }
+
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Round robin over healthy backends, skipping ones this request already tried.
+    pub fn select(&self, exclude: &[StdSocketAddr]) -> Option<Chosen> {
+        let max = self.lb.backends().get_backend().len().max(1) * 2;
+        self.lb
+            .select_with(b"", max, |b, healthy| {
+                healthy && b.addr.as_inet().is_some_and(|a| !exclude.contains(a))
+            })
+            .and_then(|b| chosen(&b))
+    }
+
+    /// A healthy backend of the given replica URL (a session's pinned target).
+    pub fn select_target(&self, target: u64) -> Option<Chosen> {
+        let backends = self.lb.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter(|b| b.ext.get::<TargetTag>().is_some_and(|t| t.0 == target))
+            .find(|b| backends.ready(b))
+            .and_then(chosen)
+    }
+
+    /// Health of every discovered backend, for `/metrics`.
+    pub fn health(&self) -> Vec<(StdSocketAddr, bool)> {
+        let backends = self.lb.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter_map(|b| b.addr.as_inet().map(|a| (*a, backends.ready(b))))
+            .collect()
+    }
+}
+
+fn chosen(b: &Backend) -> Option<Chosen> {
+    Some(Chosen {
+        addr: *b.addr.as_inet()?,
+        target: b.ext.get::<TargetTag>()?.0,
+    })
+}
+
+/// The one health registry shared by every server: a backend listed by two
+/// servers is probed once.
+pub fn health_registry() -> Arc<HealthRegistry> {
+    let registry = Arc::new(HealthRegistry::new());
+    let mut check = TcpHealthCheck::new();
+    check.consecutive_failure = 1;
+    check.consecutive_success = 1;
+    registry.set_health_check(check);
+    registry
+}

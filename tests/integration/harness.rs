@@ -1,0 +1,384 @@
+//! Starts the real binaries on free ports and talks to them over raw
+//! sockets, so a test sees exactly the bytes a client would: duplicate
+//! headers, odd header names and `Connection` tricks included.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn scratch_dir() -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mcp-gw-it-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The demo MCP server shipped with the project.
+pub struct Demo {
+    pub proc: Proc,
+    pub addr: String,
+}
+
+impl Demo {
+    pub fn start(name: &str) -> Demo {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = scratch_dir();
+        let log = dir.join("demo.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-demo-server"))
+            .args(["--listen", &addr, "--name", name])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("demo server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("demo server prints its address");
+        assert!(line.contains("listening on"), "demo server said {line:?}");
+        Demo {
+            proc: Proc { child, log },
+            addr,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+}
+
+pub struct Gateway {
+    pub proc: Proc,
+    pub addr: String,
+}
+
+/// Settings every test gets unless it overrides them: fast health checks
+/// and a short drain, so failover and shutdown tests finish quickly.
+const BASE_ENV: [(&str, &str); 5] = [
+    ("HEALTH_CHECK_INTERVAL", "0.2"),
+    ("SHUTDOWN_DRAIN_SECONDS", "0.5"),
+    ("SHUTDOWN_GRACE_SECONDS", "3"),
+    ("WORKER_THREADS", "2"),
+    ("LOG_LEVEL", "info"),
+];
+
+fn gateway_command(env: &[(&str, &str)], yaml: &str, port: u16) -> (Command, PathBuf) {
+    let dir = scratch_dir();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(&dir)
+        .arg("--config")
+        .arg(&config)
+        .env("PORT", port.to_string());
+    for (k, v) in BASE_ENV.iter().chain(env) {
+        cmd.env(k, v);
+    }
+    (cmd, dir)
+}
+
+/// A YAML file with one server per (name, urls).
+pub fn servers_yaml(servers: &[(&str, &[String])]) -> String {
+    let mut out = String::from("servers:\n");
+    for (name, urls) in servers {
+        out.push_str(&format!(
+            "  - name: {name}\n    urls: [{}]\n",
+            urls.join(", ")
+        ));
+    }
+    out
+}
+
+impl Gateway {
+    pub fn start(env: &[(&str, &str)], yaml: &str) -> Gateway {
+        let port = free_port();
+        let (mut cmd, dir) = gateway_command(env, yaml, port);
+        let log = dir.join("gateway.log");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("gateway starts");
+        let mut gw = Gateway {
+            proc: Proc { child, log },
+            addr: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = gw.proc.child.try_wait() {
+                panic!("gateway exited with {status}:\n{}", gw.proc.output());
+            }
+            if try_request(&gw.addr, "GET", "/health", &[], "").is_ok_and(|r| r.status == 200) {
+                return gw;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway not healthy:\n{}",
+                gw.proc.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs the gateway expecting it to exit (bad configuration, `--check-config`).
+    pub fn run_to_exit(env: &[(&str, &str)], yaml: &str, extra: &[&str]) -> (i32, String) {
+        let (mut cmd, _dir) = gateway_command(env, yaml, free_port());
+        let out = cmd.args(extra).output().expect("gateway runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout),
+        )
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        request(&self.addr, method, path, headers, body)
+    }
+
+    /// `initialize` on a server's MCP endpoint; returns the response and the session id.
+    pub fn initialize(&self, server: &str, headers: &[(&str, &str)]) -> (Response, Option<String>) {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
+        let r = self.mcp_post(server, headers, None, body);
+        let sid = r.header("mcp-session-id").map(str::to_string);
+        (r, sid)
+    }
+
+    pub fn mcp_post(
+        &self,
+        server: &str,
+        headers: &[(&str, &str)],
+        sid: Option<&str>,
+        body: &str,
+    ) -> Response {
+        let mut all = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        all.extend_from_slice(headers);
+        if let Some(sid) = sid {
+            all.push(("Mcp-Session-Id", sid));
+        }
+        self.request("POST", &format!("/servers/{server}/mcp"), &all, body)
+    }
+
+    /// Calls the demo server's `whoami` tool: which replica answered and the
+    /// headers it received.
+    pub fn whoami(&self, server: &str, headers: &[(&str, &str)], sid: &str) -> Value {
+        let body = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#;
+        let r = self.mcp_post(server, headers, Some(sid), body);
+        assert_eq!(r.status, 200, "whoami failed: {r:?}");
+        let text = r.json()["result"]["content"][0]["text"]
+            .as_str()
+            .expect("whoami text")
+            .to_string();
+        serde_json::from_str(&text).expect("whoami JSON")
+    }
+
+    /// initialize + whoami: what the upstream saw for these request headers.
+    pub fn upstream_view(&self, server: &str, headers: &[(&str, &str)]) -> Value {
+        let (r, sid) = self.initialize(server, headers);
+        assert_eq!(r.status, 200, "initialize failed: {r:?}");
+        self.whoami(server, headers, &sid.expect("session id"))
+    }
+
+    pub fn metrics(&self) -> String {
+        self.request("GET", "/metrics", &[], "").body
+    }
+}
+
+/// A metric's value in Prometheus text, 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.write_all(raw_request(addr, method, path, headers, body).as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+pub fn raw_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    req
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
+
+pub fn jwt(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token encodes")
+}
+
+pub fn in_an_hour() -> u64 {
+    jsonwebtoken::get_current_timestamp() + 3600
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}

@@ -1,0 +1,128 @@
+//! Health, readiness, metrics and graceful shutdown.
+
+use crate::harness::*;
+use std::time::{Duration, Instant};
+
+const PROXY_ENV: [(&str, &str); 2] = [
+    ("MCP_CLIENT_AUTH_ENABLED", "false"),
+    ("TRUST_PROXY_AUTH", "true"),
+];
+
+#[test]
+fn health_ready_and_version_answer_json() {
+    let gw = Gateway::start(&PROXY_ENV, "servers: []\n");
+    let h = gw.request("GET", "/health", &[], "");
+    assert_eq!(
+        (h.status, h.json()["status"].as_str()),
+        (200, Some("healthy"))
+    );
+    let r = gw.request("GET", "/ready", &[], "");
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("ready"))
+    );
+    let v = gw.request("GET", "/version", &[], "").json();
+    assert_eq!(v["name"], "mcp-gateway");
+    assert!(
+        v.get("identity").is_none(),
+        "no identity without a credential: {v}"
+    );
+    let v = gw
+        .request("GET", "/version", &[("X-Authenticated-User", "test")], "")
+        .json();
+    assert_eq!(v["identity"]["user"], "test");
+    assert_eq!(v["identity"]["source"], "proxy_header");
+}
+
+#[test]
+fn version_never_shows_a_secret() {
+    let secret = "a-very-secret-jwt-key-nobody-may-see-0123";
+    let gw = Gateway::start(
+        &[
+            ("JWT_SECRET_KEY", secret),
+            ("TRUST_PROXY_AUTH", "true"),
+            ("PLATFORM_ADMIN_PASSWORD", "admin-pass-xyz"),
+            ("DATABASE_URL", "postgresql+psycopg://u:db-pass-xyz@db/mcp"),
+            ("LOG_LEVEL", "debug"),
+        ],
+        "servers: []\n",
+    );
+    let v = gw
+        .request("GET", "/version", &[("X-Authenticated-User", "t")], "")
+        .body;
+    let logs = gw.proc.output();
+    for s in [secret, "admin-pass-xyz", "db-pass-xyz"] {
+        assert!(!v.contains(s), "/version leaked {s}");
+        assert!(!logs.contains(s), "logs leaked {s}");
+    }
+}
+
+#[test]
+fn metrics_move_with_traffic() {
+    let demo = Demo::start("d");
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("demo", &[demo.url()])]));
+    let before = gw.metrics();
+    gw.initialize("demo", &[("X-Authenticated-User", "alice")]);
+    gw.initialize("demo", &[]);
+    let after = gw.metrics();
+    let delta = |series: &str| metric(&after, series) - metric(&before, series);
+    assert_eq!(delta("mcp_auth_attempts_total"), 2.0, "{after}");
+    assert_eq!(delta("mcp_auth_success_total"), 1.0);
+    assert_eq!(
+        delta("mcp_auth_failures_total{reason=\"missing_credential\"}"),
+        1.0
+    );
+    assert_eq!(delta("mcp_proxy_header_missing"), 1.0);
+    assert_eq!(
+        delta("mcp_authenticated_requests_total{user=\"alice\"}"),
+        1.0
+    );
+    assert_eq!(
+        delta("mcp_requests_total{server=\"demo\",status=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(delta("mcp_auth_latency_seconds_count"), 2.0);
+    assert_eq!(
+        metric(
+            &after,
+            &format!(
+                "mcp_backend_up{{backend=\"{}\",server=\"demo\"}}",
+                demo.addr
+            )
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn sigterm_turns_ready_503_then_exits() {
+    let gw = Gateway::start(
+        &[
+            ("MCP_CLIENT_AUTH_ENABLED", "false"),
+            ("SHUTDOWN_DRAIN_SECONDS", "2"),
+        ],
+        "servers: []\n",
+    );
+    let mut gw = gw;
+    gw.proc.signal("-TERM");
+    let started = Instant::now();
+    let mut saw_draining = false;
+    while started.elapsed() < Duration::from_millis(1500) {
+        if let Ok(r) = try_request(&gw.addr, "GET", "/ready", &[], "") {
+            if r.status == 503 {
+                saw_draining = true;
+                assert_eq!(r.json()["status"], "draining");
+                // Liveness stays green while draining.
+                assert_eq!(gw.request("GET", "/health", &[], "").status, 200);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(saw_draining, "/ready never turned 503");
+    let status = gw
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits within the grace period");
+    assert!(status.success(), "{status}");
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real `mcp-gateway` and `mcp-demo-server` binaries
+//! on free ports, driven over real sockets.
+
+mod harness;
+
+mod config;
+mod headers;
+mod identity;
+mod lifecycle;
+mod routing;
+mod sdk;
+mod spoofing;
+mod tls;

@@ -1,0 +1,140 @@
+//! Upstream `https://` URLs: certificates are verified, against the system
+//! store or `UPSTREAM_CA_FILE`.
+
+use crate::harness::*;
+use std::process::{Command, Stdio};
+
+/// A throwaway CA and a certificate for `localhost` signed by it.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "srv.pem",
+    ]);
+}
+
+/// A minimal HTTPS JSON-RPC endpoint: enough to prove the TLS hop works.
+const TLS_SERVER: &str = r#"
+import http.server, ssl, sys, json
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('content-length', 0)))
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tls": True}}).encode()
+        self.send_response(200)
+        self.send_header('content-type', 'application/json')
+        self.send_header('content-length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain('srv.pem', 'srv.key')
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print('ready', flush=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn https_upstreams_are_verified() {
+    let dir = std::env::temp_dir().join(format!("mcp-gw-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    make_certs(&dir);
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .args(["-c", TLS_SERVER, &port.to_string()])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("ready line");
+    let _server = Proc {
+        child,
+        log: dir.join("none"),
+    };
+
+    let yaml = servers_yaml(&[("tls", &[format!("https://localhost:{port}/mcp")])]);
+    let env = [
+        ("MCP_CLIENT_AUTH_ENABLED", "false"),
+        ("TRUST_PROXY_AUTH", "true"),
+    ];
+    let untrusted = Gateway::start(&env, &yaml);
+    let r = untrusted
+        .initialize("tls", &[("X-Authenticated-User", "u")])
+        .0;
+    assert_eq!(
+        r.status, 502,
+        "a self-signed upstream must not be trusted: {r:?}"
+    );
+
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().expect("utf-8 path");
+    let mut env_ca = env.to_vec();
+    env_ca.push(("UPSTREAM_CA_FILE", ca));
+    let trusted = Gateway::start(&env_ca, &yaml);
+    let r = trusted
+        .initialize("tls", &[("X-Authenticated-User", "u")])
+        .0;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["result"]["tls"], true);
+}

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -136,11 +137,8 @@ fn reject(status: StatusCode, code: i64, message: &str) -> Reject {
 }
 
 fn unknown_session() -> Reject {
-    reject(
-        StatusCode::NOT_FOUND,
-        SESSION_NOT_FOUND,
-        "Session not found",
-    )
+    let why = "Session not found";
+    reject(StatusCode::NOT_FOUND, SESSION_NOT_FOUND, why)
 }
 
 /// Checks the JSON-RPC 2.0 envelope, so that dispatch only ever sees a
@@ -259,13 +257,8 @@ fn call_tool(
 fn headers_json(headers: &HeaderMap) -> Value {
     let mut out = serde_json::Map::new();
     for name in headers.keys() {
-        let lossy = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
-        let mut values: Vec<Value> = headers
-            .get_all(name)
-            .iter()
-            .map(lossy)
-            .map(Value::from)
-            .collect();
+        let text = |v: &HeaderValue| Value::from(String::from_utf8_lossy(v.as_bytes()));
+        let mut values: Vec<Value> = headers.get_all(name).iter().map(text).collect();
         let value = match values.len() {
             1 => values.swap_remove(0),
             _ => Value::Array(values),
@@ -419,7 +412,7 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     // The flag wins over the environment, as clap's `env` would have it.
@@ -429,10 +422,17 @@ async fn main() -> std::io::Result<()> {
     };
     let listen = setting(cli.listen, "DEMO_LISTEN", "127.0.0.1:3001");
     let name = setting(cli.name, "DEMO_NAME", "demo");
+    match serve(&listen, name).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("cannot serve on {listen}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+async fn serve(listen: &str, name: String) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     // Report the bound address, so that `--listen 127.0.0.1:0` tells the
     // caller which port it got.
     let addr = listener.local_addr()?;

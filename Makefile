@@ -30,3 +30,14 @@ bench: deps
 
 clean:
 	cargo clean
+
+## Load benchmark (benches/load/run.sh): the upstream direct, nginx, a bare
+## Pingora proxy and the gateway under the same load; rewrites BENCHMARKS.md.
+## Settings by environment, e.g. DURATION=30s ROUNDS=5 make bench-load.
+.PHONY: bench-load bench-load-smoke
+bench-load: deps
+	BENCH_COMMAND="make bench-load" benches/load/run.sh
+
+## One short round of everything: does the benchmark still run? (no figures)
+bench-load-smoke: deps
+	MODE=smoke BENCH_COMMAND="make bench-load-smoke" benches/load/run.sh

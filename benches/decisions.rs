@@ -145,11 +145,13 @@ fn header_policy(c: &mut Criterion) {
         upstream_authority: "github-mcp.internal:3001",
         upstream_session: None,
     };
-    let out = policy.build(&client, &facts);
-    assert!(out.get("authorization").is_some() && out.dropped.is_empty());
+    let edits = policy.plan(&client, &facts);
+    let mut upstream = client.clone();
+    edits.apply(&mut upstream);
+    assert!(upstream.get("authorization").is_some() && edits.dropped.is_empty());
 
     c.bench_function("headers/policy_20_headers", |b| {
-        b.iter(|| policy.build(black_box(&client), black_box(&facts)))
+        b.iter(|| policy.plan(black_box(&client), black_box(&facts)))
     });
 }
 

@@ -80,27 +80,28 @@ pub struct Dropped {
     pub why: &'static str,
 }
 
+/// The edits that turn the client's headers into the upstream's: computed
+/// as a diff so the common request (a handful of allowlisted headers) costs
+/// a few removals and inserts, not a rebuilt map.
 #[derive(Debug, Default)]
-pub struct UpstreamHeaders {
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+pub struct HeaderEdits {
+    /// Names whose every value is removed.
+    pub remove: Vec<HeaderName>,
+    /// Set by the gateway, replacing any value the client sent.
+    pub set: Vec<(HeaderName, HeaderValue)>,
     pub dropped: Vec<Dropped>,
 }
 
-impl UpstreamHeaders {
-    fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-        self.headers.retain(|(n, _)| n != name);
-        self.headers.push((name.clone(), value));
-    }
-
-    fn has(&self, name: &HeaderName) -> bool {
-        self.headers.iter().any(|(n, _)| n == name)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, v)| v)
+impl HeaderEdits {
+    /// Applies the edits to a plain map (the adapter does the same on
+    /// Pingora's `RequestHeader`).
+    pub fn apply(&self, map: &mut HeaderMap) {
+        for name in &self.remove {
+            map.remove(name);
+        }
+        for (name, value) in &self.set {
+            map.insert(name.clone(), value.clone());
+        }
     }
 }
 
@@ -122,48 +123,49 @@ fn is_clean_credential(value: &HeaderValue) -> bool {
 }
 
 impl HeaderPolicy {
-    /// The complete upstream header set for one request.
-    pub fn build(&self, client: &HeaderMap, facts: &RequestFacts) -> UpstreamHeaders {
-        let mut out = UpstreamHeaders {
-            headers: Vec::with_capacity(client.len() + 6),
-            dropped: Vec::new(),
-        };
-        for name in &ALLOWLIST {
-            copy_all(client, name, &mut out);
-        }
-        for (name, value) in self.base_headers(client, facts, &mut out.dropped) {
-            out.set(&name, value);
-        }
-        for name in &self.passthrough {
-            if never_from_client(name)
-                || self.identity_headers.contains(name)
-                || ALLOWLIST.contains(name)
-                || !client.contains_key(name)
-            {
-                continue;
-            }
-            if out.has(name) {
-                // A base header: the gateway's value stands unless told otherwise.
-                if !self.overwrite_base {
-                    continue;
-                }
-                out.headers.retain(|(n, _)| n != name);
-            }
-            copy_all(client, name, &mut out);
-        }
-        out
+    /// Whether a client header may travel upstream as sent.
+    fn forwards(&self, name: &HeaderName) -> bool {
+        ALLOWLIST.contains(name)
+            || (self.passthrough.contains(name)
+                && !never_from_client(name)
+                && !self.identity_headers.contains(name))
     }
 
-    /// Headers the gateway sets itself.
-    fn base_headers(
-        &self,
-        client: &HeaderMap,
-        facts: &RequestFacts,
-        dropped: &mut Vec<Dropped>,
-    ) -> Vec<(HeaderName, HeaderValue)> {
-        let mut base = Vec::with_capacity(6);
+    /// The edits for one request.
+    pub fn plan(&self, client: &HeaderMap, facts: &RequestFacts) -> HeaderEdits {
+        let mut edits = HeaderEdits::default();
+        for (name, value) in client {
+            if edits.remove.last() == Some(name) {
+                continue;
+            }
+            if !self.forwards(name) {
+                edits.remove.push(name.clone());
+            } else if !is_clean_value(value) {
+                edits.remove.push(name.clone());
+                edits.dropped.push(Dropped {
+                    name: name.clone(),
+                    why: "control characters or longer than 4 KiB",
+                });
+            }
+        }
+        self.base_headers(client, facts, &mut edits);
+        edits
+    }
+
+    /// Headers the gateway sets itself. A passthrough-listed client value
+    /// replaces one only with `ENABLE_OVERWRITE_BASE_HEADERS`.
+    fn base_headers(&self, client: &HeaderMap, facts: &RequestFacts, edits: &mut HeaderEdits) {
+        let set = |edits: &mut HeaderEdits, name: &HeaderName, value: HeaderValue| {
+            let client_wins = self.overwrite_base
+                && self.forwards(name)
+                && client.contains_key(name)
+                && !edits.remove.contains(name);
+            if !client_wins {
+                edits.set.push((name.clone(), value));
+            }
+        };
         if let Ok(v) = HeaderValue::from_str(facts.upstream_authority) {
-            base.push((header::HOST, v));
+            set(edits, &header::HOST, v);
         }
         if let Some(peer) = facts.peer {
             let prior = client
@@ -175,7 +177,7 @@ impl HeaderPolicy {
                 None => peer.to_string(),
             };
             if let Ok(v) = HeaderValue::from_str(&xff) {
-                base.push((X_FORWARDED_FOR.clone(), v));
+                set(edits, &X_FORWARDED_FOR, v);
             }
         }
         let proto = client
@@ -183,57 +185,42 @@ impl HeaderPolicy {
             .filter(|v| facts.peer_trusted && (v.as_bytes() == b"https" || v.as_bytes() == b"http"))
             .cloned()
             .unwrap_or(HeaderValue::from_static("http"));
-        base.push((X_FORWARDED_PROTO.clone(), proto));
+        set(edits, &X_FORWARDED_PROTO, proto);
         if let Some(host) = client.get(header::HOST).filter(|v| is_clean_value(v)) {
-            base.push((X_FORWARDED_HOST.clone(), host.clone()));
+            set(edits, &X_FORWARDED_HOST, host.clone());
         }
         if facts.identity.is_authenticated() {
             match HeaderValue::from_str(&facts.identity.user) {
-                Ok(v) => base.push((self.identity_out.clone(), v)),
-                Err(_) => dropped.push(Dropped {
+                Ok(v) => edits.set.push((self.identity_out.clone(), v)),
+                Err(_) => edits.dropped.push(Dropped {
                     name: self.identity_out.clone(),
                     why: "identity is not a valid header value",
                 }),
             }
         }
-        if let Some(sid) = facts.upstream_session {
-            if let Ok(v) = HeaderValue::from_str(sid) {
-                base.push((MCP_SESSION_ID.clone(), v));
-            }
+        if let Some(v) = facts
+            .upstream_session
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            edits.set.push((MCP_SESSION_ID.clone(), v));
         }
         if let Some(v) = client.get(&X_UPSTREAM_AUTHORIZATION) {
-            if !facts.identity.is_authenticated() {
-                dropped.push(Dropped {
-                    name: X_UPSTREAM_AUTHORIZATION.clone(),
-                    why: "request was not authenticated by the gateway",
-                });
+            let refused = if !facts.identity.is_authenticated() {
+                Some("request was not authenticated by the gateway")
             } else if client.get_all(&X_UPSTREAM_AUTHORIZATION).iter().count() > 1 {
-                dropped.push(Dropped {
-                    name: X_UPSTREAM_AUTHORIZATION.clone(),
-                    why: "appears more than once",
-                });
+                Some("appears more than once")
             } else if !is_clean_credential(v) {
-                dropped.push(Dropped {
-                    name: X_UPSTREAM_AUTHORIZATION.clone(),
-                    why: "failed sanitisation",
-                });
+                Some("failed sanitisation")
             } else {
-                base.push((header::AUTHORIZATION, v.clone()));
+                None
+            };
+            match refused {
+                Some(why) => edits.dropped.push(Dropped {
+                    name: X_UPSTREAM_AUTHORIZATION.clone(),
+                    why,
+                }),
+                None => edits.set.push((header::AUTHORIZATION, v.clone())),
             }
-        }
-        base
-    }
-}
-
-fn copy_all(client: &HeaderMap, name: &HeaderName, out: &mut UpstreamHeaders) {
-    for value in client.get_all(name) {
-        if is_clean_value(value) {
-            out.headers.push((name.clone(), value.clone()));
-        } else {
-            out.dropped.push(Dropped {
-                name: name.clone(),
-                why: "control characters or longer than 4 KiB",
-            });
         }
     }
 }
@@ -266,6 +253,30 @@ mod tests {
         h
     }
 
+    struct Out {
+        map: HeaderMap,
+        dropped: Vec<Dropped>,
+    }
+
+    impl Out {
+        fn get(&self, name: &str) -> Option<&HeaderValue> {
+            self.map.get(name)
+        }
+        fn count(&self, name: &str) -> usize {
+            self.map.get_all(name).iter().count()
+        }
+    }
+
+    fn run(p: &HeaderPolicy, client: &HeaderMap, facts: &RequestFacts) -> Out {
+        let edits = p.plan(client, facts);
+        let mut map = client.clone();
+        edits.apply(&mut map);
+        Out {
+            map,
+            dropped: edits.dropped,
+        }
+    }
+
     fn alice() -> Identity {
         Identity {
             user: "alice".into(),
@@ -296,7 +307,7 @@ mod tests {
             ("x-tenant-id", "t1"),
             ("host", "gateway.example.com"),
         ]);
-        let out = policy(&[], false).build(&h, &facts(&id));
+        let out = run(&policy(&[], false), &h, &facts(&id));
         assert_eq!(out.get("content-type").unwrap(), "application/json");
         assert_eq!(out.get("mcp-protocol-version").unwrap(), "2025-06-18");
         assert!(out.get("authorization").is_none());
@@ -329,14 +340,9 @@ mod tests {
             ],
             false,
         );
-        let out = p.build(&h, &facts(&id));
+        let out = run(&p, &h, &facts(&id));
         assert_eq!(out.get("x-tenant-id").unwrap(), "t1");
-        let groups: Vec<_> = out
-            .headers
-            .iter()
-            .filter(|(n, _)| n == "x-groups")
-            .collect();
-        assert_eq!(groups.len(), 2);
+        assert_eq!(out.count("x-groups"), 2);
         assert!(out.get("authorization").is_none());
         assert!(out.get("cookie").is_none());
         assert_eq!(out.get("x-authenticated-user").unwrap(), "alice");
@@ -349,7 +355,7 @@ mod tests {
             ("x-authenticated-user", "mallory"),
             ("x_authenticated_user", "m2"),
         ]);
-        let out = policy(&["X-Authenticated-User"], true).build(&h, &facts(&id));
+        let out = run(&policy(&["X-Authenticated-User"], true), &h, &facts(&id));
         assert!(out.get("x-authenticated-user").is_none());
         assert!(out.get("x_authenticated_user").is_none());
     }
@@ -365,20 +371,15 @@ mod tests {
             peer_trusted: false,
             ..facts(&id)
         };
-        let out = policy(&["X-Forwarded-For"], false).build(&h, &untrusted);
+        let out = run(&policy(&["X-Forwarded-For"], false), &h, &untrusted);
         assert_eq!(out.get("x-forwarded-for").unwrap(), "10.0.0.9");
         assert_eq!(out.get("x-forwarded-proto").unwrap(), "http");
-        let out = policy(&["X-Forwarded-For"], false).build(&h, &facts(&id));
+        let out = run(&policy(&["X-Forwarded-For"], false), &h, &facts(&id));
         assert_eq!(out.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.9");
         assert_eq!(out.get("x-forwarded-proto").unwrap(), "https");
-        let out = policy(&["X-Forwarded-For"], true).build(&h, &untrusted);
+        let out = run(&policy(&["X-Forwarded-For"], true), &h, &untrusted);
         assert_eq!(out.get("x-forwarded-for").unwrap(), "1.2.3.4");
-        let n = out
-            .headers
-            .iter()
-            .filter(|(n, _)| n == "x-forwarded-for")
-            .count();
-        assert_eq!(n, 1);
+        assert_eq!(out.count("x-forwarded-for"), 1);
     }
 
     #[test]
@@ -388,11 +389,11 @@ mod tests {
             ("x-upstream-authorization", "Bearer upstream-token"),
         ]);
         let id = alice();
-        let out = policy(&[], false).build(&h, &facts(&id));
+        let out = run(&policy(&[], false), &h, &facts(&id));
         assert_eq!(out.get("authorization").unwrap(), "Bearer upstream-token");
         assert!(out.get("x-upstream-authorization").is_none());
         let anon = Identity::anonymous();
-        let out = policy(&[], false).build(&h, &facts(&anon));
+        let out = run(&policy(&[], false), &h, &facts(&anon));
         assert!(out.get("authorization").is_none());
         assert_eq!(out.dropped[0].name, X_UPSTREAM_AUTHORIZATION);
     }
@@ -406,7 +407,7 @@ mod tests {
             "x-upstream-authorization",
             HeaderValue::from_bytes(b"Bearer \xffx").unwrap(),
         );
-        let out = policy(&["X-Tenant-Id"], false).build(&h, &facts(&id));
+        let out = run(&policy(&["X-Tenant-Id"], false), &h, &facts(&id));
         assert!(out.get("x-tenant-id").is_none());
         assert!(out.get("authorization").is_none());
         assert_eq!(out.dropped.len(), 2);
@@ -420,13 +421,8 @@ mod tests {
             upstream_session: Some("upstream-42"),
             ..facts(&id)
         };
-        let out = policy(&["Mcp-Session-Id"], true).build(&h, &f);
-        let all: Vec<_> = out
-            .headers
-            .iter()
-            .filter(|(n, _)| n == "mcp-session-id")
-            .collect();
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].1, "upstream-42");
+        let out = run(&policy(&["Mcp-Session-Id"], true), &h, &f);
+        assert_eq!(out.count("mcp-session-id"), 1);
+        assert_eq!(out.get("mcp-session-id").unwrap(), "upstream-42");
     }
 }

@@ -382,3 +382,35 @@ pub fn in_an_hour() -> u64 {
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
+
+/// Opens a streaming GET and returns a line reader over the socket.
+pub fn open_stream(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(&gw.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut all = vec![("Accept", "text/event-stream")];
+    all.extend_from_slice(headers);
+    stream
+        .write_all(raw_request(&gw.addr, "GET", path, &all, "").as_bytes())
+        .expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("status line");
+    assert!(status.contains(" 200 "), "stream status: {status}");
+    reader
+}
+
+/// The next SSE `data:` line (chunk-size lines of a chunked body are skipped).
+pub fn next_data(reader: &mut BufReader<TcpStream>) -> String {
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "stream ended"
+        );
+        if let Some(data) = line.strip_prefix("data:") {
+            return data.trim().to_string();
+        }
+    }
+}

@@ -95,6 +95,41 @@ fn metrics_move_with_traffic() {
 }
 
 #[test]
+fn in_flight_streams_keep_flowing_while_draining() {
+    let demo = Demo::start("d");
+    let mut gw = Gateway::start(
+        &[
+            ("MCP_CLIENT_AUTH_ENABLED", "false"),
+            ("TRUST_PROXY_AUTH", "true"),
+            ("SHUTDOWN_DRAIN_SECONDS", "1"),
+            ("SHUTDOWN_GRACE_SECONDS", "2"),
+        ],
+        &servers_yaml(&[("demo", &[demo.url()])]),
+    );
+    let alice = [("X-Authenticated-User", "alice")];
+    let sid = gw.initialize("demo", &alice).1.expect("sid");
+    let mut headers = alice.to_vec();
+    headers.push(("Mcp-Session-Id", &sid));
+    let mut stream = open_stream(&gw, "/servers/demo/mcp", &headers);
+    assert!(next_data(&mut stream).contains("\"tick\":0"));
+    gw.proc.signal("-TERM");
+    let signalled = Instant::now();
+    // Drain (1 s) plus part of the grace period: about ten more ticks.
+    for _ in 0..5 {
+        assert!(next_data(&mut stream).contains("tick"));
+    }
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(800),
+        "events kept coming after SIGTERM"
+    );
+    let status = gw
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits after the grace period");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
 fn sigterm_turns_ready_503_then_exits() {
     let gw = Gateway::start(
         &[

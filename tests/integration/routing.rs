@@ -2,8 +2,6 @@
 
 use crate::harness::*;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const PROXY_ENV: [(&str, &str); 3] = [
@@ -132,38 +130,6 @@ fn delete_ends_the_session_upstream() {
         r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
     );
     assert_eq!(r.status, 404, "the upstream forgot the session");
-}
-
-/// Opens a streaming GET and returns a line reader over the socket.
-fn open_stream(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> BufReader<TcpStream> {
-    let mut stream = TcpStream::connect(&gw.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut all = vec![("Accept", "text/event-stream")];
-    all.extend_from_slice(headers);
-    stream
-        .write_all(raw_request(&gw.addr, "GET", path, &all, "").as_bytes())
-        .expect("write");
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status).expect("status line");
-    assert!(status.contains(" 200 "), "stream status: {status}");
-    reader
-}
-
-/// The next SSE `data:` line (chunk-size lines of a chunked body are skipped).
-fn next_data(reader: &mut BufReader<TcpStream>) -> String {
-    loop {
-        let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).expect("read") > 0,
-            "stream ended"
-        );
-        if let Some(data) = line.strip_prefix("data:") {
-            return data.trim().to_string();
-        }
-    }
 }
 
 #[test]

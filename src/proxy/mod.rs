@@ -1,14 +1,16 @@
 //! The Pingora adapter: each phase gathers plain inputs, calls one of the
 //! decision modules, and applies the result.
 
+mod admission;
+
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
-use crate::identity::{AuthError, Identity};
+use crate::identity::Identity;
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
 use crate::local;
 use crate::responses::{self, ErrorShape, LocalResponse};
 use crate::routing::{self, Endpoint, Target};
-use crate::session::{SessionError, SessionTarget};
+use crate::session::SessionTarget;
 use crate::state::{GatewayState, ServerRuntime};
 use crate::upstream::Chosen;
 use async_trait::async_trait;
@@ -76,144 +78,6 @@ impl Gateway {
     fn server<'a>(&'a self, ctx: &'a RequestCtx) -> Option<(&'a ServerRuntime, &'a RouteCtx)> {
         let route = ctx.route.as_ref()?;
         Some((self.state.servers.get(route.server)?, route))
-    }
-
-    /// Authenticates, counts, and turns a failure into the 401 to send.
-    fn authenticate(
-        &self,
-        server: &ServerRuntime,
-        session: &Session,
-    ) -> std::result::Result<Identity, LocalResponse> {
-        let metrics = &self.state.metrics;
-        metrics.auth_attempts.inc();
-        let started = Instant::now();
-        let result = server
-            .auth
-            .authenticate(&session.req_header().headers, peer_ip(session));
-        metrics
-            .auth_latency
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(identity) => {
-                metrics.auth_success.inc();
-                if identity.is_authenticated() {
-                    metrics.authenticated_request(&identity.user);
-                }
-                Ok(identity)
-            }
-            Err(e) => {
-                metrics.auth_failed(&e);
-                let peer = peer_ip(session).map_or("-".into(), |p| p.to_string());
-                match &e {
-                    AuthError::MissingCredential { .. } => {
-                        log::info!("401 {} from {peer}: {}", server.name, e.message())
-                    }
-                    _ => log::warn!("401 {} from {peer}: {}", server.name, e.message()),
-                }
-                let invalid_token = matches!(e, AuthError::InvalidToken(_));
-                Err(responses::unauthorized(
-                    ErrorShape::JsonRpc,
-                    &e.message(),
-                    invalid_token,
-                ))
-            }
-        }
-    }
-
-    /// Opens the client's session token, if any, and finds its backend.
-    fn resume_session(
-        &self,
-        server: &ServerRuntime,
-        endpoint: Endpoint,
-        identity: &Identity,
-        session: &Session,
-    ) -> std::result::Result<Option<(SessionTarget, Chosen)>, LocalResponse> {
-        let req = session.req_header();
-        let token = match endpoint {
-            Endpoint::Mcp => {
-                let mut values = req.headers.get_all(&MCP_SESSION_ID).iter();
-                match (values.next(), values.next()) {
-                    (None, _) => return Ok(None),
-                    (Some(v), None) => v.to_str().unwrap_or_default(),
-                    (Some(_), Some(_)) => {
-                        return Err(responses::error(
-                            ErrorShape::JsonRpc,
-                            400,
-                            "Mcp-Session-Id appears more than once",
-                        ))
-                    }
-                }
-            }
-            Endpoint::Message => match routing::query_param(req.uri.query(), "sessionId") {
-                Some(t) => t,
-                None => {
-                    return Err(responses::error(
-                        ErrorShape::JsonRpc,
-                        400,
-                        "missing sessionId query parameter",
-                    ))
-                }
-            },
-            Endpoint::Sse => return Ok(None),
-        };
-        let target = self
-            .state
-            .sessions
-            .open(&server.name, identity.principal(), token, now_secs())
-            .map_err(|e: SessionError| {
-                log::info!("404 {}: {} ({e:?})", server.name, e.message());
-                responses::error(ErrorShape::JsonRpc, 404, e.message())
-            })?;
-        match server.upstream.select_target(target.backend) {
-            Some(chosen) => Ok(Some((target, chosen))),
-            None => Err(responses::error(
-                ErrorShape::JsonRpc,
-                404,
-                "session's backend is unavailable; initialize a new session",
-            )),
-        }
-    }
-
-    /// The route phase of `request_filter`: 404/405/401 or a `RouteCtx`.
-    fn route(
-        &self,
-        session: &Session,
-        name: &str,
-        endpoint: Endpoint,
-    ) -> std::result::Result<RouteCtx, LocalResponse> {
-        let Some(index) = self.state.routes.lookup(name) else {
-            return Err(responses::error(ErrorShape::JsonRpc, 404, "unknown server"));
-        };
-        let server = &self.state.servers[index];
-        let method = &session.req_header().method;
-        let allowed: &[Method] = match endpoint {
-            Endpoint::Mcp => &[Method::POST, Method::GET, Method::DELETE],
-            Endpoint::Sse => &[Method::GET],
-            Endpoint::Message => &[Method::POST],
-        };
-        if !allowed.contains(method) {
-            let allow = allowed
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(
-                responses::error(ErrorShape::JsonRpc, 405, "method not allowed")
-                    .with_header("allow", allow),
-            );
-        }
-        let identity = self.authenticate(server, session)?;
-        let resumed = self.resume_session(server, endpoint, &identity, session)?;
-        let (pinned, chosen) = resumed.map_or((None, None), |(t, c)| (Some(t), Some(c)));
-        Ok(RouteCtx {
-            server: index,
-            endpoint,
-            identity,
-            pinned,
-            chosen,
-            tried: Vec::new(),
-            sse_scanner: None,
-        })
     }
 
     /// Path and query the upstream sees for this request.
@@ -367,7 +231,7 @@ impl ProxyHttp for Gateway {
         e
     }
 
-    /// Replaces the client's headers with the policy's upstream set.
+    /// Applies the header policy's edits and the upstream path.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -393,8 +257,8 @@ impl ProxyHttp for Gateway {
                 .filter(|_| route.endpoint == Endpoint::Mcp)
                 .map(|p| p.upstream_id.as_str()),
         };
-        let planned = server.headers.build(&session.req_header().headers, &facts);
-        for dropped in &planned.dropped {
+        let edits = server.headers.plan(&session.req_header().headers, &facts);
+        for dropped in &edits.dropped {
             log::warn!(
                 "server {}: dropped header {}: {}",
                 server.name,
@@ -402,12 +266,11 @@ impl ProxyHttp for Gateway {
                 dropped.why
             );
         }
-        let names: Vec<_> = upstream_request.headers.keys().cloned().collect();
-        for name in names {
-            upstream_request.remove_header(&name);
+        for name in &edits.remove {
+            upstream_request.remove_header(name);
         }
-        for (name, value) in planned.headers {
-            upstream_request.append_header(name, value)?;
+        for (name, value) in edits.set {
+            upstream_request.insert_header(name, value)?;
         }
         let path = self.upstream_path(server, route, session.req_header().uri.query());
         let uri = path

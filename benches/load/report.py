@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Turns the raw results of benches/load/run.sh into tables: medians over the
+rounds, ratios to the yardsticks (1)-(3), the latency the gateway adds at a
+fixed rate, and its memory. With --write, also renders BENCHMARKS.md.
+
+Reads from the run's work directory: throughput.tsv, rate.jsonl, rss.env,
+meta.env, loadavg.log (each present only if that part ran).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+GATEWAYS = ("4", "5", "6")
+YARDSTICKS = ("3", "2", "1")
+
+
+def read_env(path):
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values[key] = value
+    return values
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def ms(us):
+    return "–" if us is None else f"{us / 1000:.3f} ms"
+
+
+def ratio(a, b):
+    return "–" if not a or not b else f"{a / b:.2f}"
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+class Results:
+    def __init__(self, work):
+        self.meta = read_env(work / "meta.env")
+        self.rss = read_env(work / "rss.env")
+        self.names = {k[4:]: v for k, v in self.meta.items() if k.startswith("name")}
+        self.tput = {}  # id -> {"rps": [...], "p50": [...], "p99": [...]}
+        tsv = work / "throughput.tsv"
+        if tsv.exists():
+            for line in tsv.read_text().splitlines():
+                tid, _round, rps, p50, p99 = line.split("\t")
+                entry = self.tput.setdefault(tid, {"rps": [], "p50": [], "p99": []})
+                entry["rps"].append(float(rps))
+                entry["p50"].append(float(p50))
+                entry["p99"].append(float(p99))
+        self.rate = {}  # id -> list of loadgen JSON objects
+        jsonl = work / "rate.jsonl"
+        if jsonl.exists():
+            for line in jsonl.read_text().splitlines():
+                run = json.loads(line)
+                self.rate.setdefault(run["label"], []).append(run)
+        self.loads = []
+        log = work / "loadavg.log"
+        if log.exists():
+            self.loads = [float(line.split()[0]) for line in log.read_text().splitlines() if line]
+
+    def name(self, tid):
+        return f"({tid}) {self.names.get(tid, '?')}"
+
+    def tput_median(self, tid, key):
+        return median(self.tput.get(tid, {}).get(key, []))
+
+    def rate_median(self, tid, key):
+        return median([run[key] for run in self.rate.get(tid, [])])
+
+    # ------------------------------------------------------------ sections
+
+    def throughput_section(self):
+        if not self.tput:
+            return None
+        rows = []
+        for tid in sorted(self.tput):
+            rps = self.tput[tid]["rps"]
+            spread = (max(rps) - min(rps)) / median(rps) * 100 if len(rps) > 1 else 0
+            rows.append([
+                self.name(tid),
+                f"{median(rps):,.0f}",
+                f"±{spread / 2:.0f} %",
+                ms(self.tput_median(tid, "p50")),
+                ms(self.tput_median(tid, "p99")),
+                *(ratio(median(rps), self.tput_median(y, "rps")) for y in YARDSTICKS),
+            ])
+        return table(
+            ["target", "req/s", "spread", "p50", "p99", "÷ (3)", "÷ (2)", "÷ (1)"], rows)
+
+    def headline_ratios(self):
+        if not self.tput:
+            return None
+        r = lambda a, b: ratio(self.tput_median(a, "rps"), self.tput_median(b, "rps"))
+        return "\n".join([
+            f"- gateway proxy-mode / Pingora pass-through (4)/(3): **{r('4', '3')}**",
+            f"- gateway JWT / Pingora pass-through (5)/(3): **{r('5', '3')}**",
+            f"- gateway header-passthrough / Pingora pass-through (6)/(3): **{r('6', '3')}**",
+            f"- gateway proxy-mode / nginx reverse proxy (4)/(2): **{r('4', '2')}**",
+            f"- Pingora pass-through / nginx reverse proxy (3)/(2): **{r('3', '2')}**",
+        ])
+
+    def rate_section(self):
+        if not self.rate:
+            return None
+        rows = []
+        for tid in sorted(self.rate):
+            rows.append([
+                self.name(tid),
+                f"{self.rate_median(tid, 'achieved_rps'):,.0f}",
+                *(f"{self.rate_median(tid, k):,.0f}" for k in
+                  ("p50_us", "p90_us", "p99_us", "max_us")),
+                sum(run["non200"] + run["errors"] for run in self.rate[tid]),
+            ])
+        return table(["target", "achieved req/s", "p50 µs", "p90 µs", "p99 µs", "max µs",
+                      "non-200 + errors"], rows)
+
+    def added_latency_section(self):
+        if not self.rate:
+            return None
+        rows = []
+        for tid in GATEWAYS:
+            if tid not in self.rate:
+                continue
+            row = [self.name(tid)]
+            for base in ("1", "3"):
+                for key in ("p50_us", "p99_us"):
+                    a, b = self.rate_median(tid, key), self.rate_median(base, key)
+                    row.append("–" if a is None or b is None else f"{a - b:+,.0f}")
+            rows.append(row)
+        return table(["gateway", "p50 over (1) µs", "p99 over (1) µs",
+                      "p50 over (3) µs", "p99 over (3) µs"], rows)
+
+    def idle_rss_line(self, key, what):
+        idle = int(self.rss[f"{key}_idle_kb"])
+        line = f"- {what}: idle after start **{idle / 1024:.1f} MiB**"
+        if f"{key}_conns_kb" in self.rss:
+            conns = int(self.rss[f"{key}_conns_kb"])
+            opened = json.loads(self.rss.get(f"{key}_holder") or "{}").get("open", 0)
+            per = (conns - idle) / opened if opened else 0
+            line += (f"; with {opened:,} idle keep-alive connections "
+                     f"({self.rss.get(f'{key}_established', '?')} established at its end when read) "
+                     f"**{conns / 1024:.1f} MiB**, i.e. **{per:.1f} KiB per connection**")
+        return line
+
+    def rss_section(self):
+        if "gw_idle_kb" not in self.rss:
+            return None
+        lines = [self.idle_rss_line("gw", "gateway (fresh, proxy mode)")]
+        if "pt_idle_kb" in self.rss:
+            lines.append(self.idle_rss_line("pt", "Pingora pass-through (3) (fresh), for comparison"))
+        if "after_load_kb" in self.rss:
+            lines.append(
+                f"- gateway (4) after the throughput and rate runs: "
+                f"{int(self.rss['after_load_kb']) / 1024:.1f} MiB "
+                f"(peak VmHWM {int(self.rss['after_load_hwm_kb']) / 1024:.1f} MiB)")
+        lines.append("\nEach idle connection completed one request first (`GET /health` on the "
+                     "gateway, `GET /mcp` proxied on the pass-through) and then stays open, "
+                     "idle, within Pingora's 60 s keep-alive timeout.")
+        return "\n".join(lines)
+
+    def load_line(self):
+        during = ""
+        if self.loads:
+            during = (f"; during the run (1-min average sampled before each measurement, "
+                      f"the benchmark's own processes included): "
+                      f"median {median(self.loads):.2f}, max {max(self.loads):.2f}")
+        return (f"before the run {self.meta.get('load_before', '?')} (1/5/15 min){during}; "
+                f"after {self.meta.get('load_after', '?')}")
+
+    def problems(self):
+        bad = [f"({tid}) {run['non200']} non-200, {run['errors']} errors"
+               for tid, runs in self.rate.items() for run in runs
+               if run["non200"] or run["errors"]]
+        return bad
+
+
+def machine():
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs (nproc), {model}, {mem} RAM, Linux {platform.release()}"
+
+
+def print_report(res):
+    sections = [
+        ("Throughput (medians over the rounds; ÷ = req/s ratio)", res.throughput_section()),
+        ("Ratios", res.headline_ratios()),
+        ("Fixed rate (medians over the rounds)", res.rate_section()),
+        ("Latency the gateway adds at the fixed rate (medians)", res.added_latency_section()),
+        ("Gateway memory (VmRSS)", res.rss_section()),
+    ]
+    for title, body in sections:
+        if body:
+            print(f"\n## {title}\n\n{body}")
+    print(f"\nLoad average: {res.load_line()}")
+    print(f"Machine: {machine()}")
+
+
+TEMPLATE = """# Load benchmark
+
+How much a call through the gateway costs next to the same call through
+nginx and through a Pingora proxy that does nothing. `make bench-load` runs
+everything below in one go and rewrites the "Results" section of this file;
+the figures are from one machine and only mean something next to each other.
+
+```bash
+make bench-load                     # throughput, fixed rate, RSS; writes BENCHMARKS.md (~8 min)
+make bench-load-smoke               # 1 short round of everything: does it still run? (no figures)
+MODE=rate RATE=5000 benches/load/run.sh
+DURATION=30s CONNECTIONS=128 ROUNDS=5 make bench-load
+```
+
+Settings (environment): `MODE` (`full`, `throughput`, `rate`, `rss`, `smoke`),
+`DURATION`, `CONNECTIONS`, `THREADS`, `ROUNDS`, `WARMUP` (wrk), `RATE`,
+`RATE_DURATION`, `RATE_CONNECTIONS` (loadgen), `IDLE_CONNECTIONS` (RSS),
+`SKIP_BUILD=1`, `KEEP_TMP=1` (keep the work directory with every raw output),
+`WRITE_RESULTS=0|1`, `SETTLE_SECONDS` (how long to let the load average of
+the build decay before measuring, default 60). The script installs `wrk` and `nginx` if they are missing.
+
+## What runs
+
+All on loopback. The upstream is nginx with one worker answering every
+request with `return 200` and a fixed JSON-RPC reply (`application/json`), so
+the upstream costs as little as possible and the proxies' own cost shows.
+
+| # | target | what it does |
+|---|---|---|
+| (1) | nginx upstream (direct) | the floor: no proxy at all |
+| (2) | nginx reverse proxy | 2 workers, `proxy_http_version 1.1`, upstream `keepalive 64`, `proxy_set_header Connection ""` |
+| (3) | Pingora pass-through | [`examples/passthrough.rs`](examples/passthrough.rs): 401 unless `X-Authenticated-User`, else forward to a fixed `HttpPeer`; threads = CPUs |
+| (4) | gateway, proxy header | `MCP_CLIENT_AUTH_ENABLED=false TRUST_PROXY_AUTH=true`, `X-Authenticated-User`, route `/servers/bench/mcp` |
+| (5) | gateway, JWT HS256 | `MCP_CLIENT_AUTH_ENABLED=true`, 40-byte `JWT_SECRET_KEY`, `Authorization: Bearer` (sub + exp) |
+| (6) | gateway, proxy + header passthrough | (4) plus `ENABLE_HEADER_PASSTHROUGH=true DEFAULT_PASSTHROUGH_HEADERS='["X-Tenant-Id"]'`, sending `X-Tenant-Id` and `X-Upstream-Authorization: Bearer x` |
+
+The gateways run with `LOG_LEVEL=warn SHUTDOWN_DRAIN_SECONDS=0`, from a
+temporary directory with a clean environment (no `.env`, no `RUST_LOG`).
+
+- **Throughput:** wrk with keep-alive, the same ~1 KiB JSON-RPC `tools/call`
+  POST (`Content-Type: application/json`, `Accept: application/json,
+  text/event-stream`) plus the target's credential, same threads, connections
+  and duration for every target. Rounds alternate the targets and start each
+  round at a different one; the table shows medians. Before anything is timed
+  every target must answer 200 *with the upstream's reply* (a 401 or 404 would
+  be a fake-fast result), and wrk's Lua `response()` counts non-200 answers:
+  any non-200 or socket error fails the run.
+- **Fixed rate:** [`examples/loadgen.rs`](examples/loadgen.rs), an open-loop
+  generator: requests scheduled at fixed intervals over keep-alive
+  connections, latency counted from the scheduled time when the connection
+  was still busy (no coordinated omission), from the actual send otherwise
+  (the generator's timer slack is not the server's). The interesting figure
+  is what the gateway adds over (1) and over (3) when nothing is saturated;
+  the client's own time on the same machine is in every row alike.
+- **Memory:** VmRSS of a freshly started gateway, idle, then holding
+  10,000 idle keep-alive connections that have each completed one
+  `GET /health` ([`benches/load/idle_conns.py`](benches/load/idle_conns.py)).
+
+**Caveat:** client, proxy and upstream share the machine's CPUs. On 2 cores
+wrk (2 threads), the proxy (2 threads) and the upstream (1 worker) compete,
+so absolute req/s are far below what a proxy does on its own machine;
+compare the rows with each other, and check the load average below: other
+work on the machine during the run makes every figure noisier.
+
+## Results
+
+{results}
+
+## Optional: ContextForge
+
+Not implemented yet. ContextForge (IBM's
+[`mcp-context-forge`](https://github.com/IBM/mcp-context-forge), the Python
+gateway whose variables and proxy-authentication behaviour `PROXY-AUTH.md`
+describes) would be a seventh target, the figure users will ask about. To add
+it later (check the commands against the version you install):
+
+1. Install it (`pip install mcp-contextforge-gateway`, Python 3.11+, or its
+   container image) and start it on a free port from the benchmark's temporary
+   directory, so its SQLite database lands there, with the identity settings of
+   (4): `MCP_CLIENT_AUTH_ENABLED=false TRUST_PROXY_AUTH=true
+   PROXY_USER_HEADER=X-Authenticated-User mcpgateway --host 127.0.0.1 --port $PORT`
+   (plus the secrets it insists on, e.g. `JWT_SECRET_KEY`,
+   `PLATFORM_ADMIN_PASSWORD`).
+2. ContextForge speaks MCP to the servers it registers (`initialize`,
+   `tools/list`), which the fixed nginx reply cannot answer: register the
+   project's `target/release/mcp-demo-server` through its admin API
+   (`POST /gateways`), put its tools in a virtual server, and send the load to
+   that server's `/servers/{id}/mcp`. Measure the gateway (4) against the same
+   demo server in the same run, so the two rows stay comparable.
+3. Add a `start_contextforge` function and target 7 to
+   `benches/load/run.sh`, check it answers 200 from the demo server like
+   the others, and add it to the ratio list. Its throughput is bounded by
+   Python workers rather than by the proxy path, so also report its CPU use.
+"""
+
+
+def render(res):
+    parts = [
+        f"- **Date:** {res.meta.get('date', '?')}",
+        f"- **Revision:** {res.meta.get('revision', '?')}",
+        f"- **Machine:** {machine()}",
+        f"- **Command:** `{res.meta.get('command', '?')}` (mode `{res.meta.get('mode', '?')}`)",
+        f"- **Client settings:** {res.meta.get('wrk', '?')}; {res.meta.get('loadgen', '?')}",
+        f"- **Load average:** {res.load_line()}",
+    ]
+    body = "\n".join(parts)
+    for title, section in [
+        ("Throughput", res.throughput_section()),
+        (None, "req/s medians; \"spread\" is half the range of the rounds over the median; "
+               "\"÷ (n)\" divides the row's req/s by target (n)'s."
+         if res.tput else None),
+        ("Ratios", res.headline_ratios()),
+        ("Fixed rate", res.rate_section()),
+        ("Latency the gateway adds at the fixed rate", res.added_latency_section()),
+        ("Gateway memory (VmRSS)", res.rss_section()),
+    ]:
+        if not section:
+            continue
+        body += f"\n\n### {title}\n\n{section}" if title else f"\n\n{section}"
+    return TEMPLATE.replace("{results}", body)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("work", type=Path)
+    p.add_argument("--write", type=Path, help="render BENCHMARKS.md to this path")
+    args = p.parse_args()
+    res = Results(args.work)
+    print_report(res)
+    problems = res.problems()
+    if problems:
+        print("\nFAILED: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    if args.write:
+        args.write.write_text(render(res))
+        print(f"\nwrote {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

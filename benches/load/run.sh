@@ -1,0 +1,575 @@
+#!/usr/bin/env bash
+# Load benchmark of the gateway (issue 3). One run, on loopback, against a
+# fast nginx upstream that always answers the same JSON-RPC reply:
+#
+#   (1) the upstream directly             (4) the gateway, proxy-header mode
+#   (2) nginx as a plain reverse proxy    (5) the gateway, HS256 JWT auth
+#   (3) a minimal Pingora pass-through    (6) the gateway, header passthrough on
+#
+# (1)-(3) are yardsticks: the gateway's cost is only meaningful next to the
+# same load through nginx and through Pingora doing nothing.
+#
+# Modes (MODE=…): full (default: throughput, then rate, then RSS; writes
+# BENCHMARKS.md), throughput, rate, rss, smoke (everything, tiny and short;
+# only proves the benchmark still runs). Settings, all overridable:
+#   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s      (wrk)
+#   RATE=2000 RATE_DURATION=10s RATE_CONNECTIONS=32               (loadgen)
+#   IDLE_CONNECTIONS=10000                                         (RSS)
+#   SKIP_BUILD=1  KEEP_TMP=1  WRITE_RESULTS=0|1  SETTLE_SECONDS=60
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+HERE=$ROOT/benches/load
+
+# What was asked for, as BENCHMARKS.md records it.
+overrides=""
+for var in MODE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS; do
+  if [ -n "${!var:-}" ]; then overrides+="$var=${!var} "; fi
+done
+BENCH_COMMAND="$overrides${BENCH_COMMAND:-benches/load/run.sh}"
+
+MODE=${MODE:-full}
+case "$MODE" in
+  smoke)
+    # Small enough for CI; no figure of a smoke run means anything.
+    DURATION=${DURATION:-2s} CONNECTIONS=${CONNECTIONS:-4} ROUNDS=${ROUNDS:-1}
+    WARMUP=${WARMUP:-1s} RATE=${RATE:-200} RATE_DURATION=${RATE_DURATION:-2s}
+    RATE_CONNECTIONS=${RATE_CONNECTIONS:-4} IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-200}
+    SETTLE_SECONDS=${SETTLE_SECONDS:-0}
+    ;;
+  full | throughput | rate | rss) ;;
+  *)
+    echo "run.sh: MODE must be full, throughput, rate, rss or smoke (got '$MODE')" >&2
+    exit 2
+    ;;
+esac
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2s}
+RATE=${RATE:-2000}
+RATE_DURATION=${RATE_DURATION:-10s}
+RATE_CONNECTIONS=${RATE_CONNECTIONS:-32}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+SETTLE_SECONDS=${SETTLE_SECONDS:-60}
+# Only a complete run may replace the published figures.
+if [ "$MODE" = full ]; then WRITE_RESULTS=${WRITE_RESULTS:-1}; else WRITE_RESULTS=${WRITE_RESULTS:-0}; fi
+
+TARGETS=(1 2 3 4 5 6)
+declare -A NAME URL HEADERS PID_OF
+PIDS=()
+WORK=""
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+  printf '\nBENCHMARK FAILED: %s\n\n' "$*" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------- setup ---
+
+# The benchmark drives real programs; install the missing ones rather than
+# fail half-way through.
+ensure_tools() {
+  local missing=()
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  command -v apt-get >/dev/null 2>&1 || die "please install: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+nginx_bin() { command -v nginx 2>/dev/null || echo /usr/sbin/nginx; }
+
+# 10,000 idle connections need 10,000 descriptors in the gateway and as many
+# in the client that holds them open; both inherit this shell's limit.
+raise_fd_limit() {
+  local need=$((IDLE_CONNECTIONS + 4096))
+  if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
+    ulimit -Hn "$need" 2>/dev/null || true
+  fi
+  ulimit -Sn "$(ulimit -Hn)"
+  local have
+  have=$(ulimit -n)
+  if [ "$have" != unlimited ] && [ "$have" -lt "$need" ]; then
+    IDLE_CONNECTIONS=$((have - 4096))
+    log "open-file limit is $have: holding only $IDLE_CONNECTIONS idle connections"
+  fi
+}
+
+build() {
+  if [ "${SKIP_BUILD:-0}" = 1 ]; then
+    log "SKIP_BUILD=1: using the binaries in target/release"
+  else
+    log "cargo build --release --bins --examples (waits if another build holds the lock)"
+    cargo build --release --bins --examples
+  fi
+  GATEWAY=$ROOT/target/release/mcp-gateway
+  PASSTHROUGH=$ROOT/target/release/examples/passthrough
+  LOADGEN=$ROOT/target/release/examples/loadgen
+  local bin
+  for bin in "$GATEWAY" "$PASSTHROUGH" "$LOADGEN"; do
+    [ -x "$bin" ] || die "$bin is missing (build failed?)"
+  done
+}
+
+# Ports the kernel hands out, all held at once so they are distinct.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# The ~1 KiB JSON-RPC tools/call every client sends.
+write_body() {
+  python3 - >"$WORK/body.json" <<'PY'
+import sys
+head = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"'
+tail = '"}}}'
+sys.stdout.write(head + "x" * (1024 - len(head) - len(tail)) + tail)
+PY
+}
+
+# A valid HS256 token (sub + exp), made with the standard library only.
+make_jwt() {
+  python3 - "$1" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def part(obj):
+    return b64(json.dumps(obj, separators=(",", ":")).encode())
+signing_input = part({"alg": "HS256", "typ": "JWT"}) + "." + part(
+    {"sub": "bench@example.com", "exp": int(time.time()) + 86400})
+mac = hmac.new(sys.argv[1].encode(), signing_input.encode(), hashlib.sha256).digest()
+print(signing_input + "." + b64(mac))
+PY
+}
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    # Pingora and nginx exit within a second or two of SIGTERM; do not hang.
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+  fi
+}
+
+# Runs a program in the background, remembered for cleanup and RSS.
+spawn() {
+  local key=$1 logfile=$2
+  shift 2
+  "$@" >"$logfile" 2>&1 &
+  PIDS+=("$!")
+  PID_OF[$key]=$!
+}
+
+# ----------------------------------------------------------- the targets ---
+
+# The reply every target ends in; its marker proves a 200 came from upstream.
+UPSTREAM_REPLY='{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"bench-upstream"}],"isError":false}}'
+
+# nginx without root: its own prefix, pid, logs and temp paths in $WORK.
+nginx_common() {
+  local name=$1
+  cat <<CONF
+daemon off;
+pid $WORK/$name.pid;
+error_log $WORK/$name-error.log warn;
+events { worker_connections 16384; }
+CONF
+}
+
+nginx_http_common() {
+  local name=$1
+  cat <<CONF
+  access_log off;
+  client_body_temp_path $WORK/$name-tmp/body;
+  proxy_temp_path $WORK/$name-tmp/proxy;
+  fastcgi_temp_path $WORK/$name-tmp/fastcgi;
+  uwsgi_temp_path $WORK/$name-tmp/uwsgi;
+  scgi_temp_path $WORK/$name-tmp/scgi;
+  # nginx closes a keep-alive connection after 1000 requests by default;
+  # the clients and proxies here would reconnect mid-measurement.
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+CONF
+}
+
+start_nginx() {
+  local name=$1
+  mkdir -p "$WORK/$name-tmp"
+  spawn "$name" "$WORK/$name.log" "$(nginx_bin)" -p "$WORK" -c "$WORK/$name.conf" -e "$WORK/$name-error.log"
+}
+
+# The upstream: one worker, like a small MCP server; it answers before the
+# proxies in front of it run out of CPU.
+start_upstream() {
+  {
+    echo "worker_processes 1;"
+    nginx_common upstream
+    echo "http {"
+    nginx_http_common upstream
+    cat <<CONF
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    location / {
+      default_type application/json;
+      return 200 '$UPSTREAM_REPLY';
+    }
+  }
+}
+CONF
+  } >"$WORK/upstream.conf"
+  start_nginx upstream
+  NAME[1]="nginx upstream (direct)"
+  URL[1]="http://127.0.0.1:$UPSTREAM_PORT/mcp"
+  HEADERS[1]="X-Authenticated-User: bench@example.com"
+}
+
+# A plain nginx reverse proxy with a pool of upstream keep-alive connections.
+start_nginx_proxy() {
+  {
+    echo "worker_processes 2;"
+    nginx_common proxy
+    echo "http {"
+    nginx_http_common proxy
+    cat <<CONF
+  upstream bench {
+    server 127.0.0.1:$UPSTREAM_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PROXY_PORT;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+  } >"$WORK/proxy.conf"
+  start_nginx proxy
+  NAME[2]="nginx reverse proxy"
+  URL[2]="http://127.0.0.1:$NGINX_PROXY_PORT/mcp"
+  HEADERS[2]="X-Authenticated-User: bench@example.com"
+}
+
+start_passthrough() {
+  spawn passthrough "$WORK/passthrough.log" env -i PATH="$PATH" RUST_LOG=warn \
+    "$PASSTHROUGH" --listen "127.0.0.1:$PASSTHROUGH_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT"
+  NAME[3]="Pingora pass-through"
+  URL[3]="http://127.0.0.1:$PASSTHROUGH_PORT/mcp"
+  HEADERS[3]="X-Authenticated-User: bench@example.com"
+}
+
+# The gateway runs from $WORK with a clean environment: a developer's .env in
+# the repository or an exported RUST_LOG=debug would change what is measured.
+start_gateway() {
+  local key=$1 port=$2
+  shift 2
+  spawn "$key" "$WORK/$key.log" env -i PATH="$PATH" HOME="$WORK" \
+    HOST=127.0.0.1 PORT="$port" LOG_LEVEL=warn SHUTDOWN_DRAIN_SECONDS=0 \
+    SESSION_SECRET="$SESSION_SECRET" "$@" "$GATEWAY" --config "$WORK/gateway.yaml"
+}
+
+write_gateway_config() {
+  cat >"$WORK/gateway.yaml" <<YAML
+servers:
+  - name: bench
+    urls: [http://127.0.0.1:$UPSTREAM_PORT/mcp]
+YAML
+}
+
+PROXY_MODE=(MCP_CLIENT_AUTH_ENABLED=false TRUST_PROXY_AUTH=true TRUSTED_PROXIES=127.0.0.1/32)
+
+start_gateway_proxy_mode() {
+  start_gateway 4 "$GATEWAY_PROXY_PORT" "${PROXY_MODE[@]}"
+  NAME[4]="gateway, proxy header"
+  URL[4]="http://127.0.0.1:$GATEWAY_PROXY_PORT/servers/bench/mcp"
+  HEADERS[4]="X-Authenticated-User: bench@example.com"
+}
+
+start_gateway_jwt() {
+  # 30 random bytes, base64: a 40-byte key.
+  local secret token
+  secret=$(head -c 30 /dev/urandom | base64)
+  token=$(make_jwt "$secret")
+  start_gateway 5 "$GATEWAY_JWT_PORT" MCP_CLIENT_AUTH_ENABLED=true TRUST_PROXY_AUTH=false \
+    JWT_SECRET_KEY="$secret"
+  NAME[5]="gateway, JWT HS256"
+  URL[5]="http://127.0.0.1:$GATEWAY_JWT_PORT/servers/bench/mcp"
+  HEADERS[5]="Authorization: Bearer $token"
+}
+
+start_gateway_passthrough_headers() {
+  start_gateway 6 "$GATEWAY_PASSTHROUGH_PORT" "${PROXY_MODE[@]}" \
+    ENABLE_HEADER_PASSTHROUGH=true DEFAULT_PASSTHROUGH_HEADERS='["X-Tenant-Id"]'
+  NAME[6]="gateway, proxy + header passthrough"
+  URL[6]="http://127.0.0.1:$GATEWAY_PASSTHROUGH_PORT/servers/bench/mcp"
+  HEADERS[6]=$'X-Authenticated-User: bench@example.com\nX-Tenant-Id: acme\nX-Upstream-Authorization: Bearer x'
+}
+
+# Waits until a target serves, or shows why it died.
+wait_until_serving() {
+  local key=$1 url=$2
+  for _ in $(seq 150); do
+    if ! kill -0 "${PID_OF[$key]}" 2>/dev/null; then
+      cat "$WORK/$key"*.log >&2 || true
+      die "target $key exited at start-up"
+    fi
+    if curl -s -o /dev/null --max-time 1 "$url"; then return; fi
+    sleep 0.1
+  done
+  die "target $key does not answer on $url"
+}
+
+# A 401 or 404 is answered faster than a proxied call: make sure every
+# target really reaches the upstream before timing anything.
+check_target() {
+  local id=$1 args=() line code body
+  while IFS= read -r line; do args+=(-H "$line"); done <<<"${HEADERS[$id]}"
+  body=$(curl -s --max-time 5 -o - -w '\n%{http_code}' -X POST "${URL[$id]}" \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    "${args[@]}" --data-binary "@$WORK/body.json") || die "($id) ${NAME[$id]}: request failed"
+  code=${body##*$'\n'}
+  [ "$code" = 200 ] || die "($id) ${NAME[$id]} answered $code: ${body%$'\n'*}"
+  case "$body" in
+    *bench-upstream*) ;;
+    *) die "($id) ${NAME[$id]} answered 200 without the upstream's reply: ${body%$'\n'*}" ;;
+  esac
+  log "($id) ${NAME[$id]}: 200 from the upstream"
+}
+
+start_targets() {
+  read -r UPSTREAM_PORT NGINX_PROXY_PORT PASSTHROUGH_PORT GATEWAY_PROXY_PORT \
+    GATEWAY_JWT_PORT GATEWAY_PASSTHROUGH_PORT RSS_PORT RSS_PASSTHROUGH_PORT < <(free_ports 8)
+  write_gateway_config
+  start_upstream
+  wait_until_serving upstream "http://127.0.0.1:$UPSTREAM_PORT/"
+  start_nginx_proxy
+  start_passthrough
+  start_gateway_proxy_mode
+  start_gateway_jwt
+  start_gateway_passthrough_headers
+  wait_until_serving proxy "http://127.0.0.1:$NGINX_PROXY_PORT/"
+  wait_until_serving passthrough "http://127.0.0.1:$PASSTHROUGH_PORT/"
+  local id
+  for id in 4 5 6; do wait_until_serving "$id" "${URL[$id]%/servers/*}/health"; done
+  for id in "${TARGETS[@]}"; do check_target "$id"; done
+}
+
+# ------------------------------------------------------------ measuring ---
+
+# Round r measures the targets starting at a different one, so a slow
+# stretch of the machine does not always hit the same target.
+round_order() {
+  local round=$1 n=${#TARGETS[@]} i
+  for ((i = 0; i < n; i++)); do
+    printf '%s ' "${TARGETS[$(((i + round - 1) % n))]}"
+  done
+}
+
+run_wrk() {
+  local id=$1 duration=$2 out=$3
+  BENCH_HEADERS=${HEADERS[$id]} BENCH_BODY_FILE=$WORK/body.json \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --timeout 5s \
+    -s "$HERE/bench.lua" "${URL[$id]}" >"$out" 2>&1 || die "wrk failed on ($id): $(cat "$out")"
+}
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+throughput() {
+  log "throughput: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS round(s), warm-up $WARMUP per target"
+  local id round line out
+  for id in "${TARGETS[@]}"; do run_wrk "$id" "$WARMUP" "$WORK/warmup-$id.txt"; done
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for id in $(round_order "$round"); do
+      sample_load
+      out=$WORK/wrk-$id-$round.txt
+      run_wrk "$id" "$DURATION" "$out"
+      line=$(grep '^BENCH ' "$out") || die "no result line from wrk on ($id): $(cat "$out")"
+      if [ "$(field non200 "$line")" != 0 ] || [ "$(field errors "$line")" != 0 ]; then
+        cat "$out" >&2
+        die "($id) ${NAME[$id]}: $(field non200 "$line") non-200 (first: $(field first_non200 "$line")), $(field errors "$line") socket errors"
+      fi
+      printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$round" "$(field rps "$line")" \
+        "$(field p50_us "$line")" "$(field p99_us "$line")" >>"$WORK/throughput.tsv"
+      log "round $round ($id) ${NAME[$id]}: $(field rps "$line") req/s, p50 $(field p50_us "$line") µs, p99 $(field p99_us "$line") µs"
+    done
+  done
+}
+
+run_loadgen() {
+  local id=$1 args=() line
+  while IFS= read -r line; do args+=(-H "$line"); done <<<"${HEADERS[$id]}"
+  args+=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+  "$LOADGEN" --url "${URL[$id]}" --rate "$RATE" --duration "$RATE_DURATION" --warmup 1s \
+    --connections "$RATE_CONNECTIONS" --body-file "$WORK/body.json" --label "$id" "${args[@]}"
+}
+
+rate() {
+  log "rate: $RATE req/s for $RATE_DURATION over $RATE_CONNECTIONS connections, $ROUNDS round(s)"
+  local id round line
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for id in $(round_order "$round"); do
+      sample_load
+      line=$(run_loadgen "$id") || die "loadgen failed on ($id) ${NAME[$id]}"
+      if ! grep -q '"non200":0,' <<<"$line" || ! grep -q '"errors":0,' <<<"$line"; then
+        die "($id) ${NAME[$id]}: $line"
+      fi
+      printf '%s\n' "$line" >>"$WORK/rate.jsonl"
+      log "round $round ($id) ${NAME[$id]}: $line"
+    done
+  done
+}
+
+vmrss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+vmhwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# RSS of a freshly started target ($1, listening on port $2) idle, then
+# holding IDLE_CONNECTIONS idle keep-alive connections that each completed one
+# request (options for idle_conns.py follow). Writes $1_* lines to rss.env.
+idle_rss() {
+  local key=$1 port=$2 pid=${PID_OF[$1]} holder=$WORK/$1-holder.json established
+  shift 2
+  sleep 2
+  echo "${key}_idle_kb=$(vmrss_kb "$pid")" >>"$WORK/rss.env"
+  spawn "$key-holder" "$holder" python3 "$HERE/idle_conns.py" --port "$port" \
+    --count "$IDLE_CONNECTIONS" --hold 300 "$@"
+  for _ in $(seq 1200); do
+    [ -s "$holder" ] && break
+    kill -0 "${PID_OF[$key-holder]}" 2>/dev/null || die "idle-connection holder died: $(cat "$holder")"
+    sleep 0.1
+  done
+  [ -s "$holder" ] || die "idle connections to $key were not all open after 120 s"
+  # Let the target settle (buffers of the last requests freed) before reading.
+  sleep 2
+  established=$(ss -Htn state established "( sport = :$port )" | wc -l)
+  {
+    echo "${key}_conns_kb=$(vmrss_kb "$pid")"
+    echo "${key}_conns_hwm_kb=$(vmhwm_kb "$pid")"
+    echo "${key}_established=$established"
+    echo "${key}_holder=$(head -n 1 "$holder")"
+  } >>"$WORK/rss.env"
+  grep -q '"failed": 0' "$holder" || die "idle connections to $key: $(cat "$holder")"
+  # Free both sides' descriptors before the next measurement.
+  kill -TERM "${PID_OF[$key-holder]}" "$pid" 2>/dev/null || true
+  wait "${PID_OF[$key-holder]}" "$pid" 2>/dev/null || true
+}
+
+# Fresh processes, so the figures do not depend on what ran before; the
+# pass-through shows what Pingora itself costs per connection.
+rss() {
+  log "RSS: fresh gateway and pass-through, idle, then $IDLE_CONNECTIONS idle keep-alive connections each"
+  if [ -n "${PID_OF[4]:-}" ]; then
+    echo "after_load_kb=$(vmrss_kb "${PID_OF[4]}")" >>"$WORK/rss.env"
+    echo "after_load_hwm_kb=$(vmhwm_kb "${PID_OF[4]}")" >>"$WORK/rss.env"
+  fi
+  start_gateway gw "$RSS_PORT" "${PROXY_MODE[@]}"
+  wait_until_serving gw "http://127.0.0.1:$RSS_PORT/health"
+  idle_rss gw "$RSS_PORT" --path /health
+
+  spawn pt "$WORK/pt.log" env -i PATH="$PATH" RUST_LOG=warn \
+    "$PASSTHROUGH" --listen "127.0.0.1:$RSS_PASSTHROUGH_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT"
+  wait_until_serving pt "http://127.0.0.1:$RSS_PASSTHROUGH_PORT/"
+  idle_rss pt "$RSS_PASSTHROUGH_PORT" --path /mcp --header "X-Authenticated-User: bench@example.com"
+  log "RSS: $(tr '\n' ' ' <"$WORK/rss.env")"
+}
+
+# Our own release build leaves the 1-minute load average high for a while;
+# let it decay (up to SETTLE_SECONDS) so "load before the run" describes the
+# rest of the machine. It cannot wait out somebody else's build.
+settle() {
+  local waited=0
+  while [ "$waited" -lt "$SETTLE_SECONDS" ] && awk '{ exit !($1 >= 1.0) }' /proc/loadavg; do
+    sleep 5
+    waited=$((waited + 5))
+  done
+}
+
+# The figures belong to the code that was built, which may be uncommitted.
+revision() {
+  local rev
+  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || {
+    echo unknown
+    return
+  }
+  if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    rev="$rev + uncommitted changes in src/ or Cargo.*"
+  fi
+  echo "$rev"
+}
+
+sample_load() { cut -d' ' -f1-3 /proc/loadavg >>"$WORK/loadavg.log"; }
+
+# ---------------------------------------------------------------- main ---
+
+main() {
+  ensure_tools
+  raise_fd_limit
+  build
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcp-bench.XXXXXX")
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  write_body
+  settle
+  # Set as in production; without it every gateway warns about a random key.
+  SESSION_SECRET=$(head -c 32 /dev/urandom | base64)
+  local load_before
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+  log "load average before the run: $load_before (nproc $(nproc)); work dir $WORK"
+  local started
+  started=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+  start_targets
+  case "$MODE" in
+    full | smoke)
+      throughput
+      rate
+      rss
+      ;;
+    throughput) throughput ;;
+    rate) rate ;;
+    rss) rss ;;
+  esac
+  sample_load
+
+  {
+    echo "command=$BENCH_COMMAND"
+    echo "mode=$MODE"
+    echo "date=$started"
+    echo "revision=$(revision)"
+    echo "load_before=$load_before"
+    echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "wrk=wrk -t$THREADS -c$CONNECTIONS -d$DURATION (keep-alive), warm-up $WARMUP, $ROUNDS round(s)"
+    echo "loadgen=loadgen --rate $RATE --duration $RATE_DURATION --connections $RATE_CONNECTIONS, $ROUNDS round(s)"
+    echo "idle_connections=$IDLE_CONNECTIONS"
+    local id
+    for id in "${TARGETS[@]}"; do echo "name$id=${NAME[$id]}"; done
+  } >"$WORK/meta.env"
+
+  local write=()
+  [ "$WRITE_RESULTS" = 1 ] && write=(--write "$ROOT/BENCHMARKS.md")
+  python3 "$HERE/report.py" "$WORK" "${write[@]}"
+}
+
+main "$@"

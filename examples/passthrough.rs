@@ -19,6 +19,11 @@ use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+// The same allocator as the gateway, so the comparison measures Pingora and
+// the gateway's own work, not two allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Minimal Pingora pass-through proxy (benchmark baseline)")]
 struct Cli {

@@ -3,6 +3,12 @@
 use clap::Parser;
 use std::path::PathBuf;
 
+// glibc's malloc takes an arena lock when memory is freed on another thread
+// than the one that allocated it, which Pingora's work-stealing runtime does
+// on every request; under load that cost a third of the throughput.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mcp-gateway",

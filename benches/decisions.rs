@@ -142,7 +142,7 @@ fn header_policy(c: &mut Criterion) {
         identity: &alice,
         peer: Some("10.1.2.3".parse().unwrap()),
         peer_trusted: true,
-        upstream_authority: "github-mcp.internal:3001",
+        upstream_host: &HeaderValue::from_static("github-mcp.internal:3001"),
         upstream_session: None,
     };
     let edits = policy.plan(&client, &facts);

@@ -60,9 +60,9 @@ impl BackgroundService for Rediscovery {
 
 /// Runs the gateway until it is told to stop; never returns.
 pub fn run(settings: Settings) -> ! {
-    let lifecycle = Arc::new(Lifecycle::default());
+    let lifecycle: &'static Lifecycle = Box::leak(Box::default());
     let health = upstream::health_registry();
-    let state = Arc::new(GatewayState::build(&settings, &health, lifecycle.clone()));
+    let state = Arc::new(GatewayState::build(&settings, &health, lifecycle));
     discover_once(&state);
 
     let conf = ServerConf {

@@ -5,6 +5,8 @@
 use crate::identity::Identity;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
+use smallvec::SmallVec;
+use std::fmt::Write;
 use std::net::IpAddr;
 
 /// Longest header value forwarded; longer ones are dropped with a warning.
@@ -16,6 +18,20 @@ pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id"
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The wire spelling of the custom names the gateway sets on every request,
+/// so Pingora's case-preserving map takes a static string, not a copy.
+pub fn wire_name(name: &HeaderName) -> Option<&'static str> {
+    if name == X_FORWARDED_FOR {
+        Some("X-Forwarded-For")
+    } else if name == X_FORWARDED_PROTO {
+        Some("X-Forwarded-Proto")
+    } else if name == X_FORWARDED_HOST {
+        Some("X-Forwarded-Host")
+    } else {
+        None
+    }
+}
 
 /// What an MCP server needs from the client's request, forwarded as sent.
 static ALLOWLIST: [HeaderName; 15] = [
@@ -68,7 +84,8 @@ pub struct RequestFacts<'a> {
     pub peer: Option<IpAddr>,
     /// The peer may vouch for `X-Forwarded-*` (inside `TRUSTED_PROXIES`).
     pub peer_trusted: bool,
-    pub upstream_authority: &'a str,
+    /// The replica's `Host`, prepared once per replica URL.
+    pub upstream_host: &'a HeaderValue,
     /// The upstream's own session id, decoded from the client's token.
     pub upstream_session: Option<&'a str>,
 }
@@ -86,9 +103,9 @@ pub struct Dropped {
 #[derive(Debug, Default)]
 pub struct HeaderEdits {
     /// Names whose every value is removed.
-    pub remove: Vec<HeaderName>,
+    pub remove: SmallVec<[HeaderName; 8]>,
     /// Set by the gateway, replacing any value the client sent.
-    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub set: SmallVec<[(HeaderName, HeaderValue); 8]>,
     pub dropped: Vec<Dropped>,
 }
 
@@ -134,8 +151,13 @@ impl HeaderPolicy {
     /// The edits for one request.
     pub fn plan(&self, client: &HeaderMap, facts: &RequestFacts) -> HeaderEdits {
         let mut edits = HeaderEdits::default();
+        let keep_identity = self.client_identity_is_authenticated(client, facts);
         for (name, value) in client {
-            if edits.remove.last() == Some(name) {
+            if edits.remove.last() == Some(name) || name == header::HOST {
+                // `Host` is always replaced, never removed first.
+                continue;
+            }
+            if keep_identity && name == self.identity_out {
                 continue;
             }
             if !self.forwards(name) {
@@ -148,13 +170,32 @@ impl HeaderPolicy {
                 });
             }
         }
-        self.base_headers(client, facts, &mut edits);
+        self.base_headers(client, facts, keep_identity, &mut edits);
         edits
+    }
+
+    /// The client's identity header is exactly, and only, the value the
+    /// gateway authenticated: the usual proxy-mode request needs no edit.
+    fn client_identity_is_authenticated(&self, client: &HeaderMap, facts: &RequestFacts) -> bool {
+        if !facts.identity.is_authenticated() {
+            return false;
+        }
+        let mut values = client.get_all(&self.identity_out).iter();
+        matches!(
+            (values.next(), values.next()),
+            (Some(v), None) if v.as_bytes() == facts.identity.user.as_bytes()
+        )
     }
 
     /// Headers the gateway sets itself. A passthrough-listed client value
     /// replaces one only with `ENABLE_OVERWRITE_BASE_HEADERS`.
-    fn base_headers(&self, client: &HeaderMap, facts: &RequestFacts, edits: &mut HeaderEdits) {
+    fn base_headers(
+        &self,
+        client: &HeaderMap,
+        facts: &RequestFacts,
+        keep_identity: bool,
+        edits: &mut HeaderEdits,
+    ) {
         let set = |edits: &mut HeaderEdits, name: &HeaderName, value: HeaderValue| {
             let client_wins = self.overwrite_base
                 && self.forwards(name)
@@ -164,19 +205,20 @@ impl HeaderPolicy {
                 edits.set.push((name.clone(), value));
             }
         };
-        if let Ok(v) = HeaderValue::from_str(facts.upstream_authority) {
-            set(edits, &header::HOST, v);
-        }
+        set(edits, &header::HOST, facts.upstream_host.clone());
         if let Some(peer) = facts.peer {
             let prior = client
                 .get(&X_FORWARDED_FOR)
                 .filter(|v| facts.peer_trusted && is_clean_value(v))
                 .and_then(|v| v.to_str().ok());
-            let xff = match prior {
-                Some(p) => format!("{p}, {peer}"),
-                None => peer.to_string(),
-            };
-            if let Ok(v) = HeaderValue::from_str(&xff) {
+            let mut xff = String::with_capacity(prior.map_or(0, str::len) + 48);
+            if let Some(p) = prior {
+                xff.push_str(p);
+                xff.push_str(", ");
+            }
+            let _ = write!(xff, "{peer}");
+            // `from_maybe_shared` keeps the String's buffer: one allocation.
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
                 set(edits, &X_FORWARDED_FOR, v);
             }
         }
@@ -189,7 +231,7 @@ impl HeaderPolicy {
         if let Some(host) = client.get(header::HOST).filter(|v| is_clean_value(v)) {
             set(edits, &X_FORWARDED_HOST, host.clone());
         }
-        if facts.identity.is_authenticated() {
+        if facts.identity.is_authenticated() && !keep_identity {
             match HeaderValue::from_str(&facts.identity.user) {
                 Ok(v) => edits.set.push((self.identity_out.clone(), v)),
                 Err(_) => edits.dropped.push(Dropped {
@@ -284,12 +326,14 @@ mod tests {
         }
     }
 
+    static HOST: HeaderValue = HeaderValue::from_static("mcp.internal:3001");
+
     fn facts(identity: &Identity) -> RequestFacts<'_> {
         RequestFacts {
             identity,
             peer: Some("10.0.0.9".parse().unwrap()),
             peer_trusted: true,
-            upstream_authority: "mcp.internal:3001",
+            upstream_host: &HOST,
             upstream_session: None,
         }
     }

@@ -8,7 +8,6 @@
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -32,13 +31,14 @@ impl Lifecycle {
     }
 
     /// Counts a request until the guard drops, whichever way the request ends.
-    pub fn track(self: &Arc<Self>) -> InFlight {
+    pub fn track(&'static self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight(self)
     }
 }
 
-pub struct InFlight(Arc<Lifecycle>);
+/// Lives as long as the process, so a request's guard is a plain reference.
+pub struct InFlight(&'static Lifecycle);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -48,7 +48,7 @@ impl Drop for InFlight {
 
 /// Replaces Pingora's signal handling to drain before closing listeners.
 pub struct DrainThenStop {
-    pub lifecycle: Arc<Lifecycle>,
+    pub lifecycle: &'static Lifecycle,
     pub drain: Duration,
     pub grace: Duration,
 }

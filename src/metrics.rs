@@ -3,12 +3,13 @@
 //! never hashes a label set.
 
 use crate::identity::AuthError;
+use arc_swap::ArcSwap;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use std::collections::HashSet;
-use std::sync::RwLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The `user` label value once `METRICS_MAX_USERS` distinct users are seen.
@@ -22,7 +23,10 @@ pub struct Metrics {
     pub proxy_header_missing: IntCounter,
     pub auth_latency: Histogram,
     authenticated_requests: IntCounterVec,
-    known_users: RwLock<HashSet<String>>,
+    /// Per-user counters, read without a lock on the request path; written
+    /// (copy, insert, swap) only when a new user appears, at most `max_users` times.
+    user_counters: ArcSwap<HashMap<Box<str>, IntCounter>>,
+    user_counters_write: Mutex<()>,
     max_users: usize,
     requests: IntCounterVec,
     request_duration: HistogramVec,
@@ -132,7 +136,8 @@ impl Metrics {
                 "Proxied requests per server and status class",
                 &["server", "status"],
             ),
-            known_users: RwLock::new(HashSet::new()),
+            user_counters: ArcSwap::from_pointee(HashMap::new()),
+            user_counters_write: Mutex::new(()),
             max_users,
             auth_latency,
             request_duration,
@@ -170,26 +175,32 @@ impl Metrics {
     /// Counts a request for `user`, folding users beyond the cap into one
     /// label so an attacker cycling identities cannot exhaust memory.
     pub fn authenticated_request(&self, user: &str) {
-        let known = self
-            .known_users
-            .read()
-            .map(|set| set.contains(user))
-            .unwrap_or(false);
-        let label = if known {
-            user
-        } else if let Ok(mut set) = self.known_users.write() {
-            if set.len() < self.max_users {
-                set.insert(user.to_string());
-                user
-            } else {
-                OTHER_USERS
-            }
-        } else {
-            OTHER_USERS
-        };
-        self.authenticated_requests
-            .with_label_values(&[label])
-            .inc();
+        if let Some(counter) = self.user_counters.load().get(user) {
+            counter.inc();
+            return;
+        }
+        self.user_counter_slow(user).inc();
+    }
+
+    fn user_counter_slow(&self, user: &str) -> IntCounter {
+        let _writer = self
+            .user_counters_write
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.user_counters.load_full();
+        if let Some(counter) = current.get(user) {
+            return counter.clone();
+        }
+        if current.len() >= self.max_users {
+            return self
+                .authenticated_requests
+                .with_label_values(&[OTHER_USERS]);
+        }
+        let counter = self.authenticated_requests.with_label_values(&[user]);
+        let mut next: HashMap<Box<str>, IntCounter> = (*current).clone();
+        next.insert(user.into(), counter.clone());
+        self.user_counters.store(Arc::new(next));
+        counter
     }
 
     pub fn render(&self) -> String {

@@ -30,7 +30,7 @@ pub struct GatewayState {
     pub sessions: SessionKeys,
     pub session_ttl: Duration,
     pub metrics: Metrics,
-    pub lifecycle: Arc<Lifecycle>,
+    pub lifecycle: &'static Lifecycle,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     /// The non-secret part of the configuration, shown by `/version`.
@@ -41,7 +41,7 @@ impl GatewayState {
     pub fn build(
         settings: &Settings,
         health: &Arc<HealthRegistry>,
-        lifecycle: Arc<Lifecycle>,
+        lifecycle: &'static Lifecycle,
     ) -> Self {
         let metrics = Metrics::new(settings.metrics_max_users);
         let global_auth = AuthPolicy::global(settings);

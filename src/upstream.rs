@@ -4,6 +4,7 @@
 
 use crate::config::UpstreamUrl;
 use async_trait::async_trait;
+use http::{HeaderValue, Uri};
 use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::health_check::TcpHealthCheck;
 use pingora::lb::selection::RoundRobin;
@@ -23,11 +24,31 @@ pub fn target_id(url: &str) -> u64 {
     u64::from_be_bytes(id)
 }
 
-/// One configured replica URL.
+/// One configured replica URL, with what every request to it needs
+/// prepared once.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub id: u64,
     pub url: UpstreamUrl,
+    pub host_header: HeaderValue,
+    /// The Streamable HTTP endpoint, e.g. `/mcp`.
+    pub mcp_uri: Uri,
+    /// The legacy SSE endpoint beside it, e.g. `/sse`.
+    pub sse_uri: Uri,
+}
+
+impl Target {
+    fn new(url: &UpstreamUrl) -> Self {
+        let uri = |path: &str| path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        Target {
+            id: target_id(&url.original),
+            host_header: HeaderValue::from_str(&url.authority)
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            mcp_uri: uri(&url.path),
+            sse_uri: uri(&crate::legacy_sse::sse_path_for(&url.path)),
+            url: url.clone(),
+        }
+    }
 }
 
 /// Marks a discovered [`Backend`] with the replica URL it came from.
@@ -85,13 +106,7 @@ pub struct ServerUpstream {
 
 impl ServerUpstream {
     pub fn new(server: &str, urls: &[UpstreamUrl], health: &Arc<HealthRegistry>) -> Self {
-        let targets: Vec<Target> = urls
-            .iter()
-            .map(|url| Target {
-                id: target_id(&url.original),
-                url: url.clone(),
-            })
-            .collect();
+        let targets: Vec<Target> = urls.iter().map(Target::new).collect();
         let discovery = UrlDiscovery {
             server: server.to_string(),
             targets: targets.clone(),

@@ -80,27 +80,35 @@ impl Gateway {
         Some((self.state.servers.get(route.server)?, route))
     }
 
-    /// Path and query the upstream sees for this request.
-    fn upstream_path(
+    /// Path and query the upstream sees for this request; without a query
+    /// string it is the replica's prepared URI, no parsing.
+    fn upstream_uri(
         &self,
         server: &ServerRuntime,
         route: &RouteCtx,
         query: Option<&str>,
-    ) -> String {
-        let base = match (&route.pinned, route.endpoint) {
-            (Some(pinned), Endpoint::Message) => return pinned.upstream_id.clone(),
-            _ => route
-                .chosen
-                .as_ref()
-                .and_then(|c| server.upstream.target(c.target))
-                .map_or("/".to_string(), |t| match route.endpoint {
-                    Endpoint::Sse => legacy_sse::sse_path_for(&t.url.path),
-                    _ => t.url.path.clone(),
-                }),
+    ) -> Result<http::Uri> {
+        let parse = |text: &str| {
+            text.parse::<http::Uri>()
+                .or_err(ErrorType::InternalError, "upstream path is not a valid URI")
+        };
+        if let (Some(pinned), Endpoint::Message) = (&route.pinned, route.endpoint) {
+            return parse(&pinned.upstream_id);
+        }
+        let Some(target) = route
+            .chosen
+            .as_ref()
+            .and_then(|c| server.upstream.target(c.target))
+        else {
+            return Error::e_explain(ErrorType::InternalError, "no backend chosen");
+        };
+        let base = match route.endpoint {
+            Endpoint::Sse => &target.sse_uri,
+            _ => &target.mcp_uri,
         };
         match query {
-            Some(q) if route.endpoint != Endpoint::Message => format!("{base}?{q}"),
-            _ => base,
+            None => Ok(base.clone()),
+            Some(q) => parse(&format!("{}?{q}", base.path())),
         }
     }
 
@@ -193,7 +201,6 @@ impl ProxyHttp for Gateway {
         let Some(target) = server.upstream.target(chosen.target) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "backend left the configuration");
         };
-        route.tried.push(chosen.addr);
         let sni = if target.url.tls {
             target.url.host.clone()
         } else {
@@ -221,12 +228,17 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some((server, route)) = self.server(ctx) {
-            log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
-            let replicas = server.upstream.lb.backends().get_backend().len();
-            if route.pinned.is_none() && route.tried.len() < replicas {
-                e.set_retry(true);
-            }
+        let Some(route) = ctx.route.as_mut() else {
+            return e;
+        };
+        let server = &self.state.servers[route.server];
+        log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
+        if let Some(chosen) = &route.chosen {
+            route.tried.push(chosen.addr);
+        }
+        let replicas = server.upstream.lb.backends().get_backend().len();
+        if route.pinned.is_none() && route.tried.len() < replicas {
+            e.set_retry(true);
         }
         e
     }
@@ -241,16 +253,19 @@ impl ProxyHttp for Gateway {
         let Some((server, route)) = self.server(ctx) else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };
-        let target = route
+        let Some(target) = route
             .chosen
             .as_ref()
-            .and_then(|c| server.upstream.target(c.target));
+            .and_then(|c| server.upstream.target(c.target))
+        else {
+            return Error::e_explain(ErrorType::InternalError, "no backend chosen");
+        };
         let peer = peer_ip(session);
         let facts = RequestFacts {
             identity: &route.identity,
             peer,
             peer_trusted: server.auth.peer_is_trusted(peer),
-            upstream_authority: target.map_or("", |t| t.url.authority.as_str()),
+            upstream_host: &target.host_header,
             upstream_session: route
                 .pinned
                 .as_ref()
@@ -270,12 +285,12 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(name);
         }
         for (name, value) in edits.set {
-            upstream_request.insert_header(name, value)?;
+            match crate::headers::wire_name(&name) {
+                Some(titled) => upstream_request.insert_header(titled, value)?,
+                None => upstream_request.insert_header(name, value)?,
+            }
         }
-        let path = self.upstream_path(server, route, session.req_header().uri.query());
-        let uri = path
-            .parse()
-            .or_err(ErrorType::InternalError, "upstream path is not a valid URI")?;
+        let uri = self.upstream_uri(server, route, session.req_header().uri.query())?;
         upstream_request.set_uri(uri);
         Ok(())
     }
@@ -324,7 +339,6 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        upstream_response.insert_header("x-content-type-options", "nosniff")?;
         if self.state.lifecycle.is_draining() {
             _session.set_keepalive(None);
         }

@@ -27,7 +27,7 @@ pub fn target_id(url: &str) -> u64 {
 /// One configured replica URL, with what every request to it needs
 /// prepared once.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct Replica {
     pub id: u64,
     pub url: UpstreamUrl,
     pub host_header: HeaderValue,
@@ -37,10 +37,10 @@ pub struct Target {
     pub sse_uri: Uri,
 }
 
-impl Target {
+impl Replica {
     fn new(url: &UpstreamUrl) -> Self {
         let uri = |path: &str| path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-        Target {
+        Replica {
             id: target_id(&url.original),
             host_header: HeaderValue::from_str(&url.authority)
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
@@ -60,7 +60,7 @@ struct TargetTag(u64);
 /// restart. A name that fails to resolve is left out of that round.
 struct UrlDiscovery {
     server: String,
-    targets: Vec<Target>,
+    targets: Vec<Replica>,
 }
 
 #[async_trait]
@@ -95,18 +95,18 @@ impl ServiceDiscovery for UrlDiscovery {
 #[derive(Debug, Clone)]
 pub struct Chosen {
     pub addr: StdSocketAddr,
-    pub target: u64,
+    pub replica: u64,
 }
 
 /// The replicas of one server.
 pub struct ServerUpstream {
     pub lb: LoadBalancer<RoundRobin>,
-    targets: Vec<Target>,
+    targets: Vec<Replica>,
 }
 
 impl ServerUpstream {
     pub fn new(server: &str, urls: &[UpstreamUrl], health: &Arc<HealthRegistry>) -> Self {
-        let targets: Vec<Target> = urls.iter().map(Target::new).collect();
+        let targets: Vec<Replica> = urls.iter().map(Replica::new).collect();
         let discovery = UrlDiscovery {
             server: server.to_string(),
             targets: targets.clone(),
@@ -118,12 +118,8 @@ impl ServerUpstream {
         }
     }
 
-    pub fn target(&self, id: u64) -> Option<&Target> {
+    pub fn replica(&self, id: u64) -> Option<&Replica> {
         self.targets.iter().find(|t| t.id == id)
-    }
-
-    pub fn targets(&self) -> &[Target] {
-        &self.targets
     }
 
     /// Round robin over healthy backends, skipping ones this request already tried.
@@ -161,7 +157,7 @@ impl ServerUpstream {
 fn chosen(b: &Backend) -> Option<Chosen> {
     Some(Chosen {
         addr: *b.addr.as_inet()?,
-        target: b.ext.get::<TargetTag>()?.0,
+        replica: b.ext.get::<TargetTag>()?.0,
     })
 }
 

@@ -12,7 +12,7 @@ use crate::responses::{self, ErrorShape, LocalResponse};
 use crate::routing::{self, Endpoint, Target};
 use crate::session::SessionTarget;
 use crate::state::{GatewayState, ServerRuntime};
-use crate::upstream::Chosen;
+use crate::upstream::{Chosen, Replica};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -82,12 +82,7 @@ impl Gateway {
 
     /// Path and query the upstream sees for this request; without a query
     /// string it is the replica's prepared URI, no parsing.
-    fn upstream_uri(
-        &self,
-        server: &ServerRuntime,
-        route: &RouteCtx,
-        query: Option<&str>,
-    ) -> Result<http::Uri> {
+    fn upstream_uri(target: &Replica, route: &RouteCtx, query: Option<&str>) -> Result<http::Uri> {
         let parse = |text: &str| {
             text.parse::<http::Uri>()
                 .or_err(ErrorType::InternalError, "upstream path is not a valid URI")
@@ -95,13 +90,6 @@ impl Gateway {
         if let (Some(pinned), Endpoint::Message) = (&route.pinned, route.endpoint) {
             return parse(&pinned.upstream_id);
         }
-        let Some(target) = route
-            .chosen
-            .as_ref()
-            .and_then(|c| server.upstream.target(c.target))
-        else {
-            return Error::e_explain(ErrorType::InternalError, "no backend chosen");
-        };
         let base = match route.endpoint {
             Endpoint::Sse => &target.sse_uri,
             _ => &target.mcp_uri,
@@ -120,7 +108,7 @@ impl Gateway {
         upstream: &str,
     ) -> Option<Bytes> {
         let chosen = route.chosen.as_ref()?;
-        let target = server.upstream.target(chosen.target)?;
+        let target = server.upstream.replica(chosen.replica)?;
         let path = legacy_sse::upstream_message_path(
             upstream,
             &legacy_sse::sse_path_for(&target.url.path),
@@ -129,7 +117,7 @@ impl Gateway {
             &server.name,
             route.identity.principal(),
             &SessionTarget {
-                backend: chosen.target,
+                backend: chosen.replica,
                 upstream_id: path,
             },
             now_secs() + self.state.session_ttl.as_secs(),
@@ -198,7 +186,7 @@ impl ProxyHttp for Gateway {
         let Some(chosen) = route.chosen.clone() else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
         };
-        let Some(target) = server.upstream.target(chosen.target) else {
+        let Some(target) = server.upstream.replica(chosen.replica) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "backend left the configuration");
         };
         let sni = if target.url.tls {
@@ -256,7 +244,7 @@ impl ProxyHttp for Gateway {
         let Some(target) = route
             .chosen
             .as_ref()
-            .and_then(|c| server.upstream.target(c.target))
+            .and_then(|c| server.upstream.replica(c.replica))
         else {
             return Error::e_explain(ErrorType::InternalError, "no backend chosen");
         };
@@ -290,7 +278,7 @@ impl ProxyHttp for Gateway {
                 None => upstream_request.insert_header(name, value)?,
             }
         }
-        let uri = self.upstream_uri(server, route, session.req_header().uri.query())?;
+        let uri = Self::upstream_uri(target, route, session.req_header().uri.query())?;
         upstream_request.set_uri(uri);
         Ok(())
     }
@@ -317,7 +305,7 @@ impl ProxyHttp for Gateway {
             .map(str::to_string);
         if let (Some(upstream_id), Some(chosen)) = (upstream_id, route.chosen.as_ref()) {
             let target = SessionTarget {
-                backend: chosen.target,
+                backend: chosen.replica,
                 upstream_id,
             };
             let expires = now_secs() + self.state.session_ttl.as_secs();

@@ -291,29 +291,7 @@ work on the machine during the run makes every figure noisier.
 
 ## Optional: ContextForge
 
-Not implemented yet. ContextForge (IBM's
-[`mcp-context-forge`](https://github.com/IBM/mcp-context-forge), the Python
-gateway whose variables and proxy-authentication behaviour `PROXY-AUTH.md`
-describes) would be a seventh target, the figure users will ask about. To add
-it later (check the commands against the version you install):
-
-1. Install it (`pip install mcp-contextforge-gateway`, Python 3.11+, or its
-   container image) and start it on a free port from the benchmark's temporary
-   directory, so its SQLite database lands there, with the identity settings of
-   (4): `MCP_CLIENT_AUTH_ENABLED=false TRUST_PROXY_AUTH=true
-   PROXY_USER_HEADER=X-Authenticated-User mcpgateway --host 127.0.0.1 --port $PORT`
-   (plus the secrets it insists on, e.g. `JWT_SECRET_KEY`,
-   `PLATFORM_ADMIN_PASSWORD`).
-2. ContextForge speaks MCP to the servers it registers (`initialize`,
-   `tools/list`), which the fixed nginx reply cannot answer: register the
-   project's `target/release/mcp-demo-server` through its admin API
-   (`POST /gateways`), put its tools in a virtual server, and send the load to
-   that server's `/servers/{id}/mcp`. Measure the gateway (4) against the same
-   demo server in the same run, so the two rows stay comparable.
-3. Add a `start_contextforge` function and target 7 to
-   `benches/load/run.sh`, check it answers 200 from the demo server like
-   the others, and add it to the ratio list. Its throughput is bounded by
-   Python workers rather than by the proxy path, so also report its CPU use.
+Not measured yet: run `benches/load/contextforge.sh`, which writes this section.
 """
 
 
@@ -355,7 +333,14 @@ def main():
         print("\nFAILED: " + "; ".join(problems), file=sys.stderr)
         return 1
     if args.write:
-        args.write.write_text(render(res))
+        text = render(res)
+        # The ContextForge section is written by contextforge.sh; keep it.
+        marker = "## Optional: ContextForge"
+        if args.write.exists():
+            old = args.write.read_text()
+            if marker in old:
+                text = text[: text.index(marker)] + old[old.index(marker):]
+        args.write.write_text(text)
         print(f"\nwrote {args.write}")
     return 0
 

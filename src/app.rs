@@ -50,7 +50,7 @@ impl BackgroundService for Rediscovery {
                 _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
             }
             for server in &self.state.servers {
-                if let Err(e) = server.upstream.lb.update().await {
+                if let Err(e) = server.upstream.discover().await {
                     log::warn!("server {}: discovery failed: {e}", server.name);
                 }
             }
@@ -130,7 +130,7 @@ fn discover_once(state: &GatewayState) {
     };
     runtime.block_on(async {
         for server in &state.servers {
-            if let Err(e) = server.upstream.lb.update().await {
+            if let Err(e) = server.upstream.discover().await {
                 log::warn!("server {}: discovery failed: {e}", server.name);
             }
         }

@@ -3,16 +3,17 @@
 //! a selected backend into an upstream peer.
 
 use crate::config::UpstreamUrl;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::{HeaderValue, Uri};
 use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::health_check::TcpHealthCheck;
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
+use pingora::lb::{Backend, Backends, HealthRegistry};
 use pingora::protocols::l4::socket::SocketAddr;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr as StdSocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Stable id of a replica URL, carried in session tokens. Derived from the
@@ -92,64 +93,100 @@ impl ServiceDiscovery for UrlDiscovery {
 }
 
 /// A backend chosen for one request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Chosen {
     pub addr: StdSocketAddr,
     pub replica: u64,
 }
 
-/// The replicas of one server.
+/// A discovered backend with what a request needs from it, copied out once
+/// per discovery round instead of per request.
+struct Candidate {
+    backend: Backend,
+    chosen: Chosen,
+}
+
+/// The replicas of one server: Pingora's `Backends` for discovery and the
+/// shared health registry, and our own round robin over a prepared list.
+/// (`LoadBalancer::select` clones the chosen `Backend`, its extensions map
+/// included, and builds a `HashSet` on every request; this path allocates
+/// nothing.)
 pub struct ServerUpstream {
-    pub lb: LoadBalancer<RoundRobin>,
-    targets: Vec<Replica>,
+    backends: Backends,
+    candidates: ArcSwap<Vec<Candidate>>,
+    next: AtomicUsize,
+    replicas: Vec<Replica>,
 }
 
 impl ServerUpstream {
     pub fn new(server: &str, urls: &[UpstreamUrl], health: &Arc<HealthRegistry>) -> Self {
-        let targets: Vec<Replica> = urls.iter().map(Replica::new).collect();
+        let replicas: Vec<Replica> = urls.iter().map(Replica::new).collect();
         let discovery = UrlDiscovery {
             server: server.to_string(),
-            targets: targets.clone(),
+            targets: replicas.clone(),
         };
-        let backends = Backends::new_with_health_registry(Box::new(discovery), health.clone());
         ServerUpstream {
-            lb: LoadBalancer::from_backends(backends),
-            targets,
+            backends: Backends::new_with_health_registry(Box::new(discovery), health.clone()),
+            candidates: ArcSwap::from_pointee(Vec::new()),
+            next: AtomicUsize::new(0),
+            replicas,
         }
     }
 
+    /// Runs discovery; the candidate list changes only when membership does.
+    /// Calls must not overlap (start-up, then one background loop).
+    pub async fn discover(&self) -> pingora::Result<()> {
+        self.backends
+            .update(|members| {
+                let list = members
+                    .iter()
+                    .filter_map(|b| {
+                        chosen(b).map(|chosen| Candidate {
+                            backend: b.clone(),
+                            chosen,
+                        })
+                    })
+                    .collect();
+                self.candidates.store(Arc::new(list));
+            })
+            .await
+    }
+
     pub fn replica(&self, id: u64) -> Option<&Replica> {
-        self.targets.iter().find(|t| t.id == id)
+        self.replicas.iter().find(|r| r.id == id)
+    }
+
+    /// How many backends discovery found.
+    pub fn backend_count(&self) -> usize {
+        self.candidates.load().len()
     }
 
     /// Round robin over healthy backends, skipping ones this request already tried.
     pub fn select(&self, exclude: &[StdSocketAddr]) -> Option<Chosen> {
-        let max = self.lb.backends().get_backend().len().max(1) * 2;
-        self.lb
-            .select_with(b"", max, |b, healthy| {
-                healthy && b.addr.as_inet().is_some_and(|a| !exclude.contains(a))
-            })
-            .and_then(|b| chosen(&b))
+        let list = self.candidates.load();
+        let n = list.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &list[start.wrapping_add(k) % n])
+            .find(|c| !exclude.contains(&c.chosen.addr) && self.backends.ready(&c.backend))
+            .map(|c| c.chosen)
     }
 
-    /// A healthy backend of the given replica URL (a session's pinned target).
-    pub fn select_target(&self, target: u64) -> Option<Chosen> {
-        let backends = self.lb.backends();
-        backends
-            .get_backend()
+    /// A healthy backend of the given replica URL (a session's pinned replica).
+    pub fn select_replica(&self, replica: u64) -> Option<Chosen> {
+        self.candidates
+            .load()
             .iter()
-            .filter(|b| b.ext.get::<TargetTag>().is_some_and(|t| t.0 == target))
-            .find(|b| backends.ready(b))
-            .and_then(chosen)
+            .find(|c| c.chosen.replica == replica && self.backends.ready(&c.backend))
+            .map(|c| c.chosen)
     }
 
     /// Health of every discovered backend, for `/metrics`.
     pub fn health(&self) -> Vec<(StdSocketAddr, bool)> {
-        let backends = self.lb.backends();
-        backends
-            .get_backend()
+        self.candidates
+            .load()
             .iter()
-            .filter_map(|b| b.addr.as_inet().map(|a| (*a, backends.ready(b))))
+            .map(|c| (c.chosen.addr, self.backends.ready(&c.backend)))
             .collect()
     }
 }

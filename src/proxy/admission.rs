@@ -101,7 +101,7 @@ impl Gateway {
                 log::info!("404 {}: {} ({e:?})", server.name, e.message());
                 responses::error(ErrorShape::JsonRpc, 404, e.message())
             })?;
-        match server.upstream.select_target(target.backend) {
+        match server.upstream.select_replica(target.backend) {
             Some(chosen) => Ok(Some((target, chosen))),
             None => Err(responses::error(
                 ErrorShape::JsonRpc,

@@ -183,7 +183,7 @@ impl ProxyHttp for Gateway {
         if route.pinned.is_none() {
             route.chosen = server.upstream.select(&route.tried);
         }
-        let Some(chosen) = route.chosen.clone() else {
+        let Some(chosen) = route.chosen else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
         };
         let Some(target) = server.upstream.replica(chosen.replica) else {
@@ -224,7 +224,7 @@ impl ProxyHttp for Gateway {
         if let Some(chosen) = &route.chosen {
             route.tried.push(chosen.addr);
         }
-        let replicas = server.upstream.lb.backends().get_backend().len();
+        let replicas = server.upstream.backend_count();
         if route.pinned.is_none() && route.tried.len() < replicas {
             e.set_retry(true);
         }

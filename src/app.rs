@@ -8,6 +8,8 @@ use crate::state::GatewayState;
 use crate::upstream;
 use async_trait::async_trait;
 use pingora::lb::HealthCheckService;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -15,6 +17,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Per-connection read buffer. Pingora's default (64 KiB) is resident for
+/// every idle keep-alive connection; MCP requests are a few KiB, and a
+/// larger body just takes more reads.
+const DOWNSTREAM_READ_BUFFER: usize = 8 * 1024;
 
 /// How often replica host names are resolved again.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
@@ -85,7 +92,10 @@ pub fn run(settings: Settings) -> ! {
         },
         "mcp-gateway",
     );
-    proxy.add_tcp(&listen);
+    proxy.add_listener(
+        ListenerConfig::tcp(listen.clone())
+            .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
+    );
 
     let mut checks = HealthCheckService::new(health);
     checks.health_check_frequency = Some(settings.health_check_interval);

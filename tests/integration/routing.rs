@@ -173,3 +173,23 @@ fn legacy_sse_endpoint_is_rewritten_and_messages_reach_the_same_backend() {
         assert_eq!(r.status, 404);
     }
 }
+
+#[test]
+fn large_bodies_pass_through_both_ways() {
+    let demo = Demo::start("d");
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("demo", &[demo.url()])]));
+    let sid = gw.initialize("demo", &ALICE).1.expect("sid");
+    // Far beyond the gateway's 8 KiB read buffer.
+    let message = "x".repeat(300 * 1024);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{message}"}}}}}}"#
+    );
+    let r = gw.mcp_post("demo", &ALICE, Some(&sid), &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["result"]["content"][0]["text"]
+            .as_str()
+            .map(str::len),
+        Some(message.len())
+    );
+}

@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench decisions -- --warm-up-time 1 --measurement-time 3`
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::{encode, get_current_timestamp, EncodingKey, Header};
 use mcp_gateway::config::{Settings, Source};
@@ -88,8 +88,26 @@ fn identity(c: &mut Criterion) {
     g.bench_function("proxy_header_trusted_cidr", |b| {
         b.iter(|| cidr.authenticate(black_box(&proxied), black_box(peer)))
     });
-    g.bench_function("jwt_hs256", |b| {
+    // The gateway remembers verified tokens: a client's repeated token is the
+    // common case (cached); a token seen for the first time pays the full
+    // verification plus the insert (uncached).
+    g.bench_function("jwt_hs256_cached", |b| {
         b.iter(|| jwt.authenticate(black_box(&bearer), black_box(peer)))
+    });
+    let mut n = 0u64;
+    g.bench_function("jwt_hs256_uncached", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let claims = serde_json::json!({"sub": format!("user-{n}"), "exp": get_current_timestamp() + 3600});
+                let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap();
+                let mut h = headers(&MCP_POST);
+                h.append("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+                h
+            },
+            |h| jwt.authenticate(black_box(&h), black_box(peer)),
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }

@@ -2,6 +2,8 @@
 //! address, with no I/O, so it runs on the hot path and in benchmarks alike.
 //! The rules are the identity table of DESIGN.md.
 
+mod token_cache;
+
 use crate::config::{AuthMode, ServerSpec, Settings};
 use http::header::{AUTHORIZATION, CONNECTION};
 use http::{HeaderMap, HeaderName};
@@ -108,12 +110,18 @@ impl AuthError {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    verified: token_cache::TokenCache,
 }
+
+/// Distinct verified tokens remembered per verifier.
+const TOKEN_CACHE_CAPACITY: usize = 10_000;
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
     email: Option<String>,
+    /// NumericDate: some issuers write fractions.
+    exp: f64,
 }
 
 impl JwtVerifier {
@@ -137,18 +145,26 @@ impl JwtVerifier {
         Some(JwtVerifier {
             key: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
+            verified: token_cache::TokenCache::new(TOKEN_CACHE_CAPACITY),
         })
     }
 
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(user) = self.verified.get(token, now) {
+            return Ok(user);
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AuthError::InvalidToken(jwt_error_text(e.kind())))?;
         let claims = data.claims;
-        claims
+        let user = claims
             .sub
             .filter(|s| !s.is_empty())
             .or(claims.email.filter(|s| !s.is_empty()))
-            .ok_or_else(|| AuthError::InvalidToken("token has neither sub nor email".into()))
+            .ok_or_else(|| AuthError::InvalidToken("token has neither sub nor email".into()))?;
+        // Remembered only until `exp` itself: stricter than the verifier's leeway.
+        self.verified.insert(token, &user, claims.exp as u64);
+        Ok(user)
     }
 }
 
@@ -437,6 +453,23 @@ mod tests {
             p.authenticate(&h, LOCAL),
             Err(AuthError::InvalidToken(_))
         ));
+    }
+
+    #[test]
+    fn remembered_tokens_are_matched_whole() {
+        let p = policy(&[]);
+        let t = token(serde_json::json!({"sub": "alice", "exp": future()}));
+        let h = headers(&[("authorization", &format!("Bearer {t}"))]);
+        for _ in 0..2 {
+            assert_eq!(p.authenticate(&h, LOCAL).unwrap().user, "alice");
+        }
+        // One byte off in the signature of a remembered token: verified, refused.
+        let mut forged = t.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let h = headers(&[("authorization", &format!("Bearer {forged}"))]);
+        assert!(matches!(p.authenticate(&h, LOCAL), Err(AuthError::InvalidToken(_))));
     }
 
     #[test]

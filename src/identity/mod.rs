@@ -469,7 +469,10 @@ mod tests {
         forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).unwrap();
         let h = headers(&[("authorization", &format!("Bearer {forged}"))]);
-        assert!(matches!(p.authenticate(&h, LOCAL), Err(AuthError::InvalidToken(_))));
+        assert!(matches!(
+            p.authenticate(&h, LOCAL),
+            Err(AuthError::InvalidToken(_))
+        ));
     }
 
     #[test]

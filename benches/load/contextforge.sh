@@ -33,6 +33,10 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+LOG_TAG=contextforge
+FAIL_TAG="CONTEXTFORGE BENCHMARK"
+# shellcheck source=benches/load/lib.sh
+source "$ROOT/benches/load/lib.sh"
 HERE=$ROOT/benches/load/contextforge
 
 overrides=""
@@ -69,11 +73,6 @@ WORK=""
 OTHERS_SEEN=""
 WAITED=0
 
-log() { printf '[contextforge %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  printf '\nCONTEXTFORGE BENCHMARK FAILED: %s\n\n' "$*" >&2
-  exit 1
-}
 
 # ---------------------------------------------------------------- setup ---
 
@@ -83,14 +82,7 @@ ensure_tools() {
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    command -v apt-get >/dev/null 2>&1 || die "please install: ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  install_packages "${missing[@]}"
   PYTHON=""
   local py
   for py in python3.11 python3.12 python3.13 python3; do
@@ -143,37 +135,8 @@ gateway_binary() {
   GATEWAY=$WORK/mcp-gateway
 }
 
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
 
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  done
-  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-  fi
-}
 
-# Each server in its own process group (setsid), so cleanup also ends the
-# children it forks (uvicorn workers).
-spawn() {
-  local key=$1 logfile=$2
-  shift 2
-  setsid "$@" >"$logfile" 2>&1 &
-  PIDS+=("$!")
-  PID_OF[$key]=$!
-}
 
 wait_http() {
   local key=$1 url=$2 tries=$3

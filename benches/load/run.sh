@@ -20,6 +20,10 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+LOG_TAG=bench
+FAIL_TAG="BENCHMARK"
+# shellcheck source=benches/load/lib.sh
+source "$ROOT/benches/load/lib.sh"
 HERE=$ROOT/benches/load
 
 # What was asked for, as BENCHMARKS.md records it.
@@ -62,11 +66,6 @@ declare -A NAME URL HEADERS PID_OF
 PIDS=()
 WORK=""
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  printf '\nBENCHMARK FAILED: %s\n\n' "$*" >&2
-  exit 1
-}
 
 # ---------------------------------------------------------------- setup ---
 
@@ -79,13 +78,7 @@ ensure_tools() {
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
-  [ ${#missing[@]} -eq 0 ] && return
-  log "installing ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  command -v apt-get >/dev/null 2>&1 || die "please install: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  install_packages "${missing[@]}"
 }
 
 nginx_bin() { command -v nginx 2>/dev/null || echo /usr/sbin/nginx; }
@@ -122,16 +115,6 @@ build() {
   done
 }
 
-# Ports the kernel hands out, all held at once so they are distinct.
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
 
 # The ~1 KiB JSON-RPC tools/call every client sends.
 write_body() {
@@ -158,27 +141,7 @@ print(signing_input + "." + b64(mac))
 PY
 }
 
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    # Pingora and nginx exit within a second or two of SIGTERM; do not hang.
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-  fi
-}
 
-# Runs a program in the background, remembered for cleanup and RSS.
-spawn() {
-  local key=$1 logfile=$2
-  shift 2
-  "$@" >"$logfile" 2>&1 &
-  PIDS+=("$!")
-  PID_OF[$key]=$!
-}
 
 # ----------------------------------------------------------- the targets ---
 

@@ -3,7 +3,7 @@
 
 use crate::config::{ConfigError, Settings, Source};
 use crate::lifecycle::{DrainThenStop, Lifecycle};
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, KeepAlive};
 use crate::state::GatewayState;
 use crate::upstream;
 use async_trait::async_trait;
@@ -13,6 +13,7 @@ use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use std::time::Duration;
 /// Per-connection read buffer. Pingora's default (64 KiB) is resident for
 /// every idle keep-alive connection; MCP requests are a few KiB, and a
 /// larger body just takes more reads.
-const DOWNSTREAM_READ_BUFFER: usize = 8 * 1024;
+const DOWNSTREAM_READ_BUFFER: usize = 4 * 1024;
 
 /// How often replica host names are resolved again.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
@@ -85,12 +86,15 @@ pub fn run(settings: Settings) -> ! {
     server.bootstrap();
 
     let listen = SocketAddr::new(settings.host, settings.port).to_string();
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let gateway = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway {
             state: state.clone(),
         },
-        "mcp-gateway",
+    );
+    let mut proxy = Service::new(
+        "mcp-gateway".to_string(),
+        KeepAlive::new(gateway, settings.keepalive_timeout),
     );
     proxy.add_listener(
         ListenerConfig::tcp(listen.clone())

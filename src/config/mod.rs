@@ -85,6 +85,8 @@ pub struct Settings {
     pub log_level: String,
     pub worker_threads: usize,
     pub health_check_interval: Duration,
+    /// How long an idle client connection is kept open.
+    pub keepalive_timeout: Duration,
     pub upstream_connect_timeout: Duration,
     pub upstream_read_timeout: Duration,
     pub shutdown_drain: Duration,
@@ -240,6 +242,11 @@ impl Settings {
             health_check_interval: src.get(
                 "HEALTH_CHECK_INTERVAL",
                 Duration::from_secs(5),
+                positive_seconds,
+            )?,
+            keepalive_timeout: src.get(
+                "KEEPALIVE_TIMEOUT",
+                Duration::from_secs(75),
                 positive_seconds,
             )?,
             upstream_connect_timeout: src.get(
@@ -438,6 +445,7 @@ mod tests {
         assert_eq!(s.port, 4444);
         assert!(s.host.is_loopback());
         assert_eq!(s.jwt.algorithm, Algorithm::HS256);
+        assert_eq!(s.keepalive_timeout, Duration::from_secs(75));
     }
 
     #[test]
@@ -457,6 +465,7 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("JWT_ALGORITHM", "none"),
             ("PROXY_USER_HEADER", "X_Authenticated_User"),
+            ("KEEPALIVE_TIMEOUT", "0"),
         ] {
             let mut pairs = PROXY.to_vec();
             pairs.push((key, value));

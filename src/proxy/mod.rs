@@ -2,6 +2,9 @@
 //! decision modules, and applies the result.
 
 mod admission;
+mod keepalive;
+
+pub use keepalive::KeepAlive;
 
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
 use crate::identity::Identity;

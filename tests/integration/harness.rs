@@ -308,7 +308,20 @@ pub fn raw_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> String {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut all = vec![("Connection", "close")];
+    all.extend_from_slice(headers);
+    raw_keepalive_request(addr, method, path, &all, body)
+}
+
+/// A request that leaves the connection open for the next one.
+pub fn raw_keepalive_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -318,6 +331,49 @@ pub fn raw_request(
     req.push_str("\r\n");
     req.push_str(body);
     req
+}
+
+/// Reads exactly one response (Content-Length or chunked body) from a
+/// connection that stays open.
+pub fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
+    let mut raw = Vec::new();
+    loop {
+        let before = raw.len();
+        reader.read_until(b'\n', &mut raw)?;
+        if raw.len() == before {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if raw.ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = parse_response(&raw)?;
+    let length = head
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(length) = length {
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        raw.extend_from_slice(&body);
+    } else if head
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        loop {
+            let mut size_line = Vec::new();
+            reader.read_until(b'\n', &mut size_line)?;
+            raw.extend_from_slice(&size_line);
+            let size = usize::from_str_radix(String::from_utf8_lossy(&size_line).trim(), 16)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            raw.extend_from_slice(&chunk);
+            if size == 0 {
+                break;
+            }
+        }
+    }
+    parse_response(&raw)
 }
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {

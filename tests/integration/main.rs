@@ -6,6 +6,7 @@ mod harness;
 mod config;
 mod headers;
 mod identity;
+mod keepalive;
 mod lifecycle;
 mod routing;
 mod sdk;

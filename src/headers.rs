@@ -122,6 +122,30 @@ impl HeaderEdits {
     }
 }
 
+/// Appends `ip` as `Display` would; IPv4 without `core::fmt`, which cost
+/// a quarter of the header policy on every request.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
 pub fn is_clean_value(value: &HeaderValue) -> bool {
     value.len() <= MAX_VALUE_LEN
         && value
@@ -216,7 +240,7 @@ impl HeaderPolicy {
                 xff.push_str(p);
                 xff.push_str(", ");
             }
-            let _ = write!(xff, "{peer}");
+            push_ip(&mut xff, peer);
             // `from_maybe_shared` keeps the String's buffer: one allocation.
             if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
                 set(edits, &X_FORWARDED_FOR, v);
@@ -269,6 +293,24 @@ impl HeaderPolicy {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut text = String::from("x, ");
+            super::push_ip(&mut text, ip);
+            assert_eq!(text, format!("x, {ip}"));
+        }
+    }
+
     use super::*;
     use crate::identity::IdentitySource;
 

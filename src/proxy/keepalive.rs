@@ -13,7 +13,9 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// A [`ServerApp`] that runs HTTP/1 keep-alive itself and delegates each
@@ -52,8 +54,9 @@ where
             .server_options()
             .and_then(|o| o.keepalive_request_limit);
         let mut settings = None;
+        let mut stopping = shutdown.clone();
         loop {
-            if !next_request_arrives(&mut stream, self.idle_timeout, shutdown).await {
+            if !next_request_arrives(&mut stream, self.idle_timeout, &mut stopping).await {
                 return None;
             }
             let mut session = ServerSession::new_http1(stream);
@@ -85,15 +88,22 @@ where
 async fn next_request_arrives(
     stream: &mut Stream,
     idle_timeout: Duration,
-    shutdown: &ShutdownWatch,
+    stopping: &mut ShutdownWatch,
 ) -> bool {
-    if *shutdown.borrow() {
+    if *stopping.borrow() {
         return false;
     }
-    let mut stopping = shutdown.clone();
     let mut first = [0u8; 1];
+    let mut peek = stream.try_peek(&mut first);
+    // A busy client's next request is often already here: then no timer and
+    // no shutdown subscription are set up (each cost a wake-up per request).
+    if let Poll::Ready(peeked) = poll_fn(|cx| Poll::Ready(peek.as_mut().poll(cx))).await {
+        return peeked.is_ok();
+    }
     tokio::select! {
-        peeked = tokio::time::timeout(idle_timeout, stream.try_peek(&mut first)) => {
+        biased;
+        // Pingora's timer wheel: no tokio timer registration per request.
+        peeked = pingora::time::timeout(idle_timeout, peek) => {
             // Ok(false): this stream cannot peek; let the parser wait instead.
             matches!(peeked, Ok(Ok(_)))
         }

@@ -144,6 +144,12 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// No downstream modules: Pingora's default adds a response-compression
+    /// module that stays disabled yet runs on every request (~1 % of its
+    /// instructions); MCP responses are small JSON or event streams that
+    /// the edge proxy may compress.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     /// Answers local endpoints and refusals; otherwise resolves server,
     /// identity and session for the later phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {

@@ -39,11 +39,17 @@ struct Cli {
     /// Worker threads; 0 means one per CPU, like the gateway.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Also set `Host`, `X-Forwarded-For`, `-Proto` and `-Host` upstream, as
+    /// the gateway must: what those four header edits cost in Pingora alone.
+    #[arg(long)]
+    forwarded_headers: bool,
 }
 
 struct Passthrough {
     upstream: SocketAddr,
     require_header: http::HeaderName,
+    /// `Some(upstream Host value)` with `--forwarded-headers`.
+    forwarded_host: Option<http::HeaderValue>,
 }
 
 #[async_trait]
@@ -63,6 +69,35 @@ impl ProxyHttp for Passthrough {
             .respond_error_with_body(401, Bytes::from_static(b"missing identity header\n"))
             .await?;
         Ok(true)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        let Some(upstream_host) = &self.forwarded_host else {
+            return Ok(());
+        };
+        let client_host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .cloned();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        upstream_request.insert_header(http::header::HOST, upstream_host.clone())?;
+        upstream_request.insert_header("X-Forwarded-For", peer)?;
+        upstream_request
+            .insert_header("X-Forwarded-Proto", http::HeaderValue::from_static("http"))?;
+        if let Some(host) = client_host {
+            upstream_request.insert_header("X-Forwarded-Host", host)?;
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
@@ -105,6 +140,10 @@ fn main() {
         Passthrough {
             upstream: cli.upstream,
             require_header,
+            forwarded_host: cli
+                .forwarded_headers
+                .then(|| http::HeaderValue::from_str(&cli.upstream.to_string()))
+                .and_then(Result::ok),
         },
     );
     proxy.add_tcp(&cli.listen);

@@ -4,7 +4,7 @@ rounds, ratios to the yardsticks (1)-(3), the latency the gateway adds at a
 fixed rate, and its memory. With --write, also renders BENCHMARKS.md.
 
 Reads from the run's work directory: throughput.tsv, rate.jsonl, rss.env,
-meta.env, loadavg.log (each present only if that part ran).
+instructions.jsonl, meta.env, loadavg.log (each present only if that part ran).
 """
 import argparse
 import json
@@ -66,6 +66,12 @@ class Results:
             for line in jsonl.read_text().splitlines():
                 run = json.loads(line)
                 self.rate.setdefault(run["label"], []).append(run)
+        self.instructions = {}  # id -> {"requests": n, "ir": total}
+        counted = work / "instructions.jsonl"
+        if counted.exists():
+            for line in counted.read_text().splitlines():
+                run = json.loads(line)
+                self.instructions[run["id"]] = run
         self.loads = []
         log = work / "loadavg.log"
         if log.exists():
@@ -100,6 +106,16 @@ class Results:
         return table(
             ["target", "req/s", "spread", "p50", "p99", "÷ (3)", "÷ (2)", "÷ (1)"], rows)
 
+    def instructions_section(self):
+        if not self.instructions:
+            return None
+        per = {tid: run["ir"] / run["requests"] for tid, run in self.instructions.items()}
+        rows = [[self.name(tid), f"{run['requests']:,}", f"{per[tid]:,.0f}",
+                 ratio(per[tid], per.get("3")),
+                 "–" if "3" not in per else f"{per[tid] - per['3']:+,.0f}"]
+                for tid, run in sorted(self.instructions.items())]
+        return table(["target", "requests", "Ir/request", "÷ (3)", "− (3)"], rows)
+
     def headline_ratios(self):
         if not self.tput:
             return None
@@ -108,6 +124,8 @@ class Results:
             f"- gateway proxy-mode / Pingora pass-through (4)/(3): **{r('4', '3')}**",
             f"- gateway JWT / Pingora pass-through (5)/(3): **{r('5', '3')}**",
             f"- gateway header-passthrough / Pingora pass-through (6)/(3): **{r('6', '3')}**",
+            f"- Pingora pass-through with the gateway's four header edits / without (7)/(3): **{r('7', '3')}**",
+            f"- gateway proxy-mode / pass-through with those edits (4)/(7): **{r('4', '7')}**",
             f"- gateway proxy-mode / nginx reverse proxy (4)/(2): **{r('4', '2')}**",
             f"- Pingora pass-through / nginx reverse proxy (3)/(2): **{r('3', '2')}**",
         ])
@@ -213,6 +231,7 @@ def print_report(res):
         ("Fixed rate (medians over the rounds)", res.rate_section()),
         ("Latency the gateway adds at the fixed rate (medians)", res.added_latency_section()),
         ("Gateway memory (VmRSS)", res.rss_section()),
+        ("User-space instructions per request (callgrind)", res.instructions_section()),
     ]
     for title, body in sections:
         if body:
@@ -253,6 +272,7 @@ the upstream costs as little as possible and the proxies' own cost shows.
 | (1) | nginx upstream (direct) | the floor: no proxy at all |
 | (2) | nginx reverse proxy | 2 workers, `proxy_http_version 1.1`, upstream `keepalive 64`, `proxy_set_header Connection ""` |
 | (3) | Pingora pass-through | [`examples/passthrough.rs`](examples/passthrough.rs): 401 unless `X-Authenticated-User`, else forward to a fixed `HttpPeer`; threads = CPUs |
+| (7) | Pingora pass-through + header edits | (3) with `--forwarded-headers`: also sets `Host`, `X-Forwarded-For`, `-Proto`, `-Host` upstream, the edits every gateway request must make |
 | (4) | gateway, proxy header | `MCP_CLIENT_AUTH_ENABLED=false TRUST_PROXY_AUTH=true`, `X-Authenticated-User`, route `/servers/bench/mcp` |
 | (5) | gateway, JWT HS256 | `MCP_CLIENT_AUTH_ENABLED=true`, 40-byte `JWT_SECRET_KEY`, `Authorization: Bearer` (sub + exp) |
 | (6) | gateway, proxy + header passthrough | (4) plus `ENABLE_HEADER_PASSTHROUGH=true DEFAULT_PASSTHROUGH_HEADERS='["X-Tenant-Id"]'`, sending `X-Tenant-Id` and `X-Upstream-Authorization: Bearer x` |

@@ -5,13 +5,16 @@
 #   (1) the upstream directly             (4) the gateway, proxy-header mode
 #   (2) nginx as a plain reverse proxy    (5) the gateway, HS256 JWT auth
 #   (3) a minimal Pingora pass-through    (6) the gateway, header passthrough on
+#   (7) (3) plus the four header edits the gateway must make (Host, X-Forwarded-*)
 #
 # (1)-(3) are yardsticks: the gateway's cost is only meaningful next to the
 # same load through nginx and through Pingora doing nothing.
 #
 # Modes (MODE=…): full (default: throughput, then rate, then RSS; writes
-# BENCHMARKS.md), throughput, rate, rss, smoke (everything, tiny and short;
-# only proves the benchmark still runs). Settings, all overridable:
+# BENCHMARKS.md), throughput, rate, rss, instructions (user-space
+# instructions per request of (3)-(6) under callgrind: repeatable where req/s
+# are noisy), smoke (everything, tiny and short; only proves the benchmark
+# still runs). Settings, all overridable:
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s      (wrk)
 #   RATE=2000 RATE_DURATION=10s RATE_CONNECTIONS=32               (loadgen)
 #   IDLE_CONNECTIONS=10000                                         (RSS)
@@ -42,9 +45,15 @@ case "$MODE" in
     RATE_CONNECTIONS=${RATE_CONNECTIONS:-4} IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-200}
     SETTLE_SECONDS=${SETTLE_SECONDS:-0}
     ;;
+  instructions)
+    # Instructions are counted, not timed: a few connections are enough and
+    # the machine's other work does not change the count.
+    DURATION=${DURATION:-20s} CONNECTIONS=${CONNECTIONS:-4} THREADS=${THREADS:-1}
+    WARMUP=${WARMUP:-5s} SETTLE_SECONDS=${SETTLE_SECONDS:-0}
+    ;;
   full | throughput | rate | rss) ;;
   *)
-    echo "run.sh: MODE must be full, throughput, rate, rss or smoke (got '$MODE')" >&2
+    echo "run.sh: MODE must be full, throughput, rate, rss, instructions or smoke (got '$MODE')" >&2
     exit 2
     ;;
 esac
@@ -61,7 +70,7 @@ SETTLE_SECONDS=${SETTLE_SECONDS:-60}
 # Only a complete run may replace the published figures.
 if [ "$MODE" = full ]; then WRITE_RESULTS=${WRITE_RESULTS:-1}; else WRITE_RESULTS=${WRITE_RESULTS:-0}; fi
 
-TARGETS=(1 2 3 4 5 6)
+TARGETS=(1 2 3 7 4 5 6)
 declare -A NAME URL HEADERS PID_OF
 PIDS=()
 WORK=""
@@ -78,6 +87,9 @@ ensure_tools() {
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+  if [ "$MODE" = instructions ]; then
+    command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+  fi
   install_packages "${missing[@]}"
 }
 
@@ -236,9 +248,31 @@ CONF
   HEADERS[2]="X-Authenticated-User: bench@example.com"
 }
 
+# In MODE=instructions the Pingora targets run under callgrind with counting
+# off until `instructions` switches it on around the measured load.
+counted() {
+  if [ "$MODE" = instructions ]; then
+    echo valgrind --tool=callgrind --instr-atstart=no --separate-threads=no \
+      --dump-instr=no "--callgrind-out-file=$WORK/callgrind-$1.out"
+  fi
+}
+
+# (7): the pass-through making the four header edits every gateway request
+# needs (Host, X-Forwarded-For/-Proto/-Host): what they cost in Pingora itself.
+start_passthrough_forwarded() {
+  # shellcheck disable=SC2046 # counted prints words on purpose
+  spawn 7 "$WORK/passthrough-forwarded.log" env -i PATH="$PATH" RUST_LOG=warn HOST=127.0.0.1 \
+    $(counted 7) "$PASSTHROUGH" --listen "127.0.0.1:$PASSTHROUGH_FORWARDED_PORT" \
+    --upstream "127.0.0.1:$UPSTREAM_PORT" --forwarded-headers
+  NAME[7]="Pingora pass-through + Host, X-Forwarded-*"
+  URL[7]="http://127.0.0.1:$PASSTHROUGH_FORWARDED_PORT/mcp"
+  HEADERS[7]="X-Authenticated-User: bench@example.com"
+}
+
 start_passthrough() {
-  spawn passthrough "$WORK/passthrough.log" env -i PATH="$PATH" RUST_LOG=warn \
-    "$PASSTHROUGH" --listen "127.0.0.1:$PASSTHROUGH_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT"
+  # shellcheck disable=SC2046 # counted prints words on purpose
+  spawn passthrough "$WORK/passthrough.log" env -i PATH="$PATH" RUST_LOG=warn HOST=127.0.0.1 \
+    $(counted 3) "$PASSTHROUGH" --listen "127.0.0.1:$PASSTHROUGH_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT"
   NAME[3]="Pingora pass-through"
   URL[3]="http://127.0.0.1:$PASSTHROUGH_PORT/mcp"
   HEADERS[3]="X-Authenticated-User: bench@example.com"
@@ -249,9 +283,10 @@ start_passthrough() {
 start_gateway() {
   local key=$1 port=$2
   shift 2
+  # shellcheck disable=SC2046 # counted prints words on purpose
   spawn "$key" "$WORK/$key.log" env -i PATH="$PATH" HOME="$WORK" \
     HOST=127.0.0.1 PORT="$port" LOG_LEVEL=warn SHUTDOWN_DRAIN_SECONDS=0 \
-    SESSION_SECRET="$SESSION_SECRET" "$@" "$GATEWAY" --config "$WORK/gateway.yaml"
+    SESSION_SECRET="$SESSION_SECRET" "$@" $(counted "$key") "$GATEWAY" --config "$WORK/gateway.yaml"
 }
 
 write_gateway_config() {
@@ -294,7 +329,7 @@ start_gateway_passthrough_headers() {
 # Waits until a target serves, or shows why it died.
 wait_until_serving() {
   local key=$1 url=$2
-  for _ in $(seq 150); do
+  for _ in $(seq 600); do
     if ! kill -0 "${PID_OF[$key]}" 2>/dev/null; then
       cat "$WORK/$key"*.log >&2 || true
       die "target $key exited at start-up"
@@ -324,7 +359,8 @@ check_target() {
 
 start_targets() {
   read -r UPSTREAM_PORT NGINX_PROXY_PORT PASSTHROUGH_PORT GATEWAY_PROXY_PORT \
-    GATEWAY_JWT_PORT GATEWAY_PASSTHROUGH_PORT RSS_PORT RSS_PASSTHROUGH_PORT < <(free_ports 8)
+    GATEWAY_JWT_PORT GATEWAY_PASSTHROUGH_PORT RSS_PORT RSS_PASSTHROUGH_PORT \
+    PASSTHROUGH_FORWARDED_PORT < <(free_ports 9)
   write_gateway_config
   start_upstream
   wait_until_serving upstream "http://127.0.0.1:$UPSTREAM_PORT/"
@@ -337,6 +373,8 @@ start_targets() {
   wait_until_serving passthrough "http://127.0.0.1:$PASSTHROUGH_PORT/"
   local id
   for id in 4 5 6; do wait_until_serving "$id" "${URL[$id]%/servers/*}/health"; done
+  start_passthrough_forwarded
+  wait_until_serving 7 "http://127.0.0.1:$PASSTHROUGH_FORWARDED_PORT/"
   for id in "${TARGETS[@]}"; do check_target "$id"; done
 }
 
@@ -439,6 +477,41 @@ idle_rss() {
   wait "${PID_OF[$key-holder]}" "$pid" 2>/dev/null || true
 }
 
+# User-space instructions per request of the Pingora targets, counted by
+# callgrind around a fixed load: the gateway's own cost next to the bare
+# pass-through's, repeatable to a fraction of a percent on a busy machine
+# where req/s move by several. Kernel time (syscalls) is not in it.
+instructions() {
+  log "instructions: callgrind, wrk -t$THREADS -c$CONNECTIONS -d$DURATION per target"
+  local id key pid out dump line
+  for id in 3 7 4 5 6; do
+    key=$id
+    [ "$id" = 3 ] && key=passthrough
+    pid=${PID_OF[$key]}
+    run_wrk "$id" "$WARMUP" "$WORK/warmup-$id.txt"
+    HOST=127.0.0.1 callgrind_control -i on "$pid" >/dev/null 2>&1 || die "callgrind_control cannot reach ($id)"
+    out=$WORK/instructions-$id.txt
+    run_wrk "$id" "$DURATION" "$out"
+    HOST=127.0.0.1 callgrind_control -i off "$pid" >/dev/null 2>&1
+    HOST=127.0.0.1 callgrind_control -d "$pid" >/dev/null 2>&1
+    dump=$WORK/callgrind-$id.out.1
+    for _ in $(seq 100); do grep -q '^totals:' "$dump" 2>/dev/null && break; sleep 0.1; done
+    line=$(grep '^BENCH ' "$out") || die "($id): no result line from wrk: $(cat "$out")"
+    case "$line" in
+      *" non200=0 "*" errors=0"*) ;;
+      *) die "($id) ${NAME[$id]}: $line" ;;
+    esac
+    python3 - "$id" "$dump" "$line" >>"$WORK/instructions.jsonl" <<'PY'
+import json, re, sys
+tid, dump, line = sys.argv[1:]
+total = next(int(l.split()[1]) for l in open(dump) if l.startswith("totals:"))
+requests = int(re.search(r"requests=(\d+)", line).group(1))
+print(json.dumps({"id": tid, "requests": requests, "ir": total}))
+PY
+    log "($id) ${NAME[$id]}: $(tail -n 1 "$WORK/instructions.jsonl")"
+  done
+}
+
 # Fresh processes, so the figures do not depend on what ran before; the
 # pass-through shows what Pingora itself costs per connection.
 rss() {
@@ -513,6 +586,7 @@ main() {
     throughput) throughput ;;
     rate) rate ;;
     rss) rss ;;
+    instructions) instructions ;;
   esac
   sample_load
 

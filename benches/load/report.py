@@ -186,7 +186,8 @@ class Results:
                 f"(peak VmHWM {int(self.rss['after_load_hwm_kb']) / 1024:.1f} MiB)")
         lines.append("\nEach idle connection completed one request first (`GET /health` on the "
                      "gateway, `GET /mcp` proxied on the pass-through) and then stays open, "
-                     "idle, within Pingora's 60 s keep-alive timeout.")
+                     "idle, within the keep-alive timeout (the gateway's `KEEPALIVE_TIMEOUT`, 75 s; "
+                     "Pingora's 60 s for the pass-through).")
         return "\n".join(lines)
 
     def load_line(self):

@@ -19,18 +19,23 @@ use std::task::Poll;
 use std::time::Duration;
 
 /// A [`ServerApp`] that runs HTTP/1 keep-alive itself and delegates each
-/// request to `inner`; HTTP/2 (ALPN `h2`) goes to `inner` unchanged.
+/// request to `inner`; HTTP/2 (ALPN `h2`, h2c) and custom protocols go to
+/// `inner` unchanged. It relies on HTTP/1 pipelining staying off (Pingora's
+/// default): a pipelined prefix carried to the next request would not wake
+/// the peek.
 pub struct KeepAlive<A> {
     inner: Arc<A>,
-    idle_timeout: Duration,
+    /// Whole seconds, at least one, as Pingora's sessions count them.
+    idle_secs: u64,
 }
 
 impl<A> KeepAlive<A> {
-    /// `idle_timeout`: how long a connection may wait for its next request.
+    /// `idle_timeout`: how long a connection may wait for its next request,
+    /// and for each read of a request's header.
     pub fn new(inner: A, idle_timeout: Duration) -> Self {
         KeepAlive {
             inner: Arc::new(inner),
-            idle_timeout,
+            idle_secs: idle_timeout.as_secs_f64().ceil().max(1.0) as u64,
         }
     }
 }
@@ -45,26 +50,36 @@ where
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        let options = self.inner.server_options();
+        if options.is_some_and(|o| o.h2c || o.force_custom)
+            || matches!(
+                stream.selected_alpn_proto(),
+                Some(ALPN::H2) | Some(ALPN::Custom(_))
+            )
+        {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
-        let keepalive_secs = self.idle_timeout.as_secs().max(1);
-        let reuse_limit = self
-            .inner
-            .server_options()
-            .and_then(|o| o.keepalive_request_limit);
+        let reuse_limit = options.and_then(|o| o.keepalive_request_limit);
+        let idle = Duration::from_secs(self.idle_secs);
+        let mut first = true;
         let mut settings = None;
         let mut stopping = shutdown.clone();
         loop {
-            if !next_request_arrives(&mut stream, self.idle_timeout, &mut stopping).await {
+            if !next_request_arrives(&mut stream, idle, &mut stopping).await {
                 return None;
             }
             let mut session = ServerSession::new_http1(stream);
-            match settings.take() {
-                Some(previous) => HttpPersistentSettings::apply_to_session(previous, &mut session),
-                None => {
-                    session.set_keepalive(Some(keepalive_secs));
-                    session.set_keepalive_reuses_remaining(reuse_limit);
+            if first {
+                session.set_keepalive(Some(self.idle_secs));
+                session.set_keepalive_reuses_remaining(reuse_limit);
+                first = false;
+            } else if let Some(previous) = settings.take() {
+                HttpPersistentSettings::apply_to_session(previous, &mut session);
+                // Pingora carries "no timeout" (0) or the client's own
+                // `Keep-Alive: timeout=` over from the last request: a
+                // client could then trickle a header forever.
+                if matches!(session.get_keepalive(), Some(s) if s == 0 || s > self.idle_secs) {
+                    session.set_keepalive(Some(self.idle_secs));
                 }
             }
             if *shutdown.borrow() {
@@ -90,15 +105,16 @@ async fn next_request_arrives(
     idle_timeout: Duration,
     stopping: &mut ShutdownWatch,
 ) -> bool {
-    if *stopping.borrow() {
-        return false;
-    }
     let mut first = [0u8; 1];
     let mut peek = stream.try_peek(&mut first);
     // A busy client's next request is often already here: then no timer and
-    // no shutdown subscription are set up (each cost a wake-up per request).
+    // no shutdown subscription are set up, and a request that arrived just
+    // before shutdown is still answered (with `Connection: close`).
     if let Poll::Ready(peeked) = poll_fn(|cx| Poll::Ready(peek.as_mut().poll(cx))).await {
         return peeked.is_ok();
+    }
+    if *stopping.borrow() {
+        return false;
     }
     tokio::select! {
         biased;
@@ -107,6 +123,6 @@ async fn next_request_arrives(
             // Ok(false): this stream cannot peek; let the parser wait instead.
             matches!(peeked, Ok(Ok(_)))
         }
-        _ = stopping.changed() => false,
+        _ = stopping.wait_for(|stop| *stop) => false,
     }
 }

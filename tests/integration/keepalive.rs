@@ -91,6 +91,22 @@ fn idle_connection_closes_after_keepalive_timeout() {
 }
 
 #[test]
+fn a_stalled_request_on_a_reused_connection_is_cut_off() {
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("KEEPALIVE_TIMEOUT", "1"));
+    let gw = Gateway::start(&env, "servers: []\n");
+    let mut conn = connect(&gw);
+    assert_eq!(send(&mut conn, &health(&gw)).status, 200);
+    // Pingora alone would wait for the rest of this header forever.
+    conn.get_mut().write_all(b"GET /hea").expect("write");
+    let stalled = time_until_closed(&mut conn);
+    assert!(
+        stalled >= Duration::from_millis(800),
+        "closed after {stalled:?}, before KEEPALIVE_TIMEOUT"
+    );
+}
+
+#[test]
 fn idle_connections_do_not_hold_up_shutdown() {
     let mut env = PROXY_ENV.to_vec();
     env.push(("SHUTDOWN_DRAIN_SECONDS", "0"));

@@ -73,37 +73,40 @@ fn one_connection_carries_many_requests() {
     assert_eq!(r.status, 200, "{r:?}");
 }
 
-#[test]
-fn idle_connection_closes_after_keepalive_timeout() {
+/// A gateway with `KEEPALIVE_TIMEOUT=1` and a connection that has completed
+/// one request.
+fn one_second_keepalive() -> (Gateway, BufReader<TcpStream>) {
     let mut env = PROXY_ENV.to_vec();
     env.push(("KEEPALIVE_TIMEOUT", "1"));
     let gw = Gateway::start(&env, "servers: []\n");
     let mut conn = connect(&gw);
     assert_eq!(send(&mut conn, &health(&gw)).status, 200);
-    // Within the timeout the connection is still there.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(send(&mut conn, &health(&gw)).status, 200);
-    let idle = time_until_closed(&mut conn);
+    (gw, conn)
+}
+
+fn assert_closed_by_the_timeout(conn: &mut BufReader<TcpStream>) {
+    let after = time_until_closed(conn);
     assert!(
-        idle >= Duration::from_millis(800),
-        "closed after {idle:?}, before KEEPALIVE_TIMEOUT"
+        after >= Duration::from_millis(800),
+        "closed after {after:?}, before KEEPALIVE_TIMEOUT"
     );
 }
 
 #[test]
-fn a_stalled_request_on_a_reused_connection_is_cut_off() {
-    let mut env = PROXY_ENV.to_vec();
-    env.push(("KEEPALIVE_TIMEOUT", "1"));
-    let gw = Gateway::start(&env, "servers: []\n");
-    let mut conn = connect(&gw);
+fn idle_connection_closes_after_keepalive_timeout() {
+    let (gw, mut conn) = one_second_keepalive();
+    // Within the timeout the connection is still there.
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(send(&mut conn, &health(&gw)).status, 200);
+    assert_closed_by_the_timeout(&mut conn);
+}
+
+#[test]
+fn a_stalled_request_on_a_reused_connection_is_cut_off() {
+    let (_gw, mut conn) = one_second_keepalive();
     // Pingora alone would wait for the rest of this header forever.
     conn.get_mut().write_all(b"GET /hea").expect("write");
-    let stalled = time_until_closed(&mut conn);
-    assert!(
-        stalled >= Duration::from_millis(800),
-        "closed after {stalled:?}, before KEEPALIVE_TIMEOUT"
-    );
+    assert_closed_by_the_timeout(&mut conn);
 }
 
 #[test]

@@ -338,17 +338,6 @@ measure() {
   if grep -q '^BENCH_FIRST_BAD' "$out"; then log "$key first bad response: $(grep '^BENCH_FIRST_BAD' "$out" | cut -c1-300)"; fi
 }
 
-revision() {
-  local rev
-  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || {
-    echo unknown
-    return
-  }
-  if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-    rev="$rev + uncommitted changes in src/ or Cargo.*"
-  fi
-  echo "$rev"
-}
 
 # ---------------------------------------------------------------- main ---
 

@@ -57,3 +57,17 @@ cleanup() {
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
   fi
 }
+
+# The figures belong to the code that was built, which may be uncommitted
+# (the caller sets ROOT).
+revision() {
+  local rev
+  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || {
+    echo unknown
+    return
+  }
+  if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    rev="$rev + uncommitted changes in src/ or Cargo.*"
+  fi
+  echo "$rev"
+}

@@ -8,24 +8,14 @@ instructions.jsonl, meta.env, loadavg.log (each present only if that part ran).
 """
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 from pathlib import Path
 
+from bench_common import machine, ratio, read_env
+
 GATEWAYS = ("4", "5", "6")
 YARDSTICKS = ("3", "2", "1")
-
-
-def read_env(path):
-    values = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                values[key] = value
-    return values
 
 
 def median(values):
@@ -34,10 +24,6 @@ def median(values):
 
 def ms(us):
     return "–" if us is None else f"{us / 1000:.3f} ms"
-
-
-def ratio(a, b):
-    return "–" if not a or not b else f"{a / b:.2f}"
 
 
 def table(header, rows):
@@ -204,25 +190,6 @@ class Results:
                for tid, runs in self.rate.items() for run in runs
                if run["non200"] or run["errors"]]
         return bad
-
-
-def machine():
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs (nproc), {model}, {mem} RAM, Linux {platform.release()}"
 
 
 def print_report(res):

@@ -542,18 +542,6 @@ settle() {
   done
 }
 
-# The figures belong to the code that was built, which may be uncommitted.
-revision() {
-  local rev
-  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || {
-    echo unknown
-    return
-  }
-  if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-    rev="$rev + uncommitted changes in src/ or Cargo.*"
-  fi
-  echo "$rev"
-}
 
 sample_load() { cut -d' ' -f1-3 /proc/loadavg >>"$WORK/loadavg.log"; }
 

@@ -14,8 +14,6 @@
 """
 import argparse
 import json
-import os
-import platform
 import re
 import secrets
 import shlex
@@ -24,6 +22,9 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_common import machine, ratio, read_env  # noqa: E402
 
 ACCEPT = "application/json, text/event-stream"
 PROTOCOL = "2025-06-18"
@@ -189,34 +190,6 @@ def sessions(args):
 # ------------------------------------------------------------------- report
 
 
-def read_env(path):
-    values = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                values[key] = value
-    return values
-
-
-def machine():
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f"{round(kb / 1024 / 1024)} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{os.cpu_count()} CPUs (nproc), {cpu}, {mem} RAM, {platform.system()} {platform.release()}"
-
-
 def fmt_ms(us):
     return "–" if us is None else f"{us / 1000:.2f} ms"
 
@@ -228,10 +201,6 @@ def fmt_cpu_per_call(rows):
         return "–"
     us = statistics.median(per)
     return f"{us / 1000:.1f} ms" if us >= 1000 else f"{us:.0f} µs"
-
-
-def fmt_ratio(a, b):
-    return "–" if not a or not b else f"{a / b:.2f}"
 
 
 TARGETS = (
@@ -298,21 +267,21 @@ class Results:
     def ratios(self):
         d, g, c, s = (self.med(k, "rps") for k in ("direct", "gateway", "contextforge", "contextforge_stateless"))
         out = [
-            ("mcp-gateway / direct (2)/(1)", fmt_ratio(g, d)),
-            ("ContextForge / direct (3)/(1)", fmt_ratio(c, d)),
-            ("mcp-gateway / ContextForge (2)/(3)", fmt_ratio(g, c)),
+            ("mcp-gateway / direct (2)/(1)", ratio(g, d)),
+            ("ContextForge / direct (3)/(1)", ratio(c, d)),
+            ("mcp-gateway / ContextForge (2)/(3)", ratio(g, c)),
         ]
         if s:
             out += [
-                ("ContextForge stateless / direct (4)/(1)", fmt_ratio(s, d)),
-                ("mcp-gateway / ContextForge stateless (2)/(4)", fmt_ratio(g, s)),
+                ("ContextForge stateless / direct (4)/(1)", ratio(s, d)),
+                ("mcp-gateway / ContextForge stateless (2)/(4)", ratio(g, s)),
             ]
         return out
 
     def latency_ratios(self):
         g50, c50 = self.med("gateway", "p50"), self.med("contextforge", "p50")
         g99, c99 = self.med("gateway", "p99"), self.med("contextforge", "p99")
-        return fmt_ratio(c50, g50), fmt_ratio(c99, g99)
+        return ratio(c50, g50), ratio(c99, g99)
 
     def load_line(self):
         loads = [v for rows in self.rows.values() for v in (r["load"] for r in rows)]

@@ -74,18 +74,18 @@ pub fn run(settings: Settings) -> ! {
     discover_once(&state);
 
     let conf = ServerConf {
-        threads: settings.worker_threads,
+        threads: settings.listen.worker_threads,
         // Draining and the wait for in-flight requests happen before
         // Pingora's shutdown starts (see `DrainThenStop`).
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(5),
-        ca_file: settings.upstream_ca_file.clone(),
+        ca_file: settings.upstream.ca_file.clone(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let listen = SocketAddr::new(settings.host, settings.port).to_string();
+    let listen = SocketAddr::new(settings.listen.host, settings.listen.port).to_string();
     let gateway = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway {
@@ -94,7 +94,7 @@ pub fn run(settings: Settings) -> ! {
     );
     let mut proxy = Service::new(
         "mcp-gateway".to_string(),
-        KeepAlive::new(gateway, settings.keepalive_timeout),
+        KeepAlive::new(gateway, settings.listen.keepalive_timeout),
     );
     proxy.add_listener(
         ListenerConfig::tcp(listen.clone())
@@ -102,7 +102,7 @@ pub fn run(settings: Settings) -> ! {
     );
 
     let mut checks = HealthCheckService::new(health);
-    checks.health_check_frequency = Some(settings.health_check_interval);
+    checks.health_check_frequency = Some(settings.upstream.health_check_interval);
     checks.parallel_health_check = true;
 
     server.add_service(proxy);
@@ -121,8 +121,8 @@ pub fn run(settings: Settings) -> ! {
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainThenStop {
             lifecycle,
-            drain: settings.shutdown_drain,
-            grace: settings.shutdown_grace,
+            drain: settings.listen.shutdown_drain,
+            grace: settings.listen.shutdown_grace,
         }),
     });
     log::info!("mcp-gateway stopped");

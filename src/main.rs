@@ -33,7 +33,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.log_level.clone());
+    let filter =
+        std::env::var("RUST_LOG").unwrap_or_else(|_| settings.observability.log_level.clone());
     env_logger::Builder::new().parse_filters(&filter).init();
     for warning in settings.warnings() {
         log::warn!("{warning}");

@@ -43,19 +43,19 @@ impl GatewayState {
         health: &Arc<HealthRegistry>,
         lifecycle: &'static Lifecycle,
     ) -> Self {
-        let metrics = Metrics::new(settings.metrics_max_users);
+        let metrics = Metrics::new(settings.observability.metrics_max_users);
         let global_auth = AuthPolicy::global(settings);
         let servers: Vec<ServerRuntime> = settings
             .servers
             .iter()
             .map(|spec| {
                 let auth = AuthPolicy::for_server(settings, &global_auth, spec);
-                let mut identity_headers = vec![settings.proxy_user_header.clone()];
+                let mut identity_headers = vec![settings.auth.proxy_user_header.clone()];
                 identity_headers.extend(spec.proxy_header.clone());
-                let passthrough = if settings.enable_header_passthrough {
+                let passthrough = if settings.headers.enable_header_passthrough {
                     spec.passthrough_headers
                         .clone()
-                        .unwrap_or_else(|| settings.default_passthrough_headers.clone())
+                        .unwrap_or_else(|| settings.headers.default_passthrough_headers.clone())
                 } else {
                     Vec::new()
                 };
@@ -63,12 +63,12 @@ impl GatewayState {
                     name: spec.name.clone(),
                     headers: HeaderPolicy {
                         passthrough,
-                        overwrite_base: settings.enable_overwrite_base_headers,
+                        overwrite_base: settings.headers.enable_overwrite_base_headers,
                         identity_headers,
                         identity_out: auth
                             .proxy_header
                             .clone()
-                            .unwrap_or_else(|| settings.proxy_user_header.clone()),
+                            .unwrap_or_else(|| settings.auth.proxy_user_header.clone()),
                     },
                     auth,
                     upstream: ServerUpstream::new(&spec.name, &spec.urls, health),
@@ -78,16 +78,16 @@ impl GatewayState {
             .collect();
         let routes = RouteTable::new(servers.iter().map(|s| s.name.as_str()));
         let sessions = SessionKeys::from_secrets(
-            settings.session_secret.as_ref().map(|s| s.expose()),
-            settings.jwt.secret.as_ref().map(|s| s.expose()),
+            settings.sessions.secret.as_ref().map(|s| s.expose()),
+            settings.auth.jwt.secret.as_ref().map(|s| s.expose()),
         );
         let public_config = json!({
-            "mcp_client_auth_enabled": settings.mcp_client_auth_enabled,
-            "trust_proxy_auth": settings.trust_proxy_auth,
-            "proxy_user_header": settings.proxy_user_header.as_str(),
-            "auth_required": settings.auth_required,
-            "trusted_proxies": settings.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            "enable_header_passthrough": settings.enable_header_passthrough,
+            "mcp_client_auth_enabled": settings.auth.mcp_client_auth_enabled,
+            "trust_proxy_auth": settings.auth.trust_proxy_auth,
+            "proxy_user_header": settings.auth.proxy_user_header.as_str(),
+            "auth_required": settings.auth.auth_required,
+            "trusted_proxies": settings.auth.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "enable_header_passthrough": settings.headers.enable_header_passthrough,
             "servers": settings.servers.len(),
         });
         GatewayState {
@@ -95,11 +95,11 @@ impl GatewayState {
             routes,
             global_auth,
             sessions,
-            session_ttl: settings.mcp_session_ttl,
+            session_ttl: settings.sessions.ttl,
             metrics,
             lifecycle,
-            connect_timeout: settings.upstream_connect_timeout,
-            read_timeout: settings.upstream_read_timeout,
+            connect_timeout: settings.upstream.connect_timeout,
+            read_timeout: settings.upstream.read_timeout,
             public_config,
         }
     }

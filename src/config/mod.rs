@@ -58,42 +58,88 @@ pub struct JwtSettings {
     pub issuer: Option<String>,
 }
 
+/// The listener and the process: where to bind, how many workers, how
+/// connections idle and how the process stops.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct ListenSettings {
     pub host: IpAddr,
     pub port: u16,
+    pub worker_threads: usize,
+    /// How long an idle client connection is kept open.
+    pub keepalive_timeout: Duration,
+    pub shutdown_drain: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Who may call: the global identity rules.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
     pub mcp_client_auth_enabled: bool,
     pub trust_proxy_auth: bool,
     pub proxy_user_header: HeaderName,
     pub auth_required: bool,
+    /// Empty means any peer may send the proxy identity header.
+    pub trusted_proxies: Vec<IpNet>,
     pub jwt: JwtSettings,
+}
+
+/// Which client headers may travel upstream besides the allowlist.
+#[derive(Debug, Clone)]
+pub struct HeaderSettings {
+    pub enable_header_passthrough: bool,
+    pub enable_overwrite_base_headers: bool,
+    pub default_passthrough_headers: Vec<HeaderName>,
+}
+
+/// MCP session tokens.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// `SESSION_SECRET`; without it the key is derived from `JWT_SECRET_KEY`.
+    pub secret: Option<Secret>,
+    /// `MCP_SESSION_TTL`.
+    pub ttl: Duration,
+}
+
+/// How the gateway talks to MCP servers.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub health_check_interval: Duration,
+    /// PEM bundle trusted for upstream TLS instead of the system store.
+    pub ca_file: Option<String>,
+}
+
+/// The admin side of the reference: accounts, the registry store and caches.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
     pub platform_admin_email: String,
     pub platform_admin_password: Option<Secret>,
     pub basic_auth_user: String,
     pub basic_auth_password: Option<Secret>,
     pub database_url: Secret,
-    pub enable_header_passthrough: bool,
-    pub enable_overwrite_base_headers: bool,
-    pub default_passthrough_headers: Vec<HeaderName>,
     pub cache_type: CacheType,
     pub redis_url: Secret,
+    /// `SESSION_TTL`: a cached user session (admin), not an MCP session.
     pub session_ttl: Duration,
-    /// Empty means any peer may send the proxy identity header.
-    pub trusted_proxies: Vec<IpNet>,
-    pub session_secret: Option<Secret>,
-    pub mcp_session_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObservabilitySettings {
     pub log_level: String,
-    pub worker_threads: usize,
-    pub health_check_interval: Duration,
-    /// How long an idle client connection is kept open.
-    pub keepalive_timeout: Duration,
-    pub upstream_connect_timeout: Duration,
-    pub upstream_read_timeout: Duration,
-    pub shutdown_drain: Duration,
-    pub shutdown_grace: Duration,
     pub metrics_max_users: usize,
-    /// PEM bundle trusted for upstream TLS instead of the system store.
-    pub upstream_ca_file: Option<String>,
+}
+
+/// Everything the gateway is configured with, parsed and validated once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: ListenSettings,
+    pub auth: AuthSettings,
+    pub headers: HeaderSettings,
+    pub sessions: SessionSettings,
+    pub upstream: UpstreamSettings,
+    pub admin: AdminSettings,
+    pub observability: ObservabilitySettings,
     pub servers: Vec<ServerSpec>,
 }
 
@@ -165,8 +211,95 @@ impl Settings {
             Some((name, text)) => servers::parse_servers_yaml(text, name)?,
             None => Vec::new(),
         };
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let settings = Settings {
+            listen: ListenSettings::load(src)?,
+            auth: AuthSettings::load(src)?,
+            headers: HeaderSettings::load(src)?,
+            sessions: SessionSettings::load(src)?,
+            upstream: UpstreamSettings::load(src)?,
+            admin: AdminSettings::load(src)?,
+            observability: ObservabilitySettings::load(src)?,
+            servers,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rules that span several variables.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let any_jwt = self.auth.mcp_client_auth_enabled
+            || self.servers.iter().any(|s| s.auth_mode == AuthMode::Jwt);
+        if any_jwt && self.auth.jwt.secret.is_none() {
+            return Err(ConfigError::new(
+                "JWT_SECRET_KEY",
+                "required when MCP_CLIENT_AUTH_ENABLED=true or a server uses auth_mode jwt \
+                 (for an auth-proxy deployment set MCP_CLIENT_AUTH_ENABLED=false and TRUST_PROXY_AUTH=true)",
+            ));
+        }
+        if self.admin.cache_type == CacheType::Redis && self.admin.redis_url.expose().is_empty() {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "required when CACHE_TYPE=redis",
+            ));
+        }
+        if self.admin.session_ttl.is_zero() {
+            return Err(ConfigError::new("SESSION_TTL", "must be at least 1 second"));
+        }
+        if self.sessions.ttl.is_zero() {
+            return Err(ConfigError::new(
+                "MCP_SESSION_TTL",
+                "must be at least 1 second",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Start-up warnings: configurations that work but deserve a human's eye.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.auth.mcp_client_auth_enabled && !self.auth.trust_proxy_auth {
+            out.push(
+                "MCP client authentication is disabled but trust_proxy_auth is not set".to_string(),
+            );
+        }
+        let proxy_in_use = self.auth.trust_proxy_auth
+            || self.servers.iter().any(|s| s.auth_mode == AuthMode::Proxy);
+        if proxy_in_use && self.auth.trusted_proxies.is_empty() {
+            out.push(
+                "TRUSTED_PROXIES is empty: identity headers are accepted from any peer; \
+                 make sure only the auth proxy can reach the gateway"
+                    .to_string(),
+            );
+        }
+        if let Some(secret) = &self.auth.jwt.secret {
+            if secret.expose().len() < 32 {
+                out.push(
+                    "JWT_SECRET_KEY is shorter than 32 bytes: use a longer random secret".into(),
+                );
+            }
+        }
+        if self.sessions.secret.is_none() && self.auth.jwt.secret.is_none() {
+            out.push(
+                "neither SESSION_SECRET nor JWT_SECRET_KEY is set: MCP session ids are signed \
+                 with a random key, so they do not survive a restart or work across replicas"
+                    .into(),
+            );
+        }
+        if !self.listen.host.is_loopback() {
+            log::info!(
+                "binding {}:{} (not loopback)",
+                self.listen.host,
+                self.listen.port
+            );
+        }
+        out
+    }
+}
+
+impl ListenSettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(ListenSettings {
             host: src.get("HOST", IpAddr::from([127, 0, 0, 1]), |r| {
                 r.parse().map_err(|_| format!("{r:?} is not an IP address"))
             })?,
@@ -176,6 +309,35 @@ impl Settings {
                     .filter(|p| *p > 0)
                     .ok_or_else(|| format!("{r:?} is not a TCP port"))
             })?,
+            worker_threads: src.get("WORKER_THREADS", cpus, |r| {
+                parse_u64(r)
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .map(|n| n as usize)
+                    .ok_or_else(|| format!("expected 1 to 1024, got {r:?}"))
+            })?,
+            keepalive_timeout: src.get(
+                "KEEPALIVE_TIMEOUT",
+                Duration::from_secs(75),
+                positive_seconds,
+            )?,
+            shutdown_drain: src.get(
+                "SHUTDOWN_DRAIN_SECONDS",
+                Duration::from_secs(5),
+                parse_seconds,
+            )?,
+            shutdown_grace: src.get(
+                "SHUTDOWN_GRACE_SECONDS",
+                Duration::from_secs(15),
+                parse_seconds,
+            )?,
+        })
+    }
+}
+
+impl AuthSettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(AuthSettings {
             mcp_client_auth_enabled: src.get("MCP_CLIENT_AUTH_ENABLED", true, parse_bool)?,
             trust_proxy_auth: src.get("TRUST_PROXY_AUTH", false, parse_bool)?,
             proxy_user_header: src.get(
@@ -184,25 +346,20 @@ impl Settings {
                 parse_header_name,
             )?,
             auth_required: src.get("AUTH_REQUIRED", true, parse_bool)?,
+            trusted_proxies: src.get("TRUSTED_PROXIES", Vec::new(), parse_cidr_list)?,
             jwt: JwtSettings {
                 secret: src.secret("JWT_SECRET_KEY"),
                 algorithm: src.get("JWT_ALGORITHM", Algorithm::HS256, parse_algorithm)?,
                 audience: src.string("JWT_AUDIENCE"),
                 issuer: src.string("JWT_ISSUER"),
             },
-            platform_admin_email: src
-                .string("PLATFORM_ADMIN_EMAIL")
-                .unwrap_or_else(|| "admin@example.com".into()),
-            platform_admin_password: src.secret("PLATFORM_ADMIN_PASSWORD"),
-            basic_auth_user: src
-                .string("BASIC_AUTH_USER")
-                .unwrap_or_else(|| "admin".into()),
-            basic_auth_password: src.secret("BASIC_AUTH_PASSWORD"),
-            database_url: src.get(
-                "DATABASE_URL",
-                Secret::new("sqlite:///./mcp.db"),
-                parse_database_url,
-            )?,
+        })
+    }
+}
+
+impl HeaderSettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(HeaderSettings {
             enable_header_passthrough: src.get("ENABLE_HEADER_PASSTHROUGH", false, parse_bool)?,
             enable_overwrite_base_headers: src.get(
                 "ENABLE_OVERWRITE_BASE_HEADERS",
@@ -217,6 +374,60 @@ impl Settings {
                 ],
                 parse_header_list,
             )?,
+        })
+    }
+}
+
+impl SessionSettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(SessionSettings {
+            secret: src.secret("SESSION_SECRET"),
+            ttl: src.get("MCP_SESSION_TTL", Duration::from_secs(86_400), |r| {
+                parse_u64(r).map(Duration::from_secs)
+            })?,
+        })
+    }
+}
+
+impl UpstreamSettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(UpstreamSettings {
+            connect_timeout: src.get(
+                "UPSTREAM_CONNECT_TIMEOUT",
+                Duration::from_secs(5),
+                positive_seconds,
+            )?,
+            read_timeout: src.get(
+                "UPSTREAM_READ_TIMEOUT",
+                Duration::from_secs(300),
+                positive_seconds,
+            )?,
+            health_check_interval: src.get(
+                "HEALTH_CHECK_INTERVAL",
+                Duration::from_secs(5),
+                positive_seconds,
+            )?,
+            ca_file: src.get("UPSTREAM_CA_FILE", None, |r| parse_pem_file(r).map(Some))?,
+        })
+    }
+}
+
+impl AdminSettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(AdminSettings {
+            platform_admin_email: src
+                .string("PLATFORM_ADMIN_EMAIL")
+                .unwrap_or_else(|| "admin@example.com".into()),
+            platform_admin_password: src.secret("PLATFORM_ADMIN_PASSWORD"),
+            basic_auth_user: src
+                .string("BASIC_AUTH_USER")
+                .unwrap_or_else(|| "admin".into()),
+            basic_auth_password: src.secret("BASIC_AUTH_PASSWORD"),
+            database_url: src.get(
+                "DATABASE_URL",
+                Secret::new("sqlite:///./mcp.db"),
+                parse_database_url,
+            )?,
             cache_type: src.get("CACHE_TYPE", CacheType::Memory, parse_cache_type)?,
             redis_url: src.get(
                 "REDIS_URL",
@@ -226,197 +437,19 @@ impl Settings {
             session_ttl: src.get("SESSION_TTL", Duration::from_secs(3600), |r| {
                 parse_u64(r).map(Duration::from_secs)
             })?,
-            trusted_proxies: src.get("TRUSTED_PROXIES", Vec::new(), parse_cidr_list)?,
-            session_secret: src.secret("SESSION_SECRET"),
-            mcp_session_ttl: src.get("MCP_SESSION_TTL", Duration::from_secs(86_400), |r| {
-                parse_u64(r).map(Duration::from_secs)
-            })?,
+        })
+    }
+}
+
+impl ObservabilitySettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(ObservabilitySettings {
             log_level: src.get("LOG_LEVEL", "info".to_string(), parse_log_level)?,
-            worker_threads: src.get("WORKER_THREADS", cpus, |r| {
-                parse_u64(r)
-                    .ok()
-                    .filter(|n| (1..=1024).contains(n))
-                    .map(|n| n as usize)
-                    .ok_or_else(|| format!("expected 1 to 1024, got {r:?}"))
-            })?,
-            health_check_interval: src.get(
-                "HEALTH_CHECK_INTERVAL",
-                Duration::from_secs(5),
-                positive_seconds,
-            )?,
-            keepalive_timeout: src.get(
-                "KEEPALIVE_TIMEOUT",
-                Duration::from_secs(75),
-                positive_seconds,
-            )?,
-            upstream_connect_timeout: src.get(
-                "UPSTREAM_CONNECT_TIMEOUT",
-                Duration::from_secs(5),
-                positive_seconds,
-            )?,
-            upstream_read_timeout: src.get(
-                "UPSTREAM_READ_TIMEOUT",
-                Duration::from_secs(300),
-                positive_seconds,
-            )?,
-            shutdown_drain: src.get(
-                "SHUTDOWN_DRAIN_SECONDS",
-                Duration::from_secs(5),
-                parse_seconds,
-            )?,
-            shutdown_grace: src.get(
-                "SHUTDOWN_GRACE_SECONDS",
-                Duration::from_secs(15),
-                parse_seconds,
-            )?,
             metrics_max_users: src.get("METRICS_MAX_USERS", 1000, |r| {
                 parse_u64(r).map(|n| n as usize)
             })?,
-            upstream_ca_file: src.get("UPSTREAM_CA_FILE", None, |r| parse_pem_file(r).map(Some))?,
-            servers,
-        };
-        settings.validate()?;
-        Ok(settings)
+        })
     }
-
-    /// Rules that span several variables.
-    fn validate(&self) -> Result<(), ConfigError> {
-        let any_jwt = self.mcp_client_auth_enabled
-            || self.servers.iter().any(|s| s.auth_mode == AuthMode::Jwt);
-        if any_jwt && self.jwt.secret.is_none() {
-            return Err(ConfigError::new(
-                "JWT_SECRET_KEY",
-                "required when MCP_CLIENT_AUTH_ENABLED=true or a server uses auth_mode jwt \
-                 (for an auth-proxy deployment set MCP_CLIENT_AUTH_ENABLED=false and TRUST_PROXY_AUTH=true)",
-            ));
-        }
-        if self.cache_type == CacheType::Redis && self.redis_url.expose().is_empty() {
-            return Err(ConfigError::new(
-                "REDIS_URL",
-                "required when CACHE_TYPE=redis",
-            ));
-        }
-        if self.session_ttl.is_zero() {
-            return Err(ConfigError::new("SESSION_TTL", "must be at least 1 second"));
-        }
-        if self.mcp_session_ttl.is_zero() {
-            return Err(ConfigError::new(
-                "MCP_SESSION_TTL",
-                "must be at least 1 second",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Start-up warnings: configurations that work but deserve a human's eye.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.mcp_client_auth_enabled && !self.trust_proxy_auth {
-            out.push(
-                "MCP client authentication is disabled but trust_proxy_auth is not set".to_string(),
-            );
-        }
-        let proxy_in_use =
-            self.trust_proxy_auth || self.servers.iter().any(|s| s.auth_mode == AuthMode::Proxy);
-        if proxy_in_use && self.trusted_proxies.is_empty() {
-            out.push(
-                "TRUSTED_PROXIES is empty: identity headers are accepted from any peer; \
-                 make sure only the auth proxy can reach the gateway"
-                    .to_string(),
-            );
-        }
-        if let Some(secret) = &self.jwt.secret {
-            if secret.expose().len() < 32 {
-                out.push(
-                    "JWT_SECRET_KEY is shorter than 32 bytes: use a longer random secret".into(),
-                );
-            }
-        }
-        if self.session_secret.is_none() && self.jwt.secret.is_none() {
-            out.push(
-                "neither SESSION_SECRET nor JWT_SECRET_KEY is set: MCP session ids are signed \
-                 with a random key, so they do not survive a restart or work across replicas"
-                    .into(),
-            );
-        }
-        if !self.host.is_loopback() {
-            log::info!("binding {}:{} (not loopback)", self.host, self.port);
-        }
-        out
-    }
-}
-
-fn parse_algorithm(raw: &str) -> Result<Algorithm, String> {
-    match raw.to_ascii_uppercase().as_str() {
-        "HS256" => Ok(Algorithm::HS256),
-        "HS384" => Ok(Algorithm::HS384),
-        "HS512" => Ok(Algorithm::HS512),
-        _ => Err(format!(
-            "{raw:?} is not supported (HS256, HS384 or HS512; RS/ES keys come with JWKS support)"
-        )),
-    }
-}
-
-fn parse_cache_type(raw: &str) -> Result<CacheType, String> {
-    match raw.to_ascii_lowercase().as_str() {
-        "memory" => Ok(CacheType::Memory),
-        "redis" => Ok(CacheType::Redis),
-        "database" => Ok(CacheType::Database),
-        "none" => Ok(CacheType::None),
-        _ => Err(format!(
-            "{raw:?} is not one of memory, redis, database, none"
-        )),
-    }
-}
-
-/// SQLAlchemy-style URLs (`postgresql+psycopg://`, `sqlite:///./mcp.db`) are
-/// accepted as well as plain ones.
-fn parse_database_url(raw: &str) -> Result<Secret, String> {
-    let scheme = raw.split("://").next().unwrap_or_default();
-    let base = scheme.split('+').next().unwrap_or_default();
-    if !raw.contains("://") || !matches!(base, "sqlite" | "postgres" | "postgresql") {
-        return Err("expected a sqlite:// or postgresql:// URL".into());
-    }
-    Ok(Secret::new(raw))
-}
-
-fn parse_redis_url(raw: &str) -> Result<Secret, String> {
-    if raw.starts_with("redis://") || raw.starts_with("rediss://") {
-        Ok(Secret::new(raw))
-    } else {
-        Err("expected a redis:// or rediss:// URL".into())
-    }
-}
-
-fn parse_log_level(raw: &str) -> Result<String, String> {
-    let level = raw.to_ascii_lowercase();
-    match level.as_str() {
-        "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(level),
-        "warning" => Ok("warn".into()),
-        "critical" => Ok("error".into()),
-        _ => Err(format!(
-            "{raw:?} is not one of error, warn, info, debug, trace, off"
-        )),
-    }
-}
-
-/// Checked now because TLS set-up would otherwise fail on the first request.
-fn parse_pem_file(raw: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(raw).map_err(|e| format!("cannot read {raw:?}: {e}"))?;
-    if !text.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(format!("{raw:?} holds no PEM certificate"));
-    }
-    Ok(raw.to_string())
-}
-
-fn positive_seconds(raw: &str) -> Result<Duration, String> {
-    parse_seconds(raw).and_then(|d| {
-        if d.is_zero() {
-            Err("must be greater than 0".into())
-        } else {
-            Ok(d)
-        }
-    })
 }
 
 #[cfg(test)]
@@ -435,17 +468,17 @@ mod tests {
     #[test]
     fn defaults_match_the_reference() {
         let s = load(&[("JWT_SECRET_KEY", "k")]).unwrap();
-        assert!(s.mcp_client_auth_enabled);
-        assert!(!s.trust_proxy_auth);
-        assert_eq!(s.proxy_user_header.as_str(), "x-authenticated-user");
-        assert!(s.auth_required);
-        assert!(!s.enable_header_passthrough);
-        assert!(!s.enable_overwrite_base_headers);
-        assert_eq!(s.session_ttl, Duration::from_secs(3600));
-        assert_eq!(s.port, 4444);
-        assert!(s.host.is_loopback());
-        assert_eq!(s.jwt.algorithm, Algorithm::HS256);
-        assert_eq!(s.keepalive_timeout, Duration::from_secs(75));
+        assert!(s.auth.mcp_client_auth_enabled);
+        assert!(!s.auth.trust_proxy_auth);
+        assert_eq!(s.auth.proxy_user_header.as_str(), "x-authenticated-user");
+        assert!(s.auth.auth_required);
+        assert!(!s.headers.enable_header_passthrough);
+        assert!(!s.headers.enable_overwrite_base_headers);
+        assert_eq!(s.admin.session_ttl, Duration::from_secs(3600));
+        assert_eq!(s.listen.port, 4444);
+        assert!(s.listen.host.is_loopback());
+        assert_eq!(s.auth.jwt.algorithm, Algorithm::HS256);
+        assert_eq!(s.listen.keepalive_timeout, Duration::from_secs(75));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Parsers for single configuration values. Each returns a message that
 //! completes the sentence "VARIABLE: ..." so start-up errors read as one line.
 
+use super::CacheType;
 use http::HeaderName;
 use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -88,6 +90,79 @@ pub fn parse_seconds(raw: &str) -> Result<Duration, String> {
         return Err(format!("expected a number of seconds, got {raw:?}"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn parse_algorithm(raw: &str) -> Result<Algorithm, String> {
+    match raw.to_ascii_uppercase().as_str() {
+        "HS256" => Ok(Algorithm::HS256),
+        "HS384" => Ok(Algorithm::HS384),
+        "HS512" => Ok(Algorithm::HS512),
+        _ => Err(format!(
+            "{raw:?} is not supported (HS256, HS384 or HS512; RS/ES keys come with JWKS support)"
+        )),
+    }
+}
+
+pub fn parse_cache_type(raw: &str) -> Result<CacheType, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "memory" => Ok(CacheType::Memory),
+        "redis" => Ok(CacheType::Redis),
+        "database" => Ok(CacheType::Database),
+        "none" => Ok(CacheType::None),
+        _ => Err(format!(
+            "{raw:?} is not one of memory, redis, database, none"
+        )),
+    }
+}
+
+/// SQLAlchemy-style URLs (`postgresql+psycopg://`, `sqlite:///./mcp.db`) are
+/// accepted as well as plain ones.
+pub fn parse_database_url(raw: &str) -> Result<Secret, String> {
+    let scheme = raw.split("://").next().unwrap_or_default();
+    let base = scheme.split('+').next().unwrap_or_default();
+    if !raw.contains("://") || !matches!(base, "sqlite" | "postgres" | "postgresql") {
+        return Err("expected a sqlite:// or postgresql:// URL".into());
+    }
+    Ok(Secret::new(raw))
+}
+
+pub fn parse_redis_url(raw: &str) -> Result<Secret, String> {
+    if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+        Ok(Secret::new(raw))
+    } else {
+        Err("expected a redis:// or rediss:// URL".into())
+    }
+}
+
+pub fn parse_log_level(raw: &str) -> Result<String, String> {
+    let level = raw.to_ascii_lowercase();
+    match level.as_str() {
+        "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(level),
+        "warning" => Ok("warn".into()),
+        "critical" => Ok("error".into()),
+        _ => Err(format!(
+            "{raw:?} is not one of error, warn, info, debug, trace, off"
+        )),
+    }
+}
+
+/// Checked now because TLS set-up would otherwise fail on the first request.
+pub fn parse_pem_file(raw: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(raw).map_err(|e| format!("cannot read {raw:?}: {e}"))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{raw:?} holds no PEM certificate"));
+    }
+    Ok(raw.to_string())
+}
+
+pub fn positive_seconds(raw: &str) -> Result<Duration, String> {
+    parse_seconds(raw).and_then(|d| {
+        if d.is_zero() {
+            Err("must be greater than 0".into())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 #[cfg(test)]

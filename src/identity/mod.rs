@@ -126,8 +126,8 @@ struct Claims {
 
 impl JwtVerifier {
     pub fn new(settings: &Settings, audience: Option<&str>) -> Option<Self> {
-        let secret = settings.jwt.secret.as_ref()?;
-        let mut validation = Validation::new(settings.jwt.algorithm);
+        let secret = settings.auth.jwt.secret.as_ref()?;
+        let mut validation = Validation::new(settings.auth.jwt.algorithm);
         // A configured audience or issuer must be present, not merely not wrong.
         let mut required = vec!["exp"];
         match audience {
@@ -137,7 +137,7 @@ impl JwtVerifier {
             }
             None => validation.validate_aud = false,
         }
-        if let Some(iss) = &settings.jwt.issuer {
+        if let Some(iss) = &settings.auth.jwt.issuer {
             validation.set_issuer(&[iss]);
             required.push("iss");
         }
@@ -198,15 +198,17 @@ impl AuthPolicy {
     pub fn global(settings: &Settings) -> Self {
         AuthPolicy {
             jwt: settings
+                .auth
                 .mcp_client_auth_enabled
-                .then(|| JwtVerifier::new(settings, settings.jwt.audience.as_deref()))
+                .then(|| JwtVerifier::new(settings, settings.auth.jwt.audience.as_deref()))
                 .flatten()
                 .map(Arc::new),
             proxy_header: settings
+                .auth
                 .trust_proxy_auth
-                .then(|| settings.proxy_user_header.clone()),
-            trusted_proxies: settings.trusted_proxies.clone().into(),
-            auth_required: settings.auth_required,
+                .then(|| settings.auth.proxy_user_header.clone()),
+            trusted_proxies: settings.auth.trusted_proxies.clone().into(),
+            auth_required: settings.auth.auth_required,
         }
     }
 
@@ -229,7 +231,7 @@ impl AuthPolicy {
                 proxy_header: Some(
                     spec.proxy_header
                         .clone()
-                        .unwrap_or_else(|| settings.proxy_user_header.clone()),
+                        .unwrap_or_else(|| settings.auth.proxy_user_header.clone()),
                 ),
                 trusted_proxies: global.trusted_proxies.clone(),
                 auth_required: true,
@@ -239,7 +241,7 @@ impl AuthPolicy {
                     settings,
                     spec.jwt_audience
                         .as_deref()
-                        .or(settings.jwt.audience.as_deref()),
+                        .or(settings.auth.jwt.audience.as_deref()),
                 )
                 .map(Arc::new),
                 proxy_header: None,

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod local;
 pub mod metrics;
 pub mod proxy;
+pub mod refusal;
 pub mod responses;
 pub mod routing;
 pub mod session;

@@ -31,19 +31,27 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_duration: HistogramVec,
     pub backend_up: IntGaugeVec,
+    refusals: IntCounterVec,
 }
 
 /// One server's request counters (by status class) and latency histogram.
 #[derive(Clone)]
 pub struct ServerMetrics {
     by_class: [IntCounter; 5],
+    /// Clients that went away before the response ended: not a failure of
+    /// the gateway or the server, so not folded into `4xx` or `5xx`.
+    client_closed: IntCounter,
     duration: Histogram,
 }
 
 impl ServerMetrics {
     pub fn observe(&self, status: u16, elapsed: Duration) {
-        let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.by_class[class].inc();
+        if status == crate::refusal::CLIENT_CLOSED {
+            self.client_closed.inc();
+        } else {
+            let class = (status / 100).clamp(1, 5) as usize - 1;
+            self.by_class[class].inc();
+        }
         self.duration.observe(elapsed.as_secs_f64());
     }
 }
@@ -136,6 +144,12 @@ impl Metrics {
                 "Proxied requests per server and status class",
                 &["server", "status"],
             ),
+            refusals: counter_vec(
+                &registry,
+                "mcp_refusals_total",
+                "Responses the gateway wrote itself instead of proxying, by reason",
+                &["reason"],
+            ),
             user_counters: ArcSwap::from_pointee(HashMap::new()),
             user_counters_write: Mutex::new(()),
             max_users,
@@ -156,8 +170,14 @@ impl Metrics {
                 class("4xx"),
                 class("5xx"),
             ],
+            client_closed: class("499"),
             duration: self.request_duration.with_label_values(&[name]),
         }
+    }
+
+    /// Counts a refusal under its `Refusal::reason`.
+    pub fn refused(&self, reason: &str) {
+        self.refusals.with_label_values(&[reason]).inc();
     }
 
     pub fn auth_failed(&self, error: &AuthError) {
@@ -236,13 +256,18 @@ mod tests {
             proxy_expected: true,
         });
         m.server("demo").observe(200, Duration::from_millis(3));
+        m.server("demo").observe(499, Duration::from_millis(3));
+        m.refused("unknown_server");
         let text = m.render();
         for name in [
             "mcp_auth_attempts_total 1",
             "mcp_auth_failures_total{reason=\"missing_credential\"} 1",
             "mcp_proxy_header_missing 1",
             "mcp_requests_total{server=\"demo\",status=\"2xx\"} 1",
-            "mcp_request_duration_seconds_count{server=\"demo\"} 1",
+            "mcp_requests_total{server=\"demo\",status=\"499\"} 1",
+            "mcp_requests_total{server=\"demo\",status=\"4xx\"} 0",
+            "mcp_request_duration_seconds_count{server=\"demo\"} 2",
+            "mcp_refusals_total{reason=\"unknown_server\"} 1",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

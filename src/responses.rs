@@ -38,6 +38,11 @@ impl LocalResponse {
     }
 }
 
+/// Headers on every response the gateway writes itself. `nosniff` keeps
+/// a browser from reading an error body (which may echo request data) as
+/// HTML or script.
+pub const SECURITY_HEADERS: [(&str, &str); 1] = [("x-content-type-options", "nosniff")];
+
 /// Where an error happened decides its body's shape: MCP clients parse
 /// JSON-RPC, everything else gets `{"error": ..., "status": ...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,37 +51,18 @@ pub enum ErrorShape {
     Plain,
 }
 
-/// JSON-RPC error code for an HTTP status (implementation-defined range).
-fn rpc_code(status: u16) -> i64 {
-    match status {
-        400 | 405 => -32600,
-        401 | 403 => -32001,
-        404 => -32002,
-        503 => -32003,
-        _ => -32000,
-    }
-}
-
-pub fn error(shape: ErrorShape, status: u16, message: &str) -> LocalResponse {
+/// An error body; the status, code and message come from a
+/// [`Refusal`](crate::refusal::Refusal), which is how callers build one.
+pub fn error(shape: ErrorShape, status: u16, code: i64, message: &str) -> LocalResponse {
     let body = match shape {
         ErrorShape::JsonRpc => json!({
             "jsonrpc": "2.0",
             "id": null,
-            "error": {"code": rpc_code(status), "message": message},
+            "error": {"code": code, "message": message},
         }),
         ErrorShape::Plain => json!({"error": message, "status": status}),
     };
     LocalResponse::json(status, body)
-}
-
-/// A 401 with the challenge RFC 6750 asks for.
-pub fn unauthorized(shape: ErrorShape, message: &str, invalid_token: bool) -> LocalResponse {
-    let challenge = if invalid_token {
-        "Bearer realm=\"mcp-gateway\", error=\"invalid_token\""
-    } else {
-        "Bearer realm=\"mcp-gateway\""
-    };
-    error(shape, 401, message).with_header("www-authenticate", challenge)
 }
 
 #[cfg(test)]
@@ -85,20 +71,13 @@ mod tests {
 
     #[test]
     fn json_rpc_errors_have_null_id() {
-        let r = error(ErrorShape::JsonRpc, 503, "no healthy backend");
+        let r = error(ErrorShape::JsonRpc, 503, -32003, "no healthy backend");
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["jsonrpc"], "2.0");
         assert!(v["id"].is_null());
         assert_eq!(v["error"]["code"], -32003);
-    }
-
-    #[test]
-    fn unauthorized_carries_the_challenge() {
-        let r = unauthorized(ErrorShape::Plain, "authentication required", false);
-        assert_eq!(r.status, 401);
-        assert!(r
-            .extra_headers
-            .iter()
-            .any(|(n, v)| *n == "www-authenticate" && v.starts_with("Bearer")));
+        let v: serde_json::Value =
+            serde_json::from_slice(&error(ErrorShape::Plain, 404, -1, "x").body).unwrap();
+        assert_eq!(v, serde_json::json!({"error": "x", "status": 404}));
     }
 }

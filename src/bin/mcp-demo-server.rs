@@ -35,6 +35,10 @@ const TICK: Duration = Duration::from_millis(200);
 
 // JSON-RPC error codes. The two session codes follow the official TypeScript
 // SDK, so clients written against it react the way they would in production.
+// SESSION_NOT_FOUND is also the gateway's code for an unknown session
+// (`refusal::code::UNKNOWN_SESSION`, the README's table): a client sees the
+// same code whether the gateway or the server refused. Not imported, so the
+// demo stays independent of the gateway; a test holds them equal.
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
@@ -546,6 +550,17 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST);
             assert_eq!(reply["error"]["code"], code);
         }
+    }
+
+    #[test]
+    fn unknown_session_code_is_the_gateways() {
+        assert_eq!(
+            SESSION_NOT_FOUND,
+            mcp_gateway::refusal::code::UNKNOWN_SESSION
+        );
+        let (status, Json(reply)) = unknown_session();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(reply["error"]["code"], SESSION_NOT_FOUND);
     }
 
     #[test]

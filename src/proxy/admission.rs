@@ -1,11 +1,11 @@
 //! Admission of a request to an MCP route: the server it names, the
 //! method, the caller's identity and the session it resumes. Each refusal
-//! is the complete response to send.
+//! is a [`Refusal`]; `request_filter` writes it.
 
 use super::{now_secs, peer_ip, Gateway, RouteCtx};
 use crate::headers::MCP_SESSION_ID;
 use crate::identity::{AuthError, Identity};
-use crate::responses::{self, ErrorShape, LocalResponse};
+use crate::refusal::Refusal;
 use crate::routing::{self, Endpoint};
 use crate::session::{SessionError, SessionTarget};
 use crate::state::ServerRuntime;
@@ -20,7 +20,7 @@ impl Gateway {
         &self,
         server: &ServerRuntime,
         session: &Session,
-    ) -> std::result::Result<Identity, LocalResponse> {
+    ) -> std::result::Result<Identity, Refusal> {
         let metrics = &self.state.metrics;
         metrics.auth_attempts.inc();
         let started = Instant::now();
@@ -47,12 +47,10 @@ impl Gateway {
                     }
                     _ => log::warn!("401 {} from {peer}: {}", server.name, e.message()),
                 }
-                let invalid_token = matches!(e, AuthError::InvalidToken(_));
-                Err(responses::unauthorized(
-                    ErrorShape::JsonRpc,
-                    &e.message(),
-                    invalid_token,
-                ))
+                Err(Refusal::Unauthenticated {
+                    message: e.message(),
+                    invalid_token: matches!(e, AuthError::InvalidToken(_)),
+                })
             }
         }
     }
@@ -64,7 +62,7 @@ impl Gateway {
         endpoint: Endpoint,
         identity: &Identity,
         session: &Session,
-    ) -> std::result::Result<Option<(SessionTarget, Chosen)>, LocalResponse> {
+    ) -> std::result::Result<Option<(SessionTarget, Chosen)>, Refusal> {
         let req = session.req_header();
         let token = match endpoint {
             Endpoint::Mcp => {
@@ -72,24 +70,12 @@ impl Gateway {
                 match (values.next(), values.next()) {
                     (None, _) => return Ok(None),
                     (Some(v), None) => v.to_str().unwrap_or_default(),
-                    (Some(_), Some(_)) => {
-                        return Err(responses::error(
-                            ErrorShape::JsonRpc,
-                            400,
-                            "Mcp-Session-Id appears more than once",
-                        ))
-                    }
+                    (Some(_), Some(_)) => return Err(Refusal::DuplicateSessionHeader),
                 }
             }
             Endpoint::Message => match routing::query_param(req.uri.query(), "sessionId") {
                 Some(t) => t,
-                None => {
-                    return Err(responses::error(
-                        ErrorShape::JsonRpc,
-                        400,
-                        "missing sessionId query parameter",
-                    ))
-                }
+                None => return Err(Refusal::MissingSessionId),
             },
             Endpoint::Sse => return Ok(None),
         };
@@ -99,45 +85,36 @@ impl Gateway {
             .open(&server.name, identity.principal(), token, now_secs())
             .map_err(|e: SessionError| {
                 log::info!("404 {}: {} ({e:?})", server.name, e.message());
-                responses::error(ErrorShape::JsonRpc, 404, e.message())
+                Refusal::UnknownSession(e.message())
             })?;
         match server.upstream.select_replica(target.backend) {
             Some(chosen) => Ok(Some((target, chosen))),
-            None => Err(responses::error(
-                ErrorShape::JsonRpc,
-                404,
-                "session's backend is unavailable; initialize a new session",
-            )),
+            None => Err(Refusal::SessionBackendGone),
         }
     }
 
-    /// The route phase of `request_filter`: 404/405/401 or a `RouteCtx`.
+    /// The route phase of `request_filter`: a refusal or a `RouteCtx`.
     pub(super) fn route(
         &self,
         session: &Session,
         name: &str,
         endpoint: Endpoint,
-    ) -> std::result::Result<RouteCtx, LocalResponse> {
+    ) -> std::result::Result<RouteCtx, Refusal> {
         let Some(index) = self.state.routes.lookup(name) else {
-            return Err(responses::error(ErrorShape::JsonRpc, 404, "unknown server"));
+            return Err(Refusal::UnknownServer);
         };
         let server = &self.state.servers[index];
         let method = &session.req_header().method;
-        let allowed: &[Method] = match endpoint {
-            Endpoint::Mcp => &[Method::POST, Method::GET, Method::DELETE],
-            Endpoint::Sse => &[Method::GET],
-            Endpoint::Message => &[Method::POST],
+        let (allowed, allow): (&[Method], &'static str) = match endpoint {
+            Endpoint::Mcp => (
+                &[Method::POST, Method::GET, Method::DELETE],
+                "POST, GET, DELETE",
+            ),
+            Endpoint::Sse => (&[Method::GET], "GET"),
+            Endpoint::Message => (&[Method::POST], "POST"),
         };
         if !allowed.contains(method) {
-            let allow = allowed
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(
-                responses::error(ErrorShape::JsonRpc, 405, "method not allowed")
-                    .with_header("allow", allow),
-            );
+            return Err(Refusal::MethodNotAllowed { allow });
         }
         let identity = self.authenticate(server, session)?;
         let resumed = self.resume_session(server, endpoint, &identity, session)?;

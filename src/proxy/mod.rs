@@ -3,6 +3,7 @@
 
 mod admission;
 mod keepalive;
+mod reply;
 
 pub use keepalive::KeepAlive;
 
@@ -11,7 +12,8 @@ use crate::identity::Identity;
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
 use crate::local;
-use crate::responses::{self, ErrorShape, LocalResponse};
+use crate::refusal::{self, Refusal};
+use crate::responses::ErrorShape;
 use crate::routing::{self, Endpoint, Target};
 use crate::session::SessionTarget;
 use crate::state::{GatewayState, ServerRuntime};
@@ -23,6 +25,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
+use reply::write_local;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -60,21 +63,6 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
-}
-
-async fn write_local(session: &mut Session, response: LocalResponse) -> Result<()> {
-    let mut header =
-        ResponseHeader::build(response.status, Some(4 + response.extra_headers.len()))?;
-    header.insert_header("content-type", response.content_type)?;
-    header.insert_header("content-length", response.body.len().to_string())?;
-    header.insert_header("cache-control", "no-store")?;
-    for (name, value) in response.extra_headers {
-        header.insert_header(name, value)?;
-    }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(response.body), true).await
 }
 
 impl Gateway {
@@ -163,8 +151,10 @@ impl ProxyHttp for Gateway {
                 &session.req_header().headers,
                 peer_ip(session),
             )),
-            Target::NotFound => Err(responses::error(ErrorShape::Plain, 404, "not found")),
-            Target::Server { name, endpoint } => self.route(session, name, endpoint),
+            Target::NotFound => Err(self.refuse(&Refusal::NotFound, ErrorShape::Plain)),
+            Target::Server { name, endpoint } => self
+                .route(session, name, endpoint)
+                .map_err(|r| self.refuse(&r, ErrorShape::JsonRpc)),
         };
         match outcome {
             Ok(route) => {
@@ -387,52 +377,35 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
-    /// Writes a JSON-RPC error instead of Pingora's bare HTML error page.
+    /// Writes the refusal the error maps to (a JSON-RPC error, not
+    /// Pingora's bare HTML page); nothing when the client has gone.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
-        if code > 0 {
-            let message = match code {
-                503 => "no healthy backend for this server",
-                502 => "upstream MCP server failed",
-                504 => "upstream MCP server timed out",
-                400 => "bad request",
-                _ => "internal error",
-            };
-            let shape = if ctx.route.is_some() {
-                ErrorShape::JsonRpc
-            } else {
-                ErrorShape::Plain
-            };
-            if let Err(write_error) =
-                write_local(session, responses::error(shape, code, message)).await
-            {
-                log::debug!("could not send error response: {write_error}");
-            }
-        }
         FailToProxy {
-            error_code: code,
+            error_code: self.answer_failure(session, e, ctx).await,
             can_reuse_downstream: false,
         }
     }
 
+    /// A client closing its stream (the GET stream at session end, a
+    /// cancelled call) is normal: `logging` notes it at debug level and
+    /// counts it as 499 instead of Pingora's "Fail to proxy" error line.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        refusal::is_client_gone(error.etype(), error.esource())
+    }
+
     /// Request counts and durations per server; the access log at debug level.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let client_gone = error.is_some_and(|e| refusal::is_client_gone(e.etype(), e.esource()));
+        let status = if client_gone {
+            refusal::CLIENT_CLOSED
+        } else {
+            session.response_written().map_or(0, |r| r.status.as_u16())
+        };
         let Some((server, route)) = self.server(ctx) else {
             return;
         };

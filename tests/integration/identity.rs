@@ -55,7 +55,7 @@ fn invalid_jwt_is_401_even_with_a_proxy_header() {
             .contains("invalid_token"));
         let body = r.json();
         assert_eq!(body["jsonrpc"], "2.0");
-        assert_eq!(body["error"]["code"], -32001);
+        assert_eq!(body["error"]["code"], -32006);
     }
 }
 

@@ -103,7 +103,7 @@ fn forged_and_foreign_session_tokens_are_404() {
     let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
     let foreign = gw.mcp_post("demo", &bob, Some(&sid), list);
     assert_eq!(foreign.status, 404, "{foreign:?}");
-    assert_eq!(foreign.json()["error"]["code"], -32002);
+    assert_eq!(foreign.json()["error"]["code"], -32001);
 
     let mut forged = sid.clone().into_bytes();
     forged[5] = if forged[5] == b'A' { b'B' } else { b'A' };

@@ -1,0 +1,60 @@
+//! Writing the responses the gateway answers itself, and turning a failed
+//! proxy attempt into one.
+
+use super::{Gateway, RequestCtx};
+use crate::refusal::{self, Refusal};
+use crate::responses::{ErrorShape, LocalResponse, SECURITY_HEADERS};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+pub(super) async fn write_local(session: &mut Session, response: LocalResponse) -> Result<()> {
+    let mut header = ResponseHeader::build(
+        response.status,
+        Some(3 + SECURITY_HEADERS.len() + response.extra_headers.len()),
+    )?;
+    header.insert_header("content-type", response.content_type)?;
+    header.insert_header("content-length", response.body.len().to_string())?;
+    header.insert_header("cache-control", "no-store")?;
+    for (name, value) in SECURITY_HEADERS {
+        header.insert_header(name, value)?;
+    }
+    for (name, value) in response.extra_headers {
+        header.append_header(name, value)?;
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(response.body), true).await
+}
+
+impl Gateway {
+    /// The response for a refusal, counted under its reason.
+    pub(super) fn refuse(&self, refusal: &Refusal, shape: ErrorShape) -> LocalResponse {
+        self.state.metrics.refused(refusal.reason());
+        refusal.response(shape)
+    }
+
+    /// Writes the refusal a failed proxy attempt maps to; returns the
+    /// status to report (499 when the client has gone and nothing is sent).
+    pub(super) async fn answer_failure(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &RequestCtx,
+    ) -> u16 {
+        let Some(refusal) = refusal::for_proxy_error(e.etype(), e.esource()) else {
+            return refusal::CLIENT_CLOSED;
+        };
+        let shape = if ctx.route.is_some() {
+            ErrorShape::JsonRpc
+        } else {
+            ErrorShape::Plain
+        };
+        let response = self.refuse(&refusal, shape);
+        if let Err(write_error) = write_local(session, response).await {
+            log::debug!("could not send error response: {write_error}");
+        }
+        refusal.status()
+    }
+}

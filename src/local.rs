@@ -30,15 +30,15 @@ fn ready(state: &GatewayState) -> LocalResponse {
 }
 
 fn metrics(state: &GatewayState) -> LocalResponse {
-    for server in &state.servers {
-        for (addr, up) in server.upstream.health() {
-            state
-                .metrics
-                .backend_up
-                .with_label_values(&[&server.name, &addr.to_string()])
-                .set(i64::from(up));
-        }
-    }
+    state
+        .metrics
+        .set_backends(state.servers.iter().flat_map(|server| {
+            server
+                .upstream
+                .health()
+                .into_iter()
+                .map(|(addr, up)| (server.name.clone(), addr.to_string(), up))
+        }));
     LocalResponse::text(
         200,
         "text/plain; version=0.0.4; charset=utf-8",

@@ -8,7 +8,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +30,12 @@ pub struct Metrics {
     max_users: usize,
     requests: IntCounterVec,
     request_duration: HistogramVec,
-    pub backend_up: IntGaugeVec,
+    backend_up: IntGaugeVec,
+    /// The (server, backend) label pairs `backend_up` holds, so a backend
+    /// that discovery dropped loses its series instead of reporting its
+    /// last state forever. The lock also keeps two scrapes from
+    /// interleaving their updates.
+    backend_series: Mutex<HashSet<(String, String)>>,
     refusals: IntCounterVec,
 }
 
@@ -156,6 +161,7 @@ impl Metrics {
             auth_latency,
             request_duration,
             backend_up,
+            backend_series: Mutex::new(HashSet::new()),
             registry,
         }
     }
@@ -173,6 +179,27 @@ impl Metrics {
             client_closed: class("499"),
             duration: self.request_duration.with_label_values(&[name]),
         }
+    }
+
+    /// Replaces the health series with exactly the backends discovery
+    /// knows now: (server, backend address, up).
+    pub fn set_backends(&self, current: impl IntoIterator<Item = (String, String, bool)>) {
+        let mut series = self
+            .backend_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = HashSet::new();
+        for (server, backend, up) in current {
+            self.backend_up
+                .with_label_values(&[&server, &backend])
+                .set(i64::from(up));
+            next.insert((server, backend));
+        }
+        for (server, backend) in series.difference(&next) {
+            // Err only if the series is already gone, which is the goal.
+            let _ = self.backend_up.remove_label_values(&[server, backend]);
+        }
+        *series = next;
     }
 
     /// Counts a refusal under its `Refusal::reason`.
@@ -246,6 +273,20 @@ mod tests {
         assert!(text.contains("mcp_authenticated_requests_total{user=\"a\"} 2"));
         assert!(text.contains("mcp_authenticated_requests_total{user=\"__other__\"} 2"));
         assert!(!text.contains("user=\"c\""));
+    }
+
+    #[test]
+    fn backends_dropped_by_discovery_lose_their_series() {
+        let m = Metrics::new(10);
+        let b = |addr: &str, up| ("demo".to_string(), addr.to_string(), up);
+        m.set_backends([b("10.0.0.1:80", true), b("10.0.0.2:80", false)]);
+        let text = m.render();
+        assert!(text.contains("mcp_backend_up{backend=\"10.0.0.2:80\",server=\"demo\"} 0"));
+        m.set_backends([b("10.0.0.1:80", true), b("10.0.0.3:80", true)]);
+        let text = m.render();
+        assert!(!text.contains("10.0.0.2"), "stale series kept:\n{text}");
+        assert!(text.contains("mcp_backend_up{backend=\"10.0.0.3:80\",server=\"demo\"} 1"));
+        assert!(text.contains("mcp_backend_up{backend=\"10.0.0.1:80\",server=\"demo\"} 1"));
     }
 
     #[test]

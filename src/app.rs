@@ -118,6 +118,12 @@ pub fn run(settings: Settings) -> ! {
         env!("CARGO_PKG_VERSION"),
         state.servers.len()
     );
+    if state.metrics_token.is_none() {
+        log::info!(
+            "METRICS_TOKEN is not set: /metrics leaves out the per-user series {}",
+            crate::metrics::PER_USER_METRIC
+        );
+    }
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainThenStop {
             lifecycle,

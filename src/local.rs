@@ -1,23 +1,72 @@
 //! The gateway's own endpoints: `/health`, `/ready`, `/metrics`, `/version`.
 
+use crate::refusal::Refusal;
 use crate::responses::LocalResponse;
 use crate::routing::LocalEndpoint;
 use crate::state::GatewayState;
-use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use std::net::IpAddr;
+use subtle::ConstantTimeEq;
 
 pub fn respond(
     endpoint: LocalEndpoint,
     state: &GatewayState,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
-) -> LocalResponse {
-    match endpoint {
+) -> Result<LocalResponse, Refusal> {
+    Ok(match endpoint {
         LocalEndpoint::Health => LocalResponse::json(200, json!({"status": "healthy"})),
         LocalEndpoint::Ready => ready(state),
-        LocalEndpoint::Metrics => metrics(state),
+        LocalEndpoint::Metrics => {
+            let with_users =
+                metrics_access(state.metrics_token.as_ref(), headers.get(AUTHORIZATION))?;
+            metrics(state, with_users)
+        }
         LocalEndpoint::Version => version(state, headers, peer),
+    })
+}
+
+/// `METRICS_TOKEN` as it is kept: its SHA-256, so comparing takes the same
+/// time whatever the presented token's length or content.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken([u8; 32]);
+
+impl MetricsToken {
+    pub fn new(token: &str) -> Self {
+        MetricsToken(Sha256::digest(token.as_bytes()).into())
+    }
+
+    fn matches(&self, presented: &[u8]) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        self.0.ct_eq(&digest).into()
+    }
+}
+
+/// Whether a `/metrics` scrape sees the per-user series, which would let
+/// anyone who reaches the port list every caller. Without `METRICS_TOKEN`
+/// nobody does; with it, a scrape bearing it does, a scrape without
+/// `Authorization` gets the rest, and a wrong token is refused, so a
+/// misconfigured Prometheus shows its target down instead of silently
+/// losing series.
+pub fn metrics_access(
+    token: Option<&MetricsToken>,
+    authorization: Option<&HeaderValue>,
+) -> Result<bool, Refusal> {
+    let (Some(token), Some(value)) = (token, authorization) else {
+        return Ok(false);
+    };
+    let bytes = value.as_bytes();
+    let presented = match bytes.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => bytes[7..].trim_ascii(),
+        _ => return Err(Refusal::MetricsTokenInvalid),
+    };
+    if token.matches(presented) {
+        Ok(true)
+    } else {
+        Err(Refusal::MetricsTokenInvalid)
     }
 }
 
@@ -29,7 +78,7 @@ fn ready(state: &GatewayState) -> LocalResponse {
     }
 }
 
-fn metrics(state: &GatewayState) -> LocalResponse {
+fn metrics(state: &GatewayState, with_users: bool) -> LocalResponse {
     state
         .metrics
         .set_backends(state.servers.iter().flat_map(|server| {
@@ -42,7 +91,7 @@ fn metrics(state: &GatewayState) -> LocalResponse {
     LocalResponse::text(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
-        state.metrics.render(),
+        state.metrics.render(with_users),
     )
 }
 
@@ -63,4 +112,44 @@ fn version(state: &GatewayState, headers: &HeaderMap, peer: Option<IpAddr>) -> L
         Err(e) => body["auth"] = json!({"authenticated": false, "reason": e.message()}),
     }
     LocalResponse::json(200, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(v: &'static str) -> HeaderValue {
+        HeaderValue::from_static(v)
+    }
+
+    #[test]
+    fn per_user_series_need_the_metrics_token() {
+        let token = MetricsToken::new("scrape-token-0123456789");
+        let t = Some(&token);
+        assert_eq!(metrics_access(t, None), Ok(false));
+        let right = auth("Bearer scrape-token-0123456789");
+        assert_eq!(metrics_access(t, Some(&right)), Ok(true));
+        let lower = auth("bearer scrape-token-0123456789");
+        assert_eq!(metrics_access(t, Some(&lower)), Ok(true));
+        for wrong in [
+            "Bearer scrape-token-012345678",
+            "Bearer scrape-token-0123456789x",
+            "Basic c2NyYXBlOnRva2Vu",
+            "Bearer",
+            "",
+        ] {
+            assert_eq!(
+                metrics_access(t, Some(&auth(wrong))),
+                Err(Refusal::MetricsTokenInvalid),
+                "{wrong:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_token_nobody_sees_users() {
+        assert_eq!(metrics_access(None, None), Ok(false));
+        let any = auth("Bearer anything");
+        assert_eq!(metrics_access(None, Some(&any)), Ok(false));
+    }
 }

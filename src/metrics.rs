@@ -15,6 +15,10 @@ use std::time::Duration;
 /// The `user` label value once `METRICS_MAX_USERS` distinct users are seen.
 pub const OTHER_USERS: &str = "__other__";
 
+/// The one metric with a `user` label: only a scrape bearing
+/// `METRICS_TOKEN` sees it.
+pub const PER_USER_METRIC: &str = "mcp_authenticated_requests_total";
+
 pub struct Metrics {
     registry: Registry,
     pub auth_attempts: IntCounter,
@@ -139,7 +143,7 @@ impl Metrics {
             ),
             authenticated_requests: counter_vec(
                 &registry,
-                "mcp_authenticated_requests_total",
+                PER_USER_METRIC,
                 "Authenticated requests per user (capped by METRICS_MAX_USERS)",
                 &["user"],
             ),
@@ -250,9 +254,15 @@ impl Metrics {
         counter
     }
 
-    pub fn render(&self) -> String {
+    /// The Prometheus text; `with_users` adds the per-user series, which
+    /// name every caller (see `METRICS_TOKEN`).
+    pub fn render(&self, with_users: bool) -> String {
+        let mut families = self.registry.gather();
+        if !with_users {
+            families.retain(|f| f.name() != PER_USER_METRIC);
+        }
         let mut buf = Vec::with_capacity(8192);
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
             log::error!("encoding metrics failed: {e}");
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -269,10 +279,16 @@ mod tests {
         for u in ["a", "b", "c", "d", "a"] {
             m.authenticated_request(u);
         }
-        let text = m.render();
+        let text = m.render(true);
         assert!(text.contains("mcp_authenticated_requests_total{user=\"a\"} 2"));
         assert!(text.contains("mcp_authenticated_requests_total{user=\"__other__\"} 2"));
         assert!(!text.contains("user=\"c\""));
+        let text = m.render(false);
+        assert!(
+            !text.contains("user="),
+            "per-user series without the token:\n{text}"
+        );
+        assert!(text.contains("mcp_auth_attempts_total"));
     }
 
     #[test]
@@ -280,10 +296,10 @@ mod tests {
         let m = Metrics::new(10);
         let b = |addr: &str, up| ("demo".to_string(), addr.to_string(), up);
         m.set_backends([b("10.0.0.1:80", true), b("10.0.0.2:80", false)]);
-        let text = m.render();
+        let text = m.render(true);
         assert!(text.contains("mcp_backend_up{backend=\"10.0.0.2:80\",server=\"demo\"} 0"));
         m.set_backends([b("10.0.0.1:80", true), b("10.0.0.3:80", true)]);
-        let text = m.render();
+        let text = m.render(true);
         assert!(!text.contains("10.0.0.2"), "stale series kept:\n{text}");
         assert!(text.contains("mcp_backend_up{backend=\"10.0.0.3:80\",server=\"demo\"} 1"));
         assert!(text.contains("mcp_backend_up{backend=\"10.0.0.1:80\",server=\"demo\"} 1"));
@@ -299,7 +315,7 @@ mod tests {
         m.server("demo").observe(200, Duration::from_millis(3));
         m.server("demo").observe(499, Duration::from_millis(3));
         m.refused("unknown_server");
-        let text = m.render();
+        let text = m.render(true);
         for name in [
             "mcp_auth_attempts_total 1",
             "mcp_auth_failures_total{reason=\"missing_credential\"} 1",

@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::headers::HeaderPolicy;
 use crate::identity::AuthPolicy;
 use crate::lifecycle::Lifecycle;
+use crate::local::MetricsToken;
 use crate::metrics::{Metrics, ServerMetrics};
 use crate::routing::RouteTable;
 use crate::session::SessionKeys;
@@ -33,6 +34,7 @@ pub struct GatewayState {
     pub lifecycle: &'static Lifecycle,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub metrics_token: Option<MetricsToken>,
     /// The non-secret part of the configuration, shown by `/version`.
     pub public_config: serde_json::Value,
 }
@@ -100,6 +102,11 @@ impl GatewayState {
             lifecycle,
             connect_timeout: settings.upstream.connect_timeout,
             read_timeout: settings.upstream.read_timeout,
+            metrics_token: settings
+                .observability
+                .metrics_token
+                .as_ref()
+                .map(|t| MetricsToken::new(t.expose())),
             public_config,
         }
     }

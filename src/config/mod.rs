@@ -128,6 +128,9 @@ pub struct AdminSettings {
 pub struct ObservabilitySettings {
     pub log_level: String,
     pub metrics_max_users: usize,
+    /// `METRICS_TOKEN`: a scrape bearing it sees the per-user series;
+    /// without it nobody does.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Everything the gateway is configured with, parsed and validated once.
@@ -275,6 +278,13 @@ impl Settings {
             if secret.expose().len() < 32 {
                 out.push(
                     "JWT_SECRET_KEY is shorter than 32 bytes: use a longer random secret".into(),
+                );
+            }
+        }
+        if let Some(token) = &self.observability.metrics_token {
+            if token.expose().len() < 16 {
+                out.push(
+                    "METRICS_TOKEN is shorter than 16 characters: use a longer random token".into(),
                 );
             }
         }
@@ -448,6 +458,7 @@ impl ObservabilitySettings {
             metrics_max_users: src.get("METRICS_MAX_USERS", 1000, |r| {
                 parse_u64(r).map(|n| n as usize)
             })?,
+            metrics_token: src.get("METRICS_TOKEN", None, |r| parse_bearer_token(r).map(Some))?,
         })
     }
 }
@@ -479,6 +490,7 @@ mod tests {
         assert!(s.listen.host.is_loopback());
         assert_eq!(s.auth.jwt.algorithm, Algorithm::HS256);
         assert_eq!(s.listen.keepalive_timeout, Duration::from_secs(75));
+        assert!(s.observability.metrics_token.is_none());
     }
 
     #[test]
@@ -499,6 +511,7 @@ mod tests {
             ("JWT_ALGORITHM", "none"),
             ("PROXY_USER_HEADER", "X_Authenticated_User"),
             ("KEEPALIVE_TIMEOUT", "0"),
+            ("METRICS_TOKEN", "has spaces"),
         ] {
             let mut pairs = PROXY.to_vec();
             pairs.push((key, value));
@@ -519,6 +532,7 @@ mod tests {
     #[test]
     fn debug_output_redacts_secrets() {
         let s = load(&[
+            ("METRICS_TOKEN", "super-secret-value"),
             ("JWT_SECRET_KEY", "super-secret-value"),
             ("DATABASE_URL", "postgresql+psycopg://u:dbpass@db/mcp"),
         ])

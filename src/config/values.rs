@@ -155,6 +155,19 @@ pub fn parse_pem_file(raw: &str) -> Result<String, String> {
     Ok(raw.to_string())
 }
 
+/// A bearer token clients must be able to send as `Authorization: Bearer
+/// <token>`: visible ASCII, no spaces.
+pub fn parse_bearer_token(raw: &str) -> Result<Secret, String> {
+    if raw.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(Secret::new(raw))
+    } else {
+        Err(
+            "must be visible ASCII without spaces (it travels as `Authorization: Bearer <token>`)"
+                .into(),
+        )
+    }
+}
+
 pub fn positive_seconds(raw: &str) -> Result<Duration, String> {
     parse_seconds(raw).and_then(|d| {
         if d.is_zero() {
@@ -191,6 +204,14 @@ mod tests {
         assert_eq!(nets.len(), 3);
         assert!(nets[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
         assert!(parse_cidr_list("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn bearer_tokens_are_header_safe() {
+        assert!(parse_bearer_token("s3cr3t-Token_0123456789.~+/=").is_ok());
+        assert!(parse_bearer_token("two words").is_err());
+        assert!(parse_bearer_token("tab\there").is_err());
+        assert!(parse_bearer_token("caf\u{e9}").is_err());
     }
 
     #[test]

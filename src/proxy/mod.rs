@@ -150,7 +150,8 @@ impl ProxyHttp for Gateway {
                 &self.state,
                 &session.req_header().headers,
                 peer_ip(session),
-            )),
+            )
+            .unwrap_or_else(|r| self.refuse(&r, ErrorShape::Plain))),
             Target::NotFound => Err(self.refuse(&Refusal::NotFound, ErrorShape::Plain)),
             Target::Server { name, endpoint } => self
                 .route(session, name, endpoint)

@@ -29,6 +29,7 @@ fn bad_environment_values_exit_2_naming_the_variable() {
         ("SESSION_TTL", "-1"),
         ("UPSTREAM_CA_FILE", "/nonexistent/ca.pem"),
         ("JWT_ALGORITHM", "none"),
+        ("METRICS_TOKEN", "two words"),
     ] {
         let mut env = OK_ENV.to_vec();
         env.push((key, value));

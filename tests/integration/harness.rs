@@ -245,6 +245,14 @@ impl Gateway {
     pub fn metrics(&self) -> String {
         self.request("GET", "/metrics", &[], "").body
     }
+
+    /// A scrape bearing `METRICS_TOKEN`, which adds the per-user series.
+    pub fn metrics_as(&self, token: &str) -> String {
+        let auth = bearer(token);
+        let r = self.request("GET", "/metrics", &[("Authorization", &auth)], "");
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body
+    }
 }
 
 /// A metric's value in Prometheus text, 0 when absent.

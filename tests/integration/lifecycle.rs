@@ -60,11 +60,13 @@ fn version_never_shows_a_secret() {
 #[test]
 fn metrics_move_with_traffic() {
     let demo = Demo::start("d");
-    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("demo", &[demo.url()])]));
-    let before = gw.metrics();
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("METRICS_TOKEN", "scrape-token-0123456789"));
+    let gw = Gateway::start(&env, &servers_yaml(&[("demo", &[demo.url()])]));
+    let before = gw.metrics_as("scrape-token-0123456789");
     gw.initialize("demo", &[("X-Authenticated-User", "alice")]);
     gw.initialize("demo", &[]);
-    let after = gw.metrics();
+    let after = gw.metrics_as("scrape-token-0123456789");
     let delta = |series: &str| metric(&after, series) - metric(&before, series);
     assert_eq!(delta("mcp_auth_attempts_total"), 2.0, "{after}");
     assert_eq!(delta("mcp_auth_success_total"), 1.0);

@@ -8,6 +8,7 @@ mod headers;
 mod identity;
 mod keepalive;
 mod lifecycle;
+mod observability;
 mod refusals;
 mod routing;
 mod sdk;

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod config;
+pub mod cors;
 pub mod headers;
 pub mod identity;
 pub mod legacy_sse;

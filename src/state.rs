@@ -3,6 +3,7 @@
 //! metric handles. The request path never touches configuration text.
 
 use crate::config::Settings;
+use crate::cors::CorsPolicy;
 use crate::headers::HeaderPolicy;
 use crate::identity::AuthPolicy;
 use crate::lifecycle::Lifecycle;
@@ -35,6 +36,7 @@ pub struct GatewayState {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub metrics_token: Option<MetricsToken>,
+    pub cors: CorsPolicy,
     /// The non-secret part of the configuration, shown by `/version`.
     pub public_config: serde_json::Value,
 }
@@ -78,6 +80,16 @@ impl GatewayState {
                 }
             })
             .collect();
+        // Browsers may send every header some server may receive.
+        let passthrough: Vec<_> = servers
+            .iter()
+            .flat_map(|s| s.headers.passthrough.iter().cloned())
+            .collect();
+        let cors = CorsPolicy::new(
+            settings.cors.enabled,
+            &settings.cors.allowed_origins,
+            &passthrough,
+        );
         let routes = RouteTable::new(servers.iter().map(|s| s.name.as_str()));
         let sessions = SessionKeys::from_secrets(
             settings.sessions.secret.as_ref().map(|s| s.expose()),
@@ -107,6 +119,7 @@ impl GatewayState {
                 .metrics_token
                 .as_ref()
                 .map(|t| MetricsToken::new(t.expose())),
+            cors,
             public_config,
         }
     }

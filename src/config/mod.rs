@@ -124,6 +124,15 @@ pub struct AdminSettings {
     pub session_ttl: Duration,
 }
 
+/// Browsers: CORS and the `Origin` check (names as in ContextForge).
+#[derive(Debug, Clone)]
+pub struct CorsSettings {
+    /// `CORS_ENABLED`; off, no browser origin is allowed at all.
+    pub enabled: bool,
+    /// `ALLOWED_ORIGINS`, normalised; `*` means any (without credentials).
+    pub allowed_origins: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ObservabilitySettings {
     pub log_level: String,
@@ -142,6 +151,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub upstream: UpstreamSettings,
     pub admin: AdminSettings,
+    pub cors: CorsSettings,
     pub observability: ObservabilitySettings,
     pub servers: Vec<ServerSpec>,
 }
@@ -221,6 +231,7 @@ impl Settings {
             sessions: SessionSettings::load(src)?,
             upstream: UpstreamSettings::load(src)?,
             admin: AdminSettings::load(src)?,
+            cors: CorsSettings::load(src)?,
             observability: ObservabilitySettings::load(src)?,
             servers,
         };
@@ -287,6 +298,13 @@ impl Settings {
                     "METRICS_TOKEN is shorter than 16 characters: use a longer random token".into(),
                 );
             }
+        }
+        if self.cors.enabled && self.cors.allowed_origins.iter().any(|o| o == "*") {
+            out.push(
+                "ALLOWED_ORIGINS contains *: any web page may call the gateway from a browser \
+                 (without cookies); list the origins of your web clients instead"
+                    .into(),
+            );
         }
         if self.sessions.secret.is_none() && self.auth.jwt.secret.is_none() {
             out.push(
@@ -451,6 +469,19 @@ impl AdminSettings {
     }
 }
 
+impl CorsSettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(CorsSettings {
+            enabled: src.get("CORS_ENABLED", true, parse_bool)?,
+            allowed_origins: src.get(
+                "ALLOWED_ORIGINS",
+                vec!["http://localhost".into(), "http://localhost:4444".into()],
+                parse_origin_list,
+            )?,
+        })
+    }
+}
+
 impl ObservabilitySettings {
     fn load(src: &Source) -> Result<Self, ConfigError> {
         Ok(ObservabilitySettings {
@@ -491,6 +522,11 @@ mod tests {
         assert_eq!(s.auth.jwt.algorithm, Algorithm::HS256);
         assert_eq!(s.listen.keepalive_timeout, Duration::from_secs(75));
         assert!(s.observability.metrics_token.is_none());
+        assert!(s.cors.enabled);
+        assert_eq!(
+            s.cors.allowed_origins,
+            ["http://localhost", "http://localhost:4444"]
+        );
     }
 
     #[test]
@@ -512,6 +548,9 @@ mod tests {
             ("PROXY_USER_HEADER", "X_Authenticated_User"),
             ("KEEPALIVE_TIMEOUT", "0"),
             ("METRICS_TOKEN", "has spaces"),
+            ("CORS_ENABLED", "sometimes"),
+            ("ALLOWED_ORIGINS", "[\"null\"]"),
+            ("ALLOWED_ORIGINS", "localhost:6274"),
         ] {
             let mut pairs = PROXY.to_vec();
             pairs.push((key, value));

@@ -168,6 +168,49 @@ pub fn parse_bearer_token(raw: &str) -> Result<Secret, String> {
     }
 }
 
+/// `ALLOWED_ORIGINS`: a JSON array (ContextForge's form) or a comma
+/// separated list of `scheme://host[:port]`, or `*`. Each is normalised as
+/// browsers serialise an origin (lower case, no default port, no path), so
+/// a listed origin matches the `Origin` header byte for byte.
+pub fn parse_origin_list(raw: &str) -> Result<Vec<String>, String> {
+    let items: Vec<String> = if raw.trim_start().starts_with('[') {
+        serde_json::from_str(raw).map_err(|e| format!("expected a JSON array of origins: {e}"))?
+    } else {
+        raw.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    items
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| parse_origin(o.trim()))
+        .collect()
+}
+
+fn parse_origin(raw: &str) -> Result<String, String> {
+    if raw == "*" {
+        return Ok(raw.to_string());
+    }
+    let bad = || {
+        format!("{raw:?} is not an origin like https://app.example.com or http://localhost:6274")
+    };
+    let uri: http::Uri = raw.parse().map_err(|_| bad())?;
+    let scheme = uri
+        .scheme_str()
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(bad)?;
+    let authority = uri.authority().ok_or_else(bad)?;
+    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    if !matches!(scheme.as_str(), "http" | "https") || authority.as_str().contains('@') || !path_ok
+    {
+        return Err(bad());
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    Ok(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
 pub fn positive_seconds(raw: &str) -> Result<Duration, String> {
     parse_seconds(raw).and_then(|d| {
         if d.is_zero() {
@@ -212,6 +255,38 @@ mod tests {
         assert!(parse_bearer_token("two words").is_err());
         assert!(parse_bearer_token("tab\there").is_err());
         assert!(parse_bearer_token("caf\u{e9}").is_err());
+    }
+
+    #[test]
+    fn origins_are_json_or_comma_lists_normalised_as_browsers_send_them() {
+        let want = vec![
+            "http://localhost".to_string(),
+            "https://app.example.com:8443".into(),
+        ];
+        assert_eq!(
+            parse_origin_list(r#"["http://localhost:80/", "HTTPS://App.Example.com:8443"]"#),
+            Ok(want.clone())
+        );
+        assert_eq!(
+            parse_origin_list("http://localhost, https://app.example.com:8443"),
+            Ok(want)
+        );
+        assert_eq!(
+            parse_origin_list("https://a.example:443"),
+            Ok(vec!["https://a.example".into()])
+        );
+        assert_eq!(parse_origin_list("*"), Ok(vec!["*".into()]));
+        assert_eq!(parse_origin_list("[]"), Ok(vec![]));
+        for bad in [
+            "null",
+            "localhost:6274",
+            "ftp://a.example",
+            "https://a.example/path",
+            "https://user@a.example",
+            "[\"http://a\"",
+        ] {
+            assert!(parse_origin_list(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

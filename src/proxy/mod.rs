@@ -7,6 +7,7 @@ mod reply;
 
 pub use keepalive::KeepAlive;
 
+use crate::cors::{Check, UPSTREAM_CORS_HEADERS};
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
 use crate::identity::Identity;
 use crate::legacy_sse::{self, EndpointScanner, Scan};
@@ -39,6 +40,8 @@ pub struct RequestCtx {
     _in_flight: InFlight,
     started: Instant,
     route: Option<RouteCtx>,
+    /// A browser origin allowed to read the response (CORS).
+    origin: Option<String>,
 }
 
 struct RouteCtx {
@@ -129,6 +132,7 @@ impl ProxyHttp for Gateway {
             _in_flight: self.state.lifecycle.track(),
             started: Instant::now(),
             route: None,
+            origin: None,
         }
     }
 
@@ -144,25 +148,46 @@ impl ProxyHttp for Gateway {
         if self.state.lifecycle.is_draining() {
             session.set_keepalive(None);
         }
-        let outcome = match routing::classify(session.req_header().uri.path()) {
-            Target::Local(endpoint) => Err(local::respond(
-                endpoint,
-                &self.state,
-                &session.req_header().headers,
-                peer_ip(session),
-            )
-            .unwrap_or_else(|r| self.refuse(&r, ErrorShape::Plain))),
-            Target::NotFound => Err(self.refuse(&Refusal::NotFound, ErrorShape::Plain)),
-            Target::Server { name, endpoint } => self
-                .route(session, name, endpoint)
-                .map_err(|r| self.refuse(&r, ErrorShape::JsonRpc)),
+        let target = routing::classify(session.req_header().uri.path());
+        let shape = match target {
+            Target::Server { .. } => ErrorShape::JsonRpc,
+            _ => ErrorShape::Plain,
+        };
+        let req = session.req_header();
+        let outcome = match self.state.cors.check(&req.method, &req.headers) {
+            Check::Refuse => {
+                log::info!(
+                    "403 {}: origin {:?} not allowed",
+                    req.uri.path(),
+                    req.headers.get(http::header::ORIGIN)
+                );
+                Err(self.refuse(&Refusal::OriginNotAllowed, shape))
+            }
+            Check::Preflight(origin) => Err(self.state.cors.preflight(&origin)),
+            Check::Pass(origin) => {
+                ctx.origin = origin;
+                match target {
+                    Target::Local(endpoint) => {
+                        Err(
+                            local::respond(endpoint, &self.state, &req.headers, peer_ip(session))
+                                .unwrap_or_else(|r| self.refuse(&r, shape)),
+                        )
+                    }
+                    Target::NotFound => Err(self.refuse(&Refusal::NotFound, shape)),
+                    Target::Server { name, endpoint } => self
+                        .route(session, name, endpoint)
+                        .map_err(|r| self.refuse(&r, shape)),
+                }
+            }
         };
         match outcome {
             Ok(route) => {
                 ctx.route = Some(route);
                 Ok(false)
             }
-            Err(response) => {
+            Err(mut response) => {
+                let cors = self.state.cors.response_headers(ctx.origin.as_deref());
+                response.extra_headers.extend(cors);
                 write_local(session, response).await?;
                 Ok(true)
             }
@@ -376,6 +401,23 @@ impl ProxyHttp for Gateway {
             }
         };
         Ok(None)
+    }
+
+    /// CORS on proxied responses is the gateway's: the MCP server's own
+    /// `Access-Control-*` headers are replaced by the configured ones.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        for name in UPSTREAM_CORS_HEADERS {
+            upstream_response.remove_header(name);
+        }
+        for (name, value) in self.state.cors.response_headers(ctx.origin.as_deref()) {
+            upstream_response.append_header(name, value)?;
+        }
+        Ok(())
     }
 
     /// Writes the refusal the error maps to (a JSON-RPC error, not

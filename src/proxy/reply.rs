@@ -13,8 +13,12 @@ pub(super) async fn write_local(session: &mut Session, response: LocalResponse) 
         response.status,
         Some(3 + SECURITY_HEADERS.len() + response.extra_headers.len()),
     )?;
-    header.insert_header("content-type", response.content_type)?;
-    header.insert_header("content-length", response.body.len().to_string())?;
+    // A 204 (a CORS preflight) has no body, so neither length nor type.
+    let no_content = response.status == 204;
+    if !no_content {
+        header.insert_header("content-type", response.content_type)?;
+        header.insert_header("content-length", response.body.len().to_string())?;
+    }
     header.insert_header("cache-control", "no-store")?;
     for (name, value) in SECURITY_HEADERS {
         header.insert_header(name, value)?;
@@ -23,8 +27,11 @@ pub(super) async fn write_local(session: &mut Session, response: LocalResponse) 
         header.append_header(name, value)?;
     }
     session
-        .write_response_header(Box::new(header), false)
+        .write_response_header(Box::new(header), no_content)
         .await?;
+    if no_content {
+        return Ok(());
+    }
     session.write_response_body(Some(response.body), true).await
 }
 
@@ -51,7 +58,9 @@ impl Gateway {
         } else {
             ErrorShape::Plain
         };
-        let response = self.refuse(&refusal, shape);
+        let mut response = self.refuse(&refusal, shape);
+        let cors = self.state.cors.response_headers(ctx.origin.as_deref());
+        response.extra_headers.extend(cors);
         if let Err(write_error) = write_local(session, response).await {
             log::debug!("could not send error response: {write_error}");
         }

@@ -30,6 +30,8 @@ fn bad_environment_values_exit_2_naming_the_variable() {
         ("UPSTREAM_CA_FILE", "/nonexistent/ca.pem"),
         ("JWT_ALGORITHM", "none"),
         ("METRICS_TOKEN", "two words"),
+        ("CORS_ENABLED", "maybe"),
+        ("ALLOWED_ORIGINS", "null"),
     ] {
         let mut env = OK_ENV.to_vec();
         env.push((key, value));

@@ -4,6 +4,7 @@
 mod harness;
 
 mod config;
+mod cors;
 mod headers;
 mod identity;
 mod keepalive;

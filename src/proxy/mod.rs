@@ -7,15 +7,13 @@ mod reply;
 
 pub use keepalive::KeepAlive;
 
-use crate::cors::{Check, UPSTREAM_CORS_HEADERS};
+use crate::cors::UPSTREAM_CORS_HEADERS;
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
 use crate::identity::Identity;
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
-use crate::local;
-use crate::refusal::{self, Refusal};
-use crate::responses::ErrorShape;
-use crate::routing::{self, Endpoint, Target};
+use crate::refusal;
+use crate::routing::Endpoint;
 use crate::session::SessionTarget;
 use crate::state::{GatewayState, ServerRuntime};
 use crate::upstream::{Chosen, Replica};
@@ -148,46 +146,12 @@ impl ProxyHttp for Gateway {
         if self.state.lifecycle.is_draining() {
             session.set_keepalive(None);
         }
-        let target = routing::classify(session.req_header().uri.path());
-        let shape = match target {
-            Target::Server { .. } => ErrorShape::JsonRpc,
-            _ => ErrorShape::Plain,
-        };
-        let req = session.req_header();
-        let outcome = match self.state.cors.check(&req.method, &req.headers) {
-            Check::Refuse => {
-                log::info!(
-                    "403 {}: origin {:?} not allowed",
-                    req.uri.path(),
-                    req.headers.get(http::header::ORIGIN)
-                );
-                Err(self.refuse(&Refusal::OriginNotAllowed, shape))
-            }
-            Check::Preflight(origin) => Err(self.state.cors.preflight(&origin)),
-            Check::Pass(origin) => {
-                ctx.origin = origin;
-                match target {
-                    Target::Local(endpoint) => {
-                        Err(
-                            local::respond(endpoint, &self.state, &req.headers, peer_ip(session))
-                                .unwrap_or_else(|r| self.refuse(&r, shape)),
-                        )
-                    }
-                    Target::NotFound => Err(self.refuse(&Refusal::NotFound, shape)),
-                    Target::Server { name, endpoint } => self
-                        .route(session, name, endpoint)
-                        .map_err(|r| self.refuse(&r, shape)),
-                }
-            }
-        };
-        match outcome {
+        match self.triage(session, ctx) {
             Ok(route) => {
                 ctx.route = Some(route);
                 Ok(false)
             }
-            Err(mut response) => {
-                let cors = self.state.cors.response_headers(ctx.origin.as_deref());
-                response.extra_headers.extend(cors);
+            Err(response) => {
                 write_local(session, response).await?;
                 Ok(true)
             }

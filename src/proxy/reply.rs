@@ -1,9 +1,12 @@
 //! Writing the responses the gateway answers itself, and turning a failed
 //! proxy attempt into one.
 
-use super::{Gateway, RequestCtx};
+use super::{peer_ip, Gateway, RequestCtx, RouteCtx};
+use crate::cors::Check;
+use crate::local;
 use crate::refusal::{self, Refusal};
 use crate::responses::{ErrorShape, LocalResponse, SECURITY_HEADERS};
+use crate::routing::{self, Target};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -36,6 +39,50 @@ pub(super) async fn write_local(session: &mut Session, response: LocalResponse) 
 }
 
 impl Gateway {
+    /// `request_filter`'s decision: the origin check and CORS preflight,
+    /// then a local endpoint, a refusal, or the route to proxy. A response
+    /// comes with the CORS headers the request's origin gets.
+    pub(super) fn triage(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<RouteCtx, LocalResponse> {
+        let req = session.req_header();
+        let target = routing::classify(req.uri.path());
+        let shape = match target {
+            Target::Server { .. } => ErrorShape::JsonRpc,
+            _ => ErrorShape::Plain,
+        };
+        let outcome = match self.state.cors.check(&req.method, &req.headers) {
+            Check::Refuse => {
+                let origin = req.headers.get(http::header::ORIGIN);
+                log::info!("403 {}: origin {origin:?} not allowed", req.uri.path());
+                Err(self.refuse(&Refusal::OriginNotAllowed, shape))
+            }
+            Check::Preflight(origin) => Err(self.state.cors.preflight(&origin)),
+            Check::Pass(origin) => {
+                ctx.origin = origin;
+                match target {
+                    Target::Local(endpoint) => {
+                        Err(
+                            local::respond(endpoint, &self.state, &req.headers, peer_ip(session))
+                                .unwrap_or_else(|r| self.refuse(&r, shape)),
+                        )
+                    }
+                    Target::NotFound => Err(self.refuse(&Refusal::NotFound, shape)),
+                    Target::Server { name, endpoint } => self
+                        .route(session, name, endpoint)
+                        .map_err(|r| self.refuse(&r, shape)),
+                }
+            }
+        };
+        outcome.map_err(|mut response| {
+            let cors = self.state.cors.response_headers(ctx.origin.as_deref());
+            response.extra_headers.extend(cors);
+            response
+        })
+    }
+
     /// The response for a refusal, counted under its reason.
     pub(super) fn refuse(&self, refusal: &Refusal, shape: ErrorShape) -> LocalResponse {
         self.state.metrics.refused(refusal.reason());

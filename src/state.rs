@@ -33,6 +33,7 @@ pub struct GatewayState {
     pub lifecycle: &'static Lifecycle,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub stream_idle_timeout: Option<Duration>,
     /// The non-secret part of the configuration, shown by `/version`.
     pub public_config: serde_json::Value,
 }
@@ -100,6 +101,7 @@ impl GatewayState {
             lifecycle,
             connect_timeout: settings.upstream.connect_timeout,
             read_timeout: settings.upstream.read_timeout,
+            stream_idle_timeout: settings.upstream.stream_idle_timeout,
             public_config,
         }
     }

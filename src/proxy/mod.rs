@@ -3,6 +3,7 @@
 
 mod admission;
 mod keepalive;
+mod streams;
 
 pub use keepalive::KeepAlive;
 
@@ -18,7 +19,7 @@ use crate::state::{GatewayState, ServerRuntime};
 use crate::upstream::{Chosen, Replica};
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -181,7 +182,7 @@ impl ProxyHttp for Gateway {
     /// The pinned backend of a session, else round robin over healthy ones.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let state = &self.state;
@@ -206,12 +207,14 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(chosen.addr, target.url.tls, sni);
         peer.options.connection_timeout = Some(state.connect_timeout);
         peer.options.total_connection_timeout = Some(state.connect_timeout * 2);
-        // Server-sent event streams may be silent for minutes.
-        let streams = route.endpoint == Endpoint::Sse
-            || (route.endpoint == Endpoint::Mcp && _session.req_header().method == Method::GET);
-        if !streams {
-            peer.options.read_timeout = Some(state.read_timeout);
-        }
+        let req = session.req_header();
+        peer.options.read_timeout = streams::upstream_read_timeout(
+            route.endpoint,
+            &req.method,
+            &req.headers,
+            state.read_timeout,
+            state.stream_idle_timeout,
+        );
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
     }
@@ -394,6 +397,19 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        if session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational())
+        {
+            // Mid-response (a stream that broke or went silent too long): an
+            // error body would be spliced into it and the chunked body ended
+            // cleanly. Writing nothing makes Pingora drop the connection
+            // without the last chunk, so the client sees the response cut.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             _ => match e.esource() {

@@ -12,3 +12,4 @@ mod routing;
 mod sdk;
 mod spoofing;
 mod tls;
+mod wire;

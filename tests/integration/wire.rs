@@ -1,0 +1,119 @@
+//! The wire: event streams that go quiet or break, request headers that
+//! trickle in, and framing the gateway refuses. Raw sockets throughout,
+//! since the point is the bytes and the moment the connection closes.
+
+use crate::harness::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const PROXY_ENV: [(&str, &str); 2] = [
+    ("MCP_CLIENT_AUTH_ENABLED", "false"),
+    ("TRUST_PROXY_AUTH", "true"),
+];
+
+fn gateway(extra: &[(&str, &str)]) -> (Demo, Gateway) {
+    let demo = Demo::start("d");
+    let mut env = PROXY_ENV.to_vec();
+    env.extend_from_slice(extra);
+    let gw = Gateway::start(&env, &servers_yaml(&[("demo", &[demo.url()])]));
+    (demo, gw)
+}
+
+fn connect(gw: &Gateway) -> TcpStream {
+    let stream = TcpStream::connect(&gw.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    stream
+}
+
+/// Everything the gateway sends until it closes, and how long that took.
+fn read_until_closed(stream: &mut TcpStream) -> (String, Duration) {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A reset is a close too.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("not closed after {:?}: {e}", started.elapsed()),
+        }
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// Calls the demo's `slow` tool on a fresh connection with `Connection:
+/// close`: one event, `silence_ms` of nothing, then the answer or a break.
+fn slow_call(gw: &Gateway, silence_ms: u64, then: &str) -> (String, Duration) {
+    let (r, sid) = gw.initialize("demo", &[("X-Authenticated-User", "alice")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let sid = sid.expect("session id");
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"slow","arguments":{{"silence_ms":{silence_ms},"then":"{then}"}}}}}}"#
+    );
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("X-Authenticated-User", "alice"),
+        ("Mcp-Session-Id", sid.as_str()),
+    ];
+    let mut conn = connect(gw);
+    let raw = raw_request(&gw.addr, "POST", "/servers/demo/mcp", &headers, &body);
+    conn.write_all(raw.as_bytes()).expect("write");
+    read_until_closed(&mut conn)
+}
+
+const LAST_CHUNK: &str = "\r\n0\r\n\r\n";
+
+#[test]
+fn a_quiet_tool_call_stream_outlives_the_read_timeout() {
+    let (_demo, gw) = gateway(&[("UPSTREAM_READ_TIMEOUT", "1")]);
+    let (out, _) = slow_call(&gw, 2500, "answer");
+    assert!(out.contains("text/event-stream"), "{out}");
+    assert!(
+        out.contains(r#""result":{"content""#),
+        "the answer arrived: {out}"
+    );
+    assert!(out.ends_with(LAST_CHUNK), "a clean end: {out}");
+}
+
+#[test]
+fn a_silent_stream_ends_at_stream_idle_timeout_and_the_client_sees_it() {
+    let (_demo, gw) = gateway(&[
+        ("UPSTREAM_READ_TIMEOUT", "30"),
+        ("STREAM_IDLE_TIMEOUT", "1"),
+    ]);
+    let (out, took) = slow_call(&gw, 8000, "answer");
+    assert!(
+        out.contains(r#""data":"working""#),
+        "the first event: {out}"
+    );
+    assert!(!out.contains("result"), "cut before the answer: {out}");
+    // Cut, not ended: no last chunk and no error body spliced into the stream.
+    assert!(
+        !out.ends_with(LAST_CHUNK) && !out.contains("error"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+#[test]
+fn a_broken_upstream_stream_breaks_the_client_stream() {
+    let (_demo, gw) = gateway(&[]);
+    let (out, took) = slow_call(&gw, 300, "break");
+    assert!(
+        out.contains(r#""data":"working""#),
+        "the first event: {out}"
+    );
+    assert!(
+        !out.ends_with(LAST_CHUNK) && !out.contains("error"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}

@@ -151,6 +151,17 @@ impl ProxyHttp for Gateway {
     /// the edge proxy may compress.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
+    /// The first phase: the request header is in, so `KeepAlive` lets the
+    /// request run past its header deadline.
+    async fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        keepalive::header_complete();
+        Ok(())
+    }
+
     /// Answers local endpoints and refusals; otherwise resolves server,
     /// identity and session for the later phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {

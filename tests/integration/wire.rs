@@ -117,3 +117,54 @@ fn a_broken_upstream_stream_breaks_the_client_stream() {
     );
     assert!(took < Duration::from_secs(5), "closed after {took:?}");
 }
+
+/// Sends `bytes` one at a time, `pause` apart, until the gateway closes the
+/// connection or `limit` passes; how long the connection stayed open.
+fn trickle(conn: &mut TcpStream, bytes: &[u8], pause: Duration, limit: Duration) -> Duration {
+    let started = Instant::now();
+    conn.set_read_timeout(Some(pause)).expect("timeout");
+    for byte in bytes.iter().cycle() {
+        if started.elapsed() > limit {
+            break;
+        }
+        if conn.write_all(&[*byte]).is_err() {
+            return started.elapsed();
+        }
+        let mut buf = [0u8; 512];
+        match conn.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return started.elapsed(),
+            Err(_) => {} // the pause elapsed: send the next byte
+        }
+    }
+    panic!(
+        "a header trickled in for {:?} and the connection stayed open",
+        started.elapsed()
+    )
+}
+
+const TRICKLE: &[u8] = b"GET /health HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+#[test]
+fn a_trickled_header_is_cut_at_request_header_timeout() {
+    let gw = Gateway::start(
+        &[PROXY_ENV.as_slice(), &[("REQUEST_HEADER_TIMEOUT", "2")]].concat(),
+        "servers: []\n",
+    );
+    let pause = Duration::from_millis(300);
+    let open = trickle(&mut connect(&gw), TRICKLE, pause, Duration::from_secs(8));
+    assert!(
+        open >= Duration::from_millis(1800) && open < Duration::from_secs(4),
+        "{open:?}"
+    );
+
+    // The same on a connection that already carried a request.
+    let mut conn = connect(&gw);
+    let health = raw_keepalive_request(&gw.addr, "GET", "/health", &[], "");
+    conn.write_all(health.as_bytes()).expect("write");
+    let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+    assert_eq!(read_response(&mut reader).expect("response").status, 200);
+    let open = trickle(&mut conn, TRICKLE, pause, Duration::from_secs(8));
+    assert!(open < Duration::from_secs(4), "{open:?}");
+}

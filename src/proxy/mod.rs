@@ -2,6 +2,7 @@
 //! decision modules, and applies the result.
 
 mod admission;
+mod framing;
 mod keepalive;
 mod streams;
 
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use std::net::{IpAddr, SocketAddr};
@@ -76,6 +78,15 @@ async fn write_local(session: &mut Session, response: LocalResponse) -> Result<(
         .write_response_header(Box::new(header), false)
         .await?;
     session.write_response_body(Some(response.body), true).await
+}
+
+/// Framing the gateway refuses (see `framing`); HTTP/1 only.
+fn framing_refusal(session: &Session) -> Option<&'static str> {
+    let ServerSession::H1(h1) = session.as_downstream() else {
+        return None;
+    };
+    let req = session.req_header();
+    framing::refusal(req.version, &req.headers, &h1.get_headers_raw_bytes())
 }
 
 impl Gateway {
@@ -165,6 +176,11 @@ impl ProxyHttp for Gateway {
     /// Answers local endpoints and refusals; otherwise resolves server,
     /// identity and session for the later phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if let Some(why) = framing_refusal(session) {
+            session.set_keepalive(None);
+            write_local(session, responses::error(ErrorShape::Plain, 400, why)).await?;
+            return Ok(true);
+        }
         if self.state.lifecycle.is_draining() {
             session.set_keepalive(None);
         }
@@ -181,6 +197,10 @@ impl ProxyHttp for Gateway {
         match outcome {
             Ok(route) => {
                 ctx.route = Some(route);
+                let req = session.req_header();
+                if framing::expects_continue(req.version, &req.headers) {
+                    session.write_continue_response().await?;
+                }
                 Ok(false)
             }
             Err(response) => {

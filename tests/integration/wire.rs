@@ -168,3 +168,110 @@ fn a_trickled_header_is_cut_at_request_header_timeout() {
     let open = trickle(&mut conn, TRICKLE, pause, Duration::from_secs(8));
     assert!(open < Duration::from_secs(4), "{open:?}");
 }
+
+/// Sends a raw request and reads the whole answer (the gateway closes).
+fn exchange(gw: &Gateway, raw: &[u8]) -> String {
+    let mut conn = connect(gw);
+    conn.write_all(raw).expect("write");
+    let (out, _) = read_until_closed(&mut conn);
+    out
+}
+
+fn mcp_post_head(extra: &str) -> String {
+    format!(
+        "POST /servers/demo/mcp HTTP/1.1\r\nHost: gw\r\nX-Authenticated-User: alice\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{extra}\r\n"
+    )
+}
+
+/// Answered with 200 when served, so a 400 cannot be the upstream's.
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
+
+#[test]
+fn ambiguous_framing_is_refused_with_400_and_close() {
+    let (_demo, gw) = gateway(&[]);
+    let chunked = format!("{:x}\r\n{INITIALIZE}\r\n0\r\n\r\n", INITIALIZE.len());
+    let cl = format!("Content-Length: {}\r\n", INITIALIZE.len());
+    let cases = [
+        format!(
+            "{}{chunked}",
+            mcp_post_head(&format!("{cl}Transfer-Encoding: chunked\r\n"))
+        ),
+        format!(
+            "{}{chunked}",
+            mcp_post_head("Transfer-Encoding: identity, chunked\r\n")
+        ),
+        format!(
+            "{}{chunked}",
+            mcp_post_head("Transfer-Encoding: chunked, chunked\r\n")
+        ),
+        format!(
+            "{}{chunked}",
+            mcp_post_head("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n")
+        ),
+        format!(
+            "{}{INITIALIZE}",
+            mcp_post_head(&cl).replace("Host: gw\r\n", "Host: gw\n")
+        ),
+        format!(
+            "{}{INITIALIZE}",
+            mcp_post_head(&cl).replace("Host: gw\r\n", "")
+        ),
+    ];
+    for raw in &cases {
+        let out = exchange(&gw, raw.as_bytes());
+        assert!(out.starts_with("HTTP/1.1 400 "), "{raw:?} got {out}");
+        assert!(out.contains("Connection: close\r\n"), "{out}");
+        assert!(
+            out.contains("application/json") && out.contains(r#""error""#),
+            "{out}"
+        );
+    }
+    // Pingora itself refuses differing lengths (with an empty body).
+    let two = mcp_post_head(&format!("{cl}Content-Length: 5\r\n"));
+    let out = exchange(&gw, format!("{two}{INITIALIZE}").as_bytes());
+    assert!(
+        out.starts_with("HTTP/1.1 400 ") && out.contains("Connection: close"),
+        "{out}"
+    );
+    // HTTP/1.0 needs no Host.
+    let out = exchange(&gw, b"GET /health HTTP/1.0\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let (_demo, gw) = gateway(&[]);
+    let body = INITIALIZE;
+    let head = mcp_post_head(&format!(
+        "Expect: 100-continue\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    ));
+    let mut conn = connect(&gw);
+    conn.write_all(head.as_bytes()).expect("write");
+    conn.set_read_timeout(Some(Duration::from_millis(800)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    let n = conn
+        .read(&mut buf)
+        .expect("100 Continue before the body is sent");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{:?}",
+        &buf[..n]
+    );
+    conn.write_all(body.as_bytes()).expect("write body");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let (out, _) = read_until_closed(&mut conn);
+    assert!(out.contains("HTTP/1.1 200 "), "{out}");
+
+    // A refused request gets its refusal instead, and the body is never sent.
+    let head = mcp_post_head("Expect: 100-continue\r\nContent-Length: 10\r\n")
+        .replace("X-Authenticated-User: alice\r\n", "");
+    let out = exchange(
+        &gw,
+        head.replace("/servers/demo/", "/servers/nope/").as_bytes(),
+    );
+    assert!(out.starts_with("HTTP/1.1 404 "), "{out}");
+}

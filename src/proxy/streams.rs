@@ -28,10 +28,11 @@ pub fn upstream_read_timeout(
     }
 }
 
-/// A GET on a stream endpoint opens a stream; any other request may be
-/// answered as one when its `Accept` admits `text/event-stream`, as a
-/// Streamable HTTP POST must. A request without `Accept` is not: the MCP
-/// specification requires clients to list the event stream to get one.
+/// A GET on a stream endpoint opens a stream; any other request, whatever its
+/// method, may be answered as one when its `Accept` names `text/event-stream`,
+/// as a Streamable HTTP POST must. A wildcard (`*/*`, what curl, fetch and
+/// httpx send by default) does not count: the MCP SDKs' servers answer 406
+/// rather than stream to a client that did not name the event stream.
 pub fn may_stream(endpoint: Endpoint, method: &Method, headers: &HeaderMap) -> bool {
     if method == Method::GET && matches!(endpoint, Endpoint::Mcp | Endpoint::Sse) {
         return true;
@@ -42,8 +43,7 @@ pub fn may_stream(endpoint: Endpoint, method: &Method, headers: &HeaderMap) -> b
         .any(|value| accepts_event_stream(value.as_bytes()))
 }
 
-/// Whether one `Accept` value has a media range covering
-/// `text/event-stream` (`text/event-stream`, `text/*`, `*/*`) with q > 0.
+/// Whether one `Accept` value lists `text/event-stream` with q > 0.
 fn accepts_event_stream(value: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(value) else {
         return false;
@@ -51,10 +51,7 @@ fn accepts_event_stream(value: &[u8]) -> bool {
     text.split(',').any(|range| {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim();
-        let covers = ["text/event-stream", "text/*", "*/*"]
-            .iter()
-            .any(|m| media.eq_ignore_ascii_case(m));
-        covers && !parts.any(|p| is_q_zero(p.trim()))
+        media.eq_ignore_ascii_case("text/event-stream") && !parts.any(|p| is_q_zero(p.trim()))
     })
 }
 
@@ -98,8 +95,7 @@ mod tests {
             "application/json, text/event-stream",
             "text/event-stream",
             "TEXT/Event-Stream;charset=utf-8",
-            "application/json;q=0.9, text/*;q=0.1",
-            "*/*",
+            "application/json;q=0.9, text/event-stream;q=0.1",
         ] {
             let h = with_accept(&[accept]);
             assert!(may_stream(Endpoint::Mcp, &Method::POST, &h), "{accept}");
@@ -111,6 +107,8 @@ mod tests {
         // Any Accept header line counts, not just the first.
         let two = with_accept(&["application/json", "text/event-stream"]);
         assert!(may_stream(Endpoint::Message, &Method::POST, &two));
+        // Whatever the method.
+        assert!(may_stream(Endpoint::Mcp, &Method::DELETE, &two));
     }
 
     #[test]
@@ -121,6 +119,8 @@ mod tests {
             "text/event-stream; q=0.000, application/json",
             "text/plain",
             "text/event-streams",
+            "*/*",
+            "text/*",
         ] {
             let h = with_accept(&[accept]);
             assert!(!may_stream(Endpoint::Mcp, &Method::POST, &h), "{accept}");

@@ -51,6 +51,15 @@ fn read_until_closed(stream: &mut TcpStream) -> (String, Duration) {
 /// Calls the demo's `slow` tool on a fresh connection with `Connection:
 /// close`: one event, `silence_ms` of nothing, then the answer or a break.
 fn slow_call(gw: &Gateway, silence_ms: u64, then: &str) -> (String, Duration) {
+    slow_call_accepting(gw, "application/json, text/event-stream", silence_ms, then)
+}
+
+fn slow_call_accepting(
+    gw: &Gateway,
+    accept: &str,
+    silence_ms: u64,
+    then: &str,
+) -> (String, Duration) {
     let (r, sid) = gw.initialize("demo", &[("X-Authenticated-User", "alice")]);
     assert_eq!(r.status, 200, "{r:?}");
     let sid = sid.expect("session id");
@@ -59,7 +68,7 @@ fn slow_call(gw: &Gateway, silence_ms: u64, then: &str) -> (String, Duration) {
     );
     let headers = [
         ("Content-Type", "application/json"),
-        ("Accept", "application/json, text/event-stream"),
+        ("Accept", accept),
         ("X-Authenticated-User", "alice"),
         ("Mcp-Session-Id", sid.as_str()),
     ];
@@ -81,6 +90,22 @@ fn a_quiet_tool_call_stream_outlives_the_read_timeout() {
         "the answer arrived: {out}"
     );
     assert!(out.ends_with(LAST_CHUNK), "a clean end: {out}");
+}
+
+#[test]
+fn a_request_that_did_not_ask_for_a_stream_keeps_the_read_timeout() {
+    let (_demo, gw) = gateway(&[("UPSTREAM_READ_TIMEOUT", "1")]);
+    // The demo streams anyway; the gateway could not know it would.
+    let (out, took) = slow_call_accepting(&gw, "*/*", 8000, "answer");
+    assert!(
+        out.contains(r#""data":"working""#),
+        "the first event: {out}"
+    );
+    assert!(
+        !out.contains("result") && !out.ends_with(LAST_CHUNK),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(4), "closed after {took:?}");
 }
 
 #[test]

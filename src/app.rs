@@ -94,7 +94,11 @@ pub fn run(settings: Settings) -> ! {
     );
     let mut proxy = Service::new(
         "mcp-gateway".to_string(),
-        KeepAlive::new(gateway, settings.listen.keepalive_timeout),
+        KeepAlive::new(
+            gateway,
+            settings.listen.keepalive_timeout,
+            settings.listen.request_header_timeout,
+        ),
     );
     proxy.add_listener(
         ListenerConfig::tcp(listen.clone())

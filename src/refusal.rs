@@ -56,6 +56,9 @@ pub enum Refusal {
     MissingSessionId,
     /// A request Pingora could not parse.
     BadRequest,
+    /// Framing two parties could read differently (RFC 9112 §6.3), or a
+    /// missing `Host`: the message names the problem.
+    MalformedRequest(&'static str),
     NoHealthyBackend,
     UpstreamFailed,
     UpstreamTimeout,
@@ -72,9 +75,10 @@ impl Refusal {
             Refusal::MethodNotAllowed { .. } => 405,
             Refusal::Unauthenticated { .. } | Refusal::MetricsTokenInvalid => 401,
             Refusal::OriginNotAllowed => 403,
-            Refusal::DuplicateSessionHeader | Refusal::MissingSessionId | Refusal::BadRequest => {
-                400
-            }
+            Refusal::DuplicateSessionHeader
+            | Refusal::MissingSessionId
+            | Refusal::BadRequest
+            | Refusal::MalformedRequest(_) => 400,
             Refusal::NoHealthyBackend => 503,
             Refusal::UpstreamFailed => 502,
             Refusal::UpstreamTimeout => 504,
@@ -90,9 +94,10 @@ impl Refusal {
             Refusal::MethodNotAllowed { .. } => code::METHOD_NOT_ALLOWED,
             Refusal::Unauthenticated { .. } | Refusal::MetricsTokenInvalid => code::UNAUTHENTICATED,
             Refusal::OriginNotAllowed => code::ORIGIN_NOT_ALLOWED,
-            Refusal::DuplicateSessionHeader | Refusal::MissingSessionId | Refusal::BadRequest => {
-                code::INVALID_REQUEST
-            }
+            Refusal::DuplicateSessionHeader
+            | Refusal::MissingSessionId
+            | Refusal::BadRequest
+            | Refusal::MalformedRequest(_) => code::INVALID_REQUEST,
             Refusal::NoHealthyBackend => code::NO_HEALTHY_BACKEND,
             Refusal::UpstreamFailed => code::UPSTREAM_FAILED,
             Refusal::UpstreamTimeout => code::UPSTREAM_TIMEOUT,
@@ -115,6 +120,7 @@ impl Refusal {
             Refusal::DuplicateSessionHeader => "Mcp-Session-Id appears more than once",
             Refusal::MissingSessionId => "missing sessionId query parameter",
             Refusal::BadRequest => "bad request",
+            Refusal::MalformedRequest(why) => why,
             Refusal::NoHealthyBackend => "no healthy backend for this server",
             Refusal::UpstreamFailed => "upstream MCP server failed",
             Refusal::UpstreamTimeout => "upstream MCP server timed out",
@@ -136,6 +142,7 @@ impl Refusal {
             Refusal::DuplicateSessionHeader => "duplicate_session_header",
             Refusal::MissingSessionId => "missing_session_id",
             Refusal::BadRequest => "bad_request",
+            Refusal::MalformedRequest(_) => "malformed_request",
             Refusal::NoHealthyBackend => "no_healthy_backend",
             Refusal::UpstreamFailed => "upstream_failed",
             Refusal::UpstreamTimeout => "upstream_timeout",

@@ -37,6 +37,7 @@ pub struct GatewayState {
     pub read_timeout: Duration,
     pub metrics_token: Option<MetricsToken>,
     pub cors: CorsPolicy,
+    pub stream_idle_timeout: Option<Duration>,
     /// The non-secret part of the configuration, shown by `/version`.
     pub public_config: serde_json::Value,
 }
@@ -120,6 +121,7 @@ impl GatewayState {
                 .as_ref()
                 .map(|t| MetricsToken::new(t.expose())),
             cors,
+            stream_idle_timeout: settings.upstream.stream_idle_timeout,
             public_config,
         }
     }

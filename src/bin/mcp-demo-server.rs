@@ -3,7 +3,8 @@
 //! `/mcp` and the legacy HTTP+SSE transport (2024-11-05) at `/sse` + `/message`.
 //! Its tools make the gateway observable: `whoami` reports the replica name,
 //! the upstream session id and every request header it received, so a test can
-//! tell which replica answered and what the gateway forwarded.
+//! tell which replica answered and what the gateway forwarded. The unlisted
+//! tool `slow` answers over an event stream that goes quiet (see [`slow_call`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -317,6 +318,9 @@ async fn mcp_post(
     } else {
         streamable_session(&state, &headers)?
     };
+    if msg.pointer("/params/name").and_then(Value::as_str) == Some("slow") {
+        return Ok(slow_call(&msg));
+    }
     let Some(reply) = handle_rpc(&state, Some(&session), &headers, &msg) else {
         return Ok(StatusCode::ACCEPTED.into_response());
     };
@@ -325,6 +329,34 @@ async fn mcp_post(
         resp.headers_mut().insert(SESSION_HEADER, value);
     }
     Ok(resp)
+}
+
+/// `tools/call` of `slow` with `{"silence_ms": N, "then": "answer" | "break"}`:
+/// an event stream with one log event at once, then N ms of silence, then the
+/// result, or (with "break") the connection dropped without ending the chunked
+/// body. A tool working quietly, or waiting on an elicitation, looks like this.
+fn slow_call(msg: &Value) -> Response {
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let args = msg.pointer("/params/arguments");
+    let silence = args
+        .and_then(|a| a.get("silence_ms"))
+        .and_then(Value::as_u64);
+    let breaks = args.and_then(|a| a.get("then")).and_then(Value::as_str) == Some("break");
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                      "params": {"level": "info", "data": "working"}});
+    let result = rpc_result(&id, json!({"content": [{"type": "text", "text": "done"}]}));
+    let events = stream::iter([Ok(format!("event: message\ndata: {note}\n\n"))]).chain(
+        stream::once(async move {
+            tokio::time::sleep(Duration::from_millis(silence.unwrap_or(0))).await;
+            match breaks {
+                // An error from the body makes hyper drop the connection.
+                true => Err(std::io::Error::other("slow: breaking the stream")),
+                false => Ok(format!("event: message\ndata: {result}\n\n")),
+            }
+        }),
+    );
+    let body = Body::from_stream(events.map(|e| e.map(Bytes::from)));
+    ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
 /// Server-to-client stream: a numbered notification now and every TICK,

@@ -67,6 +67,8 @@ pub struct ListenSettings {
     pub worker_threads: usize,
     /// How long an idle client connection is kept open.
     pub keepalive_timeout: Duration,
+    /// How long a request header may take to arrive whole, from its first byte.
+    pub request_header_timeout: Duration,
     pub shutdown_drain: Duration,
     pub shutdown_grace: Duration,
 }
@@ -104,7 +106,12 @@ pub struct SessionSettings {
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub connect_timeout: Duration,
+    /// Longest upstream silence for a request that cannot be answered as an
+    /// event stream.
     pub read_timeout: Duration,
+    /// Longest upstream silence for a request that may be answered as an
+    /// event stream; `None` waits as long as the stream stays open.
+    pub stream_idle_timeout: Option<Duration>,
     pub health_check_interval: Duration,
     /// PEM bundle trusted for upstream TLS instead of the system store.
     pub ca_file: Option<String>,
@@ -349,6 +356,11 @@ impl ListenSettings {
                 Duration::from_secs(75),
                 positive_seconds,
             )?,
+            request_header_timeout: src.get(
+                "REQUEST_HEADER_TIMEOUT",
+                Duration::from_secs(10),
+                positive_seconds,
+            )?,
             shutdown_drain: src.get(
                 "SHUTDOWN_DRAIN_SECONDS",
                 Duration::from_secs(5),
@@ -429,6 +441,11 @@ impl UpstreamSettings {
                 "UPSTREAM_READ_TIMEOUT",
                 Duration::from_secs(300),
                 positive_seconds,
+            )?,
+            stream_idle_timeout: src.get(
+                "STREAM_IDLE_TIMEOUT",
+                Some(Duration::from_secs(3600)),
+                |r| parse_seconds(r).map(|d| Some(d).filter(|d| !d.is_zero())),
             )?,
             health_check_interval: src.get(
                 "HEALTH_CHECK_INTERVAL",
@@ -527,6 +544,21 @@ mod tests {
             s.cors.allowed_origins,
             ["http://localhost", "http://localhost:4444"]
         );
+        assert_eq!(s.listen.request_header_timeout, Duration::from_secs(10));
+        assert_eq!(
+            s.upstream.stream_idle_timeout,
+            Some(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn stream_idle_timeout_zero_means_none() {
+        let mut pairs = PROXY.to_vec();
+        pairs.push(("STREAM_IDLE_TIMEOUT", "0"));
+        assert_eq!(load(&pairs).unwrap().upstream.stream_idle_timeout, None);
+        pairs.push(("REQUEST_HEADER_TIMEOUT", "2.5"));
+        let s = load(&pairs).unwrap();
+        assert_eq!(s.listen.request_header_timeout, Duration::from_millis(2500));
     }
 
     #[test]
@@ -551,6 +583,10 @@ mod tests {
             ("CORS_ENABLED", "sometimes"),
             ("ALLOWED_ORIGINS", "[\"null\"]"),
             ("ALLOWED_ORIGINS", "localhost:6274"),
+            ("REQUEST_HEADER_TIMEOUT", "0"),
+            ("REQUEST_HEADER_TIMEOUT", "soon"),
+            ("STREAM_IDLE_TIMEOUT", "-1"),
+            ("STREAM_IDLE_TIMEOUT", "forever"),
         ] {
             let mut pairs = PROXY.to_vec();
             pairs.push((key, value));

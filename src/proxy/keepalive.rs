@@ -7,13 +7,18 @@
 //! the 33 KiB each one cost. This adapter waits for the first byte of the next
 //! request itself and only then builds the session, so an idle connection costs
 //! its socket buffers and a small task.
+//!
+//! It also bounds how long a request header may take as a whole: Pingora
+//! bounds only each read, so a client sending a byte every few seconds would
+//! hold the connection and its request state forever (slowloris).
 
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use std::future::poll_fn;
+use std::cell::Cell;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -27,15 +32,29 @@ pub struct KeepAlive<A> {
     inner: Arc<A>,
     /// Whole seconds, at least one, as Pingora's sessions count them.
     idle_secs: u64,
+    header_timeout: Duration,
+}
+
+tokio::task_local! {
+    /// Whether the request `KeepAlive` is running has its header in whole.
+    static HEADER_COMPLETE: Cell<bool>;
+}
+
+/// Tells `KeepAlive` that the current request's header has been read; the
+/// proxy's first phase calls it. Outside `KeepAlive` (h2) it does nothing.
+pub fn header_complete() {
+    let _ = HEADER_COMPLETE.try_with(|done| done.set(true));
 }
 
 impl<A> KeepAlive<A> {
     /// `idle_timeout`: how long a connection may wait for its next request,
-    /// and for each read of a request's header.
-    pub fn new(inner: A, idle_timeout: Duration) -> Self {
+    /// and for each read of a request's header; `header_timeout`: how long a
+    /// request header may take from its first byte to its end.
+    pub fn new(inner: A, idle_timeout: Duration, header_timeout: Duration) -> Self {
         KeepAlive {
             inner: Arc::new(inner),
             idle_secs: idle_timeout.as_secs_f64().ceil().max(1.0) as u64,
+            header_timeout,
         }
     }
 }
@@ -85,7 +104,8 @@ where
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            let reused = self.inner.process_new_http(session, shutdown).await?;
+            let request = self.inner.process_new_http(session, shutdown);
+            let reused = within_header_deadline(request, self.header_timeout).await??;
             let (next, persistent) = reused.consume();
             stream = next;
             settings = persistent;
@@ -95,6 +115,29 @@ where
     async fn cleanup(&self) {
         ServerApp::cleanup(&*self.inner).await;
     }
+}
+
+/// Runs one request, giving up (`None`, which drops the connection) if its
+/// header is not complete within `deadline`. The header is usually complete
+/// on the first poll, and then no timer is armed at all.
+async fn within_header_deadline<F: Future>(request: F, deadline: Duration) -> Option<F::Output> {
+    HEADER_COMPLETE
+        .scope(Cell::new(false), async move {
+            let mut request = std::pin::pin!(request);
+            if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await {
+                return Some(done);
+            }
+            if !HEADER_COMPLETE.with(Cell::get) {
+                // Pingora's timer wheel, as for the idle wait.
+                match pingora::time::timeout(deadline, request.as_mut()).await {
+                    Ok(done) => return Some(done),
+                    Err(_) if !HEADER_COMPLETE.with(Cell::get) => return None,
+                    Err(_) => {}
+                }
+            }
+            Some(request.await)
+        })
+        .await
 }
 
 /// Waits until the client sends the first byte of its next request (put back

@@ -2,8 +2,10 @@
 //! decision modules, and applies the result.
 
 mod admission;
+mod framing;
 mod keepalive;
 mod reply;
+mod streams;
 
 pub use keepalive::KeepAlive;
 
@@ -12,16 +14,18 @@ use crate::headers::{RequestFacts, MCP_SESSION_ID};
 use crate::identity::Identity;
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
-use crate::refusal;
+use crate::refusal::{self, Refusal};
+use crate::responses::ErrorShape;
 use crate::routing::Endpoint;
 use crate::session::SessionTarget;
 use crate::state::{GatewayState, ServerRuntime};
 use crate::upstream::{Chosen, Replica};
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use reply::write_local;
@@ -64,6 +68,15 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// Framing the gateway refuses (see `framing`); HTTP/1 only.
+fn framing_refusal(session: &Session) -> Option<&'static str> {
+    let ServerSession::H1(h1) = session.as_downstream() else {
+        return None;
+    };
+    let req = session.req_header();
+    framing::refusal(req.version, &req.headers, &h1.get_headers_raw_bytes())
 }
 
 impl Gateway {
@@ -140,15 +153,36 @@ impl ProxyHttp for Gateway {
     /// the edge proxy may compress.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
+    /// The first phase: the request header is in, so `KeepAlive` lets the
+    /// request run past its header deadline.
+    async fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        keepalive::header_complete();
+        Ok(())
+    }
+
     /// Answers local endpoints and refusals; otherwise resolves server,
     /// identity and session for the later phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if let Some(why) = framing_refusal(session) {
+            session.set_keepalive(None);
+            let response = self.refuse(&Refusal::MalformedRequest(why), ErrorShape::Plain);
+            write_local(session, response).await?;
+            return Ok(true);
+        }
         if self.state.lifecycle.is_draining() {
             session.set_keepalive(None);
         }
         match self.triage(session, ctx) {
             Ok(route) => {
                 ctx.route = Some(route);
+                let req = session.req_header();
+                if framing::expects_continue(req.version, &req.headers) {
+                    session.write_continue_response().await?;
+                }
                 Ok(false)
             }
             Err(response) => {
@@ -161,7 +195,7 @@ impl ProxyHttp for Gateway {
     /// The pinned backend of a session, else round robin over healthy ones.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let state = &self.state;
@@ -186,12 +220,14 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(chosen.addr, target.url.tls, sni);
         peer.options.connection_timeout = Some(state.connect_timeout);
         peer.options.total_connection_timeout = Some(state.connect_timeout * 2);
-        // Server-sent event streams may be silent for minutes.
-        let streams = route.endpoint == Endpoint::Sse
-            || (route.endpoint == Endpoint::Mcp && _session.req_header().method == Method::GET);
-        if !streams {
-            peer.options.read_timeout = Some(state.read_timeout);
-        }
+        let req = session.req_header();
+        peer.options.read_timeout = streams::upstream_read_timeout(
+            route.endpoint,
+            &req.method,
+            &req.headers,
+            state.read_timeout,
+            state.stream_idle_timeout,
+        );
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
     }

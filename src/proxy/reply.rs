@@ -100,6 +100,16 @@ impl Gateway {
         let Some(refusal) = refusal::for_proxy_error(e.etype(), e.esource()) else {
             return refusal::CLIENT_CLOSED;
         };
+        if session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational())
+        {
+            // Mid-response (a stream that broke or went silent too long): an
+            // error body would be spliced into it and the chunked body ended
+            // cleanly. Writing nothing makes Pingora drop the connection
+            // without the last chunk, so the client sees the response cut.
+            return 0;
+        }
         let shape = if ctx.route.is_some() {
             ErrorShape::JsonRpc
         } else {

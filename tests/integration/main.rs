@@ -15,3 +15,4 @@ mod routing;
 mod sdk;
 mod spoofing;
 mod tls;
+mod wire;

@@ -79,7 +79,9 @@ fn silent_upstream() -> (String, Arc<Mutex<Vec<TcpStream>>>) {
 fn an_upstream_timeout_is_504() {
     let (slow, _held) = silent_upstream();
     let mut env = PROXY_ENV.to_vec();
+    // An MCP POST accepts an event stream, so the stream limit applies.
     env.push(("UPSTREAM_READ_TIMEOUT", "1"));
+    env.push(("STREAM_IDLE_TIMEOUT", "1"));
     let gw = Gateway::start(&env, &servers_yaml(&[("slow", &[slow])]));
     let started = Instant::now();
     let r = gw.mcp_post("slow", &ALICE, None, PING);

@@ -8,7 +8,7 @@ use crate::identity::AuthPolicy;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, ServerMetrics};
 use crate::routing::RouteTable;
-use crate::session::SessionKeys;
+use crate::session::{KeyError, SessionKeys};
 use crate::upstream::ServerUpstream;
 use pingora::lb::HealthRegistry;
 use serde_json::json;
@@ -38,11 +38,13 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
+    /// Fails only if the session key must be random and the OS random
+    /// source fails.
     pub fn build(
         settings: &Settings,
         health: &Arc<HealthRegistry>,
         lifecycle: &'static Lifecycle,
-    ) -> Self {
+    ) -> Result<Self, KeyError> {
         let metrics = Metrics::new(settings.observability.metrics_max_users);
         let global_auth = AuthPolicy::global(settings);
         let servers: Vec<ServerRuntime> = settings
@@ -80,7 +82,7 @@ impl GatewayState {
         let sessions = SessionKeys::from_secrets(
             settings.sessions.secret.as_ref().map(|s| s.expose()),
             settings.auth.jwt.secret.as_ref().map(|s| s.expose()),
-        );
+        )?;
         let public_config = json!({
             "mcp_client_auth_enabled": settings.auth.mcp_client_auth_enabled,
             "trust_proxy_auth": settings.auth.trust_proxy_auth,
@@ -90,7 +92,7 @@ impl GatewayState {
             "enable_header_passthrough": settings.headers.enable_header_passthrough,
             "servers": settings.servers.len(),
         });
-        GatewayState {
+        Ok(GatewayState {
             servers,
             routes,
             global_auth,
@@ -101,6 +103,6 @@ impl GatewayState {
             connect_timeout: settings.upstream.connect_timeout,
             read_timeout: settings.upstream.read_timeout,
             public_config,
-        }
+        })
     }
 }

@@ -13,7 +13,7 @@ use crate::lifecycle::InFlight;
 use crate::local;
 use crate::responses::{self, ErrorShape, LocalResponse};
 use crate::routing::{self, Endpoint, Target};
-use crate::session::SessionTarget;
+use crate::session::{SessionKind, SessionTarget};
 use crate::state::{GatewayState, ServerRuntime};
 use crate::upstream::{Chosen, Replica};
 use async_trait::async_trait;
@@ -116,15 +116,20 @@ impl Gateway {
             upstream,
             &legacy_sse::sse_path_for(&target.url.path),
         )?;
-        let token = self.state.sessions.seal(
-            &server.name,
-            route.identity.principal(),
-            &SessionTarget {
-                backend: chosen.replica,
-                upstream_id: path,
-            },
-            now_secs() + self.state.session_ttl.as_secs(),
-        )?;
+        let token = self
+            .state
+            .sessions
+            .seal(
+                SessionKind::LegacySse,
+                &server.name,
+                route.identity.principal(),
+                &SessionTarget {
+                    backend: chosen.replica,
+                    upstream_id: path,
+                },
+                now_secs() + self.state.session_ttl.as_secs(),
+            )
+            .ok()?;
         Some(Bytes::from(format!(
             "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
             server.name
@@ -292,7 +297,7 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Wraps a new upstream session id in a signed token naming the backend.
+    /// Wraps a new upstream session id in a sealed token naming the backend.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -319,19 +324,17 @@ impl ProxyHttp for Gateway {
             };
             let expires = now_secs() + self.state.session_ttl.as_secs();
             match self.state.sessions.seal(
+                SessionKind::Streamable,
                 &server.name,
                 route.identity.principal(),
                 &target,
                 expires,
             ) {
-                Some(token) => {
+                Ok(token) => {
                     upstream_response.insert_header(MCP_SESSION_ID.clone(), token)?;
                 }
-                None => {
-                    log::error!(
-                        "server {}: upstream session id too long to wrap",
-                        server.name
-                    );
+                Err(e) => {
+                    log::error!("server {}: session id not issued: {e}", server.name);
                     upstream_response.remove_header(&MCP_SESSION_ID);
                 }
             }

@@ -10,5 +10,6 @@ mod keepalive;
 mod lifecycle;
 mod routing;
 mod sdk;
+mod sessions;
 mod spoofing;
 mod tls;

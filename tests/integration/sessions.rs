@@ -1,0 +1,78 @@
+//! Session tokens over the wire: what a client can read from them and
+//! which transport accepts them.
+
+use crate::harness::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+
+const PROXY_ENV: [(&str, &str); 3] = [
+    ("MCP_CLIENT_AUTH_ENABLED", "false"),
+    ("TRUST_PROXY_AUTH", "true"),
+    ("JWT_SECRET_KEY", SECRET),
+];
+const ALICE: [(&str, &str); 1] = [("X-Authenticated-User", "alice")];
+const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+const GATEWAY_UNKNOWN_SESSION: i64 = -32002;
+
+fn one_demo(demo: &Demo) -> Gateway {
+    Gateway::start(&PROXY_ENV, &servers_yaml(&[("demo", &[demo.url()])]))
+}
+
+/// The token in a rewritten legacy endpoint, `/servers/demo/message?sessionId=…`.
+fn legacy_token(gw: &Gateway) -> (std::io::BufReader<std::net::TcpStream>, String) {
+    let mut reader = open_stream(gw, "/servers/demo/sse", &ALICE);
+    let endpoint = next_data(&mut reader);
+    let token = endpoint
+        .strip_prefix("/servers/demo/message?sessionId=")
+        .unwrap_or_else(|| panic!("rewritten endpoint: {endpoint}"))
+        .to_string();
+    (reader, token)
+}
+
+#[test]
+fn a_token_hides_the_upstream_session_id_and_is_short_ascii() {
+    let demo = Demo::start("d");
+    let gw = one_demo(&demo);
+    let token = gw.initialize("demo", &ALICE).1.expect("sid");
+    let upstream = gw.whoami("demo", &ALICE, &token)["session"]
+        .as_str()
+        .expect("upstream session id")
+        .to_string();
+    assert!(
+        token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{token}"
+    );
+    assert!(token.len() <= 100, "{} characters: {token}", token.len());
+    let raw = B64.decode(&token).expect("base64url");
+    let readable = raw
+        .windows(upstream.len())
+        .any(|w| w == upstream.as_bytes());
+    assert!(
+        !readable,
+        "the upstream id {upstream} is readable in {token}"
+    );
+}
+
+#[test]
+fn a_token_of_one_transport_is_refused_by_the_other_before_the_upstream() {
+    let demo = Demo::start("d");
+    let gw = one_demo(&demo);
+    let streamable = gw.initialize("demo", &ALICE).1.expect("sid");
+    let (_stream, legacy) = legacy_token(&gw);
+    let before = demo.mcp_requests();
+
+    let mut headers = ALICE.to_vec();
+    headers.push(("Content-Type", "application/json"));
+    let path = format!("/servers/demo/message?sessionId={streamable}");
+    let r = gw.request("POST", &path, &headers, PING);
+    assert_eq!(r.status, 404, "Mcp-Session-Id as sessionId: {r:?}");
+    assert_eq!(r.json()["error"]["code"], GATEWAY_UNKNOWN_SESSION, "{r:?}");
+
+    let r = gw.mcp_post("demo", &ALICE, Some(&legacy), PING);
+    assert_eq!(r.status, 404, "sessionId as Mcp-Session-Id: {r:?}");
+    assert_eq!(r.json()["error"]["code"], GATEWAY_UNKNOWN_SESSION, "{r:?}");
+
+    assert_eq!(demo.mcp_requests(), before, "nothing reached the upstream");
+}

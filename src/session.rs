@@ -100,6 +100,24 @@ pub struct SessionTarget {
     pub upstream_id: String,
 }
 
+/// What to send the client when the upstream names its session on a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The client's token already names this session: send it back as it came.
+    Keep,
+    /// A session the request did not carry: seal a new token.
+    Issue,
+}
+
+/// Issue a token once per upstream session: re-sealing on every response
+/// would show the client a new id each time (and cost a seal per response).
+pub fn reply_for(carried: Option<&SessionTarget>, upstream_id: &str) -> Reply {
+    match carried {
+        Some(t) if t.upstream_id == upstream_id => Reply::Keep,
+        _ => Reply::Issue,
+    }
+}
+
 /// The sealing key, expanded once.
 #[derive(Clone)]
 pub struct SessionKeys {
@@ -418,5 +436,13 @@ mod tests {
         };
         let token = keys().seal(Streamable, "s", "p", &longest, 2).unwrap();
         assert_eq!(keys().open(Streamable, "s", "p", &token, 1), Ok(longest));
+    }
+
+    #[test]
+    fn a_token_is_issued_once_per_upstream_session() {
+        let t = target();
+        assert_eq!(reply_for(None, "c0ffee-42"), Reply::Issue);
+        assert_eq!(reply_for(Some(&t), "c0ffee-42"), Reply::Keep);
+        assert_eq!(reply_for(Some(&t), "another"), Reply::Issue);
     }
 }

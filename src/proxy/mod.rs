@@ -13,7 +13,7 @@ use crate::lifecycle::InFlight;
 use crate::local;
 use crate::responses::{self, ErrorShape, LocalResponse};
 use crate::routing::{self, Endpoint, Target};
-use crate::session::{SessionKind, SessionTarget};
+use crate::session::{self, Reply, SessionKind, SessionTarget};
 use crate::state::{GatewayState, ServerRuntime};
 use crate::upstream::{Chosen, Replica};
 use async_trait::async_trait;
@@ -134,6 +134,68 @@ impl Gateway {
             "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
             server.name
         )))
+    }
+
+    /// The client never sees the upstream's session id: a new one is sealed
+    /// into a token once, and an id the client's token already names gets
+    /// that token back, byte for byte (no crypto on the common path).
+    fn reply_session_id(
+        &self,
+        session: &Session,
+        route: &RouteCtx,
+        upstream_response: &mut ResponseHeader,
+    ) -> Result<()> {
+        let carried = route
+            .pinned
+            .as_ref()
+            .filter(|_| route.endpoint == Endpoint::Mcp);
+        let issue = match upstream_response.headers.get(&MCP_SESSION_ID) {
+            None => return Ok(()),
+            Some(v) => match v.to_str() {
+                Ok(id) if session::reply_for(carried, id) == Reply::Keep => None,
+                Ok(id) => Some(Ok(id.to_string())),
+                Err(_) => Some(Err(())),
+            },
+        };
+        let server = &self.state.servers[route.server];
+        let token = match (issue, route.chosen.as_ref()) {
+            (None, _) => session.req_header().headers.get(&MCP_SESSION_ID).cloned(),
+            (Some(Ok(upstream_id)), Some(chosen)) => {
+                let target = SessionTarget {
+                    backend: chosen.replica,
+                    upstream_id,
+                };
+                let expires = now_secs() + self.state.session_ttl.as_secs();
+                let sealed = self.state.sessions.seal(
+                    SessionKind::Streamable,
+                    &server.name,
+                    route.identity.principal(),
+                    &target,
+                    expires,
+                );
+                match sealed {
+                    Ok(token) => http::HeaderValue::from_str(&token).ok(),
+                    Err(e) => {
+                        log::error!("server {}: session id not issued: {e}", server.name);
+                        None
+                    }
+                }
+            }
+            (Some(_), _) => {
+                log::error!("server {}: unusable upstream session id", server.name);
+                None
+            }
+        };
+        match token {
+            Some(token) => {
+                upstream_response.insert_header(MCP_SESSION_ID.clone(), token)?;
+            }
+            // An id the client could not use must not reach it either.
+            None => {
+                upstream_response.remove_header(&MCP_SESSION_ID);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -297,7 +359,8 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Wraps a new upstream session id in a sealed token naming the backend.
+    /// Wraps a new upstream session id in a sealed token naming the
+    /// backend; an id the client's token already names gets that token back.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -307,38 +370,11 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.as_mut() else {
             return Ok(());
         };
-        let server = &self.state.servers[route.server];
         if route.endpoint == Endpoint::Sse && upstream_response.status == StatusCode::OK {
             route.sse_scanner = Some(EndpointScanner::default());
             upstream_response.remove_header("content-length");
         }
-        let upstream_id = upstream_response
-            .headers
-            .get(&MCP_SESSION_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if let (Some(upstream_id), Some(chosen)) = (upstream_id, route.chosen.as_ref()) {
-            let target = SessionTarget {
-                backend: chosen.replica,
-                upstream_id,
-            };
-            let expires = now_secs() + self.state.session_ttl.as_secs();
-            match self.state.sessions.seal(
-                SessionKind::Streamable,
-                &server.name,
-                route.identity.principal(),
-                &target,
-                expires,
-            ) {
-                Ok(token) => {
-                    upstream_response.insert_header(MCP_SESSION_ID.clone(), token)?;
-                }
-                Err(e) => {
-                    log::error!("server {}: session id not issued: {e}", server.name);
-                    upstream_response.remove_header(&MCP_SESSION_ID);
-                }
-            }
-        }
+        self.reply_session_id(_session, route, upstream_response)?;
         if self.state.lifecycle.is_draining() {
             _session.set_keepalive(None);
         }

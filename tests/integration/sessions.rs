@@ -1,9 +1,10 @@
-//! Session tokens over the wire: what a client can read from them and
-//! which transport accepts them.
+//! Session tokens over the wire: what a client can read from them, which
+//! transport accepts them, and how long one lasts.
 
 use crate::harness::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use std::time::Duration;
 
 const PROXY_ENV: [(&str, &str); 3] = [
     ("MCP_CLIENT_AUTH_ENABLED", "false"),
@@ -75,4 +76,23 @@ fn a_token_of_one_transport_is_refused_by_the_other_before_the_upstream() {
     assert_eq!(r.json()["error"]["code"], GATEWAY_UNKNOWN_SESSION, "{r:?}");
 
     assert_eq!(demo.mcp_requests(), before, "nothing reached the upstream");
+}
+
+#[test]
+fn the_session_id_is_issued_once_and_stays_stable() {
+    let demo = Demo::start_with("d", &["--echo-session-id"]);
+    let gw = one_demo(&demo);
+    let (r, token) = gw.initialize("demo", &ALICE);
+    assert_eq!(r.status, 200, "{r:?}");
+    let token = token.expect("sid");
+    // Past a second boundary, so a token re-sealed with a later expiry
+    // would differ even without a random nonce.
+    std::thread::sleep(Duration::from_millis(1100));
+    for _ in 0..3 {
+        let r = gw.mcp_post("demo", &ALICE, Some(&token), PING);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("mcp-session-id"), Some(token.as_str()));
+    }
+    let other = gw.initialize("demo", &ALICE).1.expect("second sid");
+    assert_ne!(other, token, "a new upstream session gets its own token");
 }

@@ -49,6 +49,8 @@ pub enum SessionError {
     /// Wrong key, kind, server or principal, or tampered with.
     DoesNotOpen,
     Expired,
+    /// The token opened but its backend is gone or refuses connections.
+    BackendGone,
 }
 
 impl SessionError {
@@ -56,6 +58,9 @@ impl SessionError {
         match self {
             SessionError::Malformed | SessionError::DoesNotOpen => "unknown session",
             SessionError::Expired => "session expired",
+            SessionError::BackendGone => {
+                "session's backend is unavailable; initialize a new session"
+            }
         }
     }
 }

@@ -106,7 +106,7 @@ impl Gateway {
             None => Err(responses::error(
                 ErrorShape::JsonRpc,
                 404,
-                "session's backend is unavailable; initialize a new session",
+                SessionError::BackendGone.message(),
             )),
         }
     }

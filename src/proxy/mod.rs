@@ -13,7 +13,7 @@ use crate::lifecycle::InFlight;
 use crate::local;
 use crate::responses::{self, ErrorShape, LocalResponse};
 use crate::routing::{self, Endpoint, Target};
-use crate::session::{self, Reply, SessionKind, SessionTarget};
+use crate::session::{self, Reply, SessionError, SessionKind, SessionTarget};
 use crate::state::{GatewayState, ServerRuntime};
 use crate::upstream::{Chosen, Replica};
 use async_trait::async_trait;
@@ -284,7 +284,9 @@ impl ProxyHttp for Gateway {
     }
 
     /// A connect failure before any byte was sent is safe to retry on
-    /// another replica; a pinned session has nowhere else to go.
+    /// another replica. A pinned session has nowhere else to go: it gets the
+    /// 404 that makes an MCP client initialise again, at once rather than
+    /// 502s until the health check notices the replica is gone.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -300,8 +302,13 @@ impl ProxyHttp for Gateway {
         if let Some(chosen) = &route.chosen {
             route.tried.push(chosen.addr);
         }
-        let replicas = server.upstream.backend_count();
-        if route.pinned.is_none() && route.tried.len() < replicas {
+        if route.pinned.is_some() {
+            return Error::explain(
+                ErrorType::HTTPStatus(404),
+                SessionError::BackendGone.message(),
+            );
+        }
+        if route.tried.len() < server.upstream.backend_count() {
             e.set_retry(true);
         }
         e
@@ -446,6 +453,7 @@ impl ProxyHttp for Gateway {
         };
         if code > 0 {
             let message = match code {
+                404 => SessionError::BackendGone.message(),
                 503 => "no healthy backend for this server",
                 502 => "upstream MCP server failed",
                 504 => "upstream MCP server timed out",

@@ -1,10 +1,11 @@
 //! Session tokens over the wire: what a client can read from them, which
-//! transport accepts them, and how long one lasts.
+//! transport accepts them, how long one lasts, and what happens to a
+//! session whose backend died.
 
 use crate::harness::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PROXY_ENV: [(&str, &str); 3] = [
     ("MCP_CLIENT_AUTH_ENABLED", "false"),
@@ -95,4 +96,33 @@ fn the_session_id_is_issued_once_and_stays_stable() {
     }
     let other = gw.initialize("demo", &ALICE).1.expect("second sid");
     assert_ne!(other, token, "a new upstream session gets its own token");
+}
+
+#[test]
+fn a_session_whose_replica_just_died_is_404_at_once_and_reinitialises() {
+    let (a, mut b) = (Demo::start("a"), Demo::start("b"));
+    // Health checks far apart: the 404 must not wait for one to notice.
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("HEALTH_CHECK_INTERVAL", "3600"));
+    let gw = Gateway::start(&env, &servers_yaml(&[("demo", &[a.url(), b.url()])]));
+    let on_b = (0..4)
+        .map(|_| gw.initialize("demo", &ALICE).1.expect("sid"))
+        .find(|sid| gw.whoami("demo", &ALICE, sid)["server"] == "b")
+        .expect("round robin puts a session on b");
+    b.proc.child.kill().expect("kill b");
+    b.proc.child.wait().expect("b exits");
+
+    let started = Instant::now();
+    let r = gw.mcp_post("demo", &ALICE, Some(&on_b), PING);
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "session's backend is unavailable; initialize a new session"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    for _ in 0..2 {
+        let (r, sid) = gw.initialize("demo", &ALICE);
+        assert_eq!(r.status, 200, "re-initialize: {r:?}");
+        assert_eq!(gw.whoami("demo", &ALICE, &sid.expect("sid"))["server"], "a");
+    }
 }

@@ -103,19 +103,27 @@ impl Gateway {
         }
     }
 
-    /// The replacement `endpoint` event for the legacy SSE transport.
+    /// The replacement `endpoint` event for the legacy SSE transport, or
+    /// why there can be none.
     fn endpoint_event(
         &self,
         server: &ServerRuntime,
         route: &RouteCtx,
         upstream: &str,
-    ) -> Option<Bytes> {
-        let chosen = route.chosen.as_ref()?;
-        let target = server.upstream.replica(chosen.replica)?;
-        let path = legacy_sse::upstream_message_path(
+    ) -> std::result::Result<Bytes, String> {
+        let target = route
+            .chosen
+            .as_ref()
+            .and_then(|c| Some((c.replica, server.upstream.replica(c.replica)?)));
+        let Some((replica, target)) = target else {
+            return Err("its backend left the configuration".into());
+        };
+        let Some(path) = legacy_sse::upstream_message_path(
             upstream,
             &legacy_sse::sse_path_for(&target.url.path),
-        )?;
+        ) else {
+            return Err(format!("unparsable endpoint ({} bytes)", upstream.len()));
+        };
         let token = self
             .state
             .sessions
@@ -124,13 +132,13 @@ impl Gateway {
                 &server.name,
                 route.identity.principal(),
                 &SessionTarget {
-                    backend: chosen.replica,
+                    backend: replica,
                     upstream_id: path,
                 },
                 now_secs() + self.state.session_ttl.as_secs(),
             )
-            .ok()?;
-        Some(Bytes::from(format!(
+            .map_err(|e| e.to_string())?;
+        Ok(Bytes::from(format!(
             "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
             server.name
         )))
@@ -389,6 +397,10 @@ impl ProxyHttp for Gateway {
     }
 
     /// Legacy SSE only: swap the upstream's endpoint event for the gateway's.
+    /// A stream whose endpoint cannot be rewritten is ended as an upstream
+    /// failure (a 502 if nothing was sent yet, else the stream stops), so
+    /// the client sees it end rather than wait for an endpoint that will
+    /// never come.
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
@@ -411,26 +423,40 @@ impl ProxyHttp for Gateway {
             (None, true) => None,
             (None, false) => return Ok(None),
         };
-        *body = match scanner.feed(input) {
-            Scan::Hold => Some(Bytes::new()),
-            Scan::Pass(bytes) => Some(bytes),
+        let server = &self.state.servers[route.server];
+        let rewritten = match scanner.feed(input) {
+            Scan::Hold => Ok(Bytes::new()),
+            Scan::Pass(bytes) => Ok(bytes),
+            Scan::NoEndpoint => Err(format!(
+                "none within the first {} bytes or before the stream ended",
+                legacy_sse::MAX_SCAN
+            )),
             Scan::Found {
                 before,
                 endpoint,
                 after,
-            } => {
-                let server = &self.state.servers[route.server];
-                let replacement = self
-                    .endpoint_event(server, route, &endpoint)
-                    .unwrap_or_default();
-                let mut out = Vec::with_capacity(before.len() + replacement.len() + after.len());
+            } => self.endpoint_event(server, route, &endpoint).map(|event| {
+                let mut out = Vec::with_capacity(before.len() + event.len() + after.len());
                 out.extend_from_slice(&before);
-                out.extend_from_slice(&replacement);
+                out.extend_from_slice(&event);
                 out.extend_from_slice(&after);
-                Some(Bytes::from(out))
-            }
+                Bytes::from(out)
+            }),
         };
-        Ok(None)
+        match rewritten {
+            Ok(bytes) => {
+                *body = Some(bytes);
+                Ok(None)
+            }
+            Err(why) => {
+                // The scanner is done: this happens once per stream.
+                log::warn!(
+                    "server {}: legacy SSE endpoint event not rewritten ({why}); ending the stream",
+                    server.name
+                );
+                Err(Error::explain(ErrorType::Custom("legacy SSE endpoint"), why).into_up())
+            }
+        }
     }
 
     /// Writes a JSON-RPC error instead of Pingora's bare HTML error page.

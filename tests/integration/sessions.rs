@@ -1,10 +1,12 @@
 //! Session tokens over the wire: what a client can read from them, which
 //! transport accepts them, how long one lasts, and what happens to a
-//! session whose backend died.
+//! session whose backend died or whose endpoint cannot be rewritten.
 
 use crate::harness::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const PROXY_ENV: [(&str, &str); 3] = [
@@ -124,5 +126,34 @@ fn a_session_whose_replica_just_died_is_404_at_once_and_reinitialises() {
         let (r, sid) = gw.initialize("demo", &ALICE);
         assert_eq!(r.status, 200, "re-initialize: {r:?}");
         assert_eq!(gw.whoami("demo", &ALICE, &sid.expect("sid"))["server"], "a");
+    }
+}
+
+#[test]
+fn an_endpoint_event_that_cannot_be_rewritten_ends_the_stream_with_a_warning() {
+    for mode in ["invalid", "huge", "missing"] {
+        let demo = Demo::start_with("d", &["--sse-endpoint", mode]);
+        let gw = one_demo(&demo);
+        let mut stream = TcpStream::connect(&gw.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let headers = [("Accept", "text/event-stream"), ALICE[0]];
+        let request = raw_request(&gw.addr, "GET", "/servers/demo/sse", &headers, "");
+        stream.write_all(request.as_bytes()).expect("write");
+        // The response may be an error (nothing sent yet) or a stream
+        // that stops; either way it must end.
+        let mut seen = Vec::new();
+        let ended = stream.read_to_end(&mut seen);
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(ended.is_ok(), "{mode}: still open after {seen:?}");
+        assert!(!seen.contains("event: endpoint"), "{mode}: {seen}");
+        assert!(!seen.contains("sessionId="), "{mode}: {seen}");
+        let log = gw.proc.output();
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("endpoint event"))
+            .count();
+        assert_eq!(warnings, 1, "{mode}: one warning expected in\n{log}");
     }
 }

@@ -12,7 +12,7 @@ use mcp_gateway::config::{Settings, Source};
 use mcp_gateway::headers::{HeaderPolicy, RequestFacts};
 use mcp_gateway::identity::{AuthPolicy, Identity, IdentitySource};
 use mcp_gateway::routing::{self, RouteTable, Target};
-use mcp_gateway::session::{SessionKeys, SessionTarget};
+use mcp_gateway::session::{SessionKeys, SessionKind, SessionTarget};
 use std::hint::black_box;
 use std::net::IpAddr;
 
@@ -174,16 +174,19 @@ fn header_policy(c: &mut Criterion) {
 }
 
 fn session(c: &mut Criterion) {
-    let keys = SessionKeys::new(b"session-secret-of-thirty-two-byt");
+    let keys = SessionKeys::from_secrets(Some("session-secret-of-thirty-two-byt"), None).unwrap();
+    let kind = SessionKind::Streamable;
     let target = SessionTarget {
         backend: 0x9e37_79b9_7f4a_7c15,
         upstream_id: "5f2b8c1e9a7d4e3f8b6a0c2d1e4f7a9b".into(),
     };
     let now = get_current_timestamp();
     let expires = now + 86_400;
-    let token = keys.seal("github", "alice", &target, expires).unwrap();
+    let token = keys
+        .seal(kind, "github", "alice", &target, expires)
+        .unwrap();
     assert_eq!(
-        keys.open("github", "alice", &token, now),
+        keys.open(kind, "github", "alice", &token, now),
         Ok(target.clone())
     );
 
@@ -191,6 +194,7 @@ fn session(c: &mut Criterion) {
     g.bench_function("seal", |b| {
         b.iter(|| {
             keys.seal(
+                kind,
                 black_box("github"),
                 black_box("alice"),
                 black_box(&target),
@@ -201,6 +205,7 @@ fn session(c: &mut Criterion) {
     g.bench_function("open", |b| {
         b.iter(|| {
             keys.open(
+                kind,
                 black_box("github"),
                 black_box("alice"),
                 black_box(&token),

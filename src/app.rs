@@ -70,7 +70,13 @@ impl BackgroundService for Rediscovery {
 pub fn run(settings: Settings) -> ! {
     let lifecycle: &'static Lifecycle = Box::leak(Box::default());
     let health = upstream::health_registry();
-    let state = Arc::new(GatewayState::build(&settings, &health, lifecycle));
+    let state = match GatewayState::build(&settings, &health, lifecycle) {
+        Ok(state) => Arc::new(state),
+        Err(e) => {
+            eprintln!("mcp-gateway: {e}");
+            std::process::exit(1)
+        }
+    };
     discover_once(&state);
 
     let conf = ServerConf {

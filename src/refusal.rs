@@ -5,6 +5,7 @@
 //! table in the README; clients may rely on them.
 
 use crate::responses::{self, ErrorShape, LocalResponse};
+use crate::session::SessionError;
 use pingora::{ErrorSource, ErrorType};
 
 /// JSON-RPC codes. `-32600` and `-32603` are JSON-RPC's own; the rest are
@@ -110,9 +111,7 @@ impl Refusal {
             Refusal::NotFound => "not found",
             Refusal::UnknownServer => "unknown server",
             Refusal::UnknownSession(why) => why,
-            Refusal::SessionBackendGone => {
-                "session's backend is unavailable; initialize a new session"
-            }
+            Refusal::SessionBackendGone => SessionError::BackendGone.message(),
             Refusal::MethodNotAllowed { .. } => "method not allowed",
             Refusal::Unauthenticated { message, .. } => message,
             Refusal::OriginNotAllowed => "origin not allowed",
@@ -185,6 +184,8 @@ pub fn for_proxy_error(etype: &ErrorType, source: &ErrorSource) -> Option<Refusa
     use ErrorType::*;
     if let HTTPStatus(status) = etype {
         return Some(match status {
+            // Set by `fail_to_connect` for a session's pinned replica.
+            404 => Refusal::SessionBackendGone,
             503 => Refusal::NoHealthyBackend,
             504 => Refusal::UpstreamTimeout,
             502 => Refusal::UpstreamFailed,

@@ -10,7 +10,7 @@ use crate::lifecycle::Lifecycle;
 use crate::local::MetricsToken;
 use crate::metrics::{Metrics, ServerMetrics};
 use crate::routing::RouteTable;
-use crate::session::SessionKeys;
+use crate::session::{KeyError, SessionKeys};
 use crate::upstream::ServerUpstream;
 use pingora::lb::HealthRegistry;
 use serde_json::json;
@@ -43,11 +43,13 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
+    /// Fails only if the session key must be random and the OS random
+    /// source fails.
     pub fn build(
         settings: &Settings,
         health: &Arc<HealthRegistry>,
         lifecycle: &'static Lifecycle,
-    ) -> Self {
+    ) -> Result<Self, KeyError> {
         let metrics = Metrics::new(settings.observability.metrics_max_users);
         let global_auth = AuthPolicy::global(settings);
         let servers: Vec<ServerRuntime> = settings
@@ -95,7 +97,7 @@ impl GatewayState {
         let sessions = SessionKeys::from_secrets(
             settings.sessions.secret.as_ref().map(|s| s.expose()),
             settings.auth.jwt.secret.as_ref().map(|s| s.expose()),
-        );
+        )?;
         let public_config = json!({
             "mcp_client_auth_enabled": settings.auth.mcp_client_auth_enabled,
             "trust_proxy_auth": settings.auth.trust_proxy_auth,
@@ -105,7 +107,7 @@ impl GatewayState {
             "enable_header_passthrough": settings.headers.enable_header_passthrough,
             "servers": settings.servers.len(),
         });
-        GatewayState {
+        Ok(GatewayState {
             servers,
             routes,
             global_auth,
@@ -123,6 +125,6 @@ impl GatewayState {
             cors,
             stream_idle_timeout: settings.upstream.stream_idle_timeout,
             public_config,
-        }
+        })
     }
 }

@@ -8,12 +8,11 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -28,6 +27,11 @@ use serde_json::{json, Value};
 use tokio::signal::unix::SignalKind;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
+
+// A directory beside this file, not `src/bin/`, where every file is a binary.
+#[path = "mcp-demo-server/behaviour.rs"]
+mod behaviour;
+use behaviour::{Behaviour, SseEndpoint};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const SUPPORTED_VERSIONS: [&str; 3] = ["2024-11-05", "2025-03-26", "2025-06-18"];
@@ -44,6 +48,7 @@ const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
+const INTERNAL_ERROR: i64 = -32603;
 const SESSION_REQUIRED: i64 = -32000;
 const SESSION_NOT_FOUND: i64 = -32001;
 
@@ -59,6 +64,15 @@ struct Cli {
     /// Replica name reported in replies [env: DEMO_NAME] [default: demo]
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// Send Mcp-Session-Id on every Streamable HTTP response, as the Python
+    /// SDK does, not only on initialize [env: DEMO_ECHO_SESSION_ID=1]
+    #[arg(long)]
+    echo_session_id: bool,
+    /// The legacy `endpoint` event: `path` (a valid one), or a misbehaviour
+    /// for tests: `invalid` (an unparsable URL), `huge` (a path too long to
+    /// wrap), `missing` (9 KiB of other events, no endpoint) [env: DEMO_SSE_ENDPOINT]
+    #[arg(long, value_name = "MODE")]
+    sse_endpoint: Option<String>,
 }
 
 enum Session {
@@ -70,15 +84,30 @@ enum Session {
 
 struct AppState {
     name: String,
+    behaviour: Behaviour,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Requests to the MCP endpoints, so a test can tell that a refused
+    /// request never reached this server.
+    mcp_requests: AtomicU64,
 }
 
 impl AppState {
+    #[cfg(test)]
     fn new(name: &str) -> Self {
+        Self::with_behaviour(name, Behaviour::default())
+    }
+
+    fn with_behaviour(name: &str, behaviour: Behaviour) -> Self {
         AppState {
             name: name.to_owned(),
+            behaviour,
             sessions: Mutex::new(HashMap::new()),
+            mcp_requests: AtomicU64::new(0),
         }
+    }
+
+    fn count_request(&self) {
+        self.mcp_requests.fetch_add(1, Ordering::Relaxed);
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Session>> {
@@ -102,25 +131,24 @@ impl Drop for SessionGuard {
     }
 }
 
-/// 16 random bytes as hex. Session ids must not be guessable, but pulling in
-/// a RNG crate for a demo is not worth it: /dev/urandom does, and std's
-/// randomly keyed SipHash is the fallback where it is missing.
-fn new_session_id() -> String {
+/// 16 bytes from the OS random source as hex. Session ids must not be
+/// guessable, so there is no fallback: without the OS source, no session.
+fn new_session_id() -> Result<String, getrandom::Error> {
+    session_id_from(getrandom::fill)
+}
+
+fn session_id_from(
+    random: impl FnOnce(&mut [u8]) -> Result<(), getrandom::Error>,
+) -> Result<String, getrandom::Error> {
     let mut buf = [0u8; 16];
-    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
-    if from_os.is_err() {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        for chunk in buf.chunks_mut(8) {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(nanos);
-            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-            chunk.copy_from_slice(&h.finish().to_le_bytes());
-        }
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    random(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn no_session_id(e: getrandom::Error) -> Reject {
+    log::error!("cannot make a session id: the OS random source failed: {e}");
+    let why = "Internal error: no session id";
+    reject(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR, why)
 }
 
 fn rpc_result(id: &Value, result: Value) -> Value {
@@ -307,11 +335,12 @@ async fn mcp_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Reject> {
+    state.count_request();
     let msg = parse_body(&body)?;
     let is_initialize =
         msg.get("method").and_then(Value::as_str) == Some("initialize") && msg.get("id").is_some();
     let session = if is_initialize {
-        let sid = new_session_id();
+        let sid = new_session_id().map_err(no_session_id)?;
         state.sessions().insert(sid.clone(), Session::Streamable);
         log::info!("streamable session {sid} created");
         sid
@@ -325,7 +354,8 @@ async fn mcp_post(
         return Ok(StatusCode::ACCEPTED.into_response());
     };
     let mut resp = Json(reply).into_response();
-    if let (true, Ok(value)) = (is_initialize, HeaderValue::from_str(&session)) {
+    let echo = is_initialize || state.behaviour.echo_session_id;
+    if let (true, Ok(value)) = (echo, HeaderValue::from_str(&session)) {
         resp.headers_mut().insert(SESSION_HEADER, value);
     }
     Ok(resp)
@@ -363,6 +393,7 @@ fn slow_call(msg: &Value) -> Response {
 /// until the client hangs up. Lets tests check that the gateway passes
 /// events through one by one.
 async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, Reject> {
+    state.count_request();
     streamable_session(&state, &headers)?;
     let mut interval = tokio::time::interval(TICK);
     // After a stall, resume the cadence instead of bursting missed ticks,
@@ -381,6 +412,7 @@ async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, R
 }
 
 async fn mcp_delete(State(state): Shared, headers: HeaderMap) -> Result<StatusCode, Reject> {
+    state.count_request();
     let sid = streamable_session(&state, &headers)?;
     state.sessions().remove(&sid);
     log::info!("streamable session {sid} deleted");
@@ -389,20 +421,21 @@ async fn mcp_delete(State(state): Shared, headers: HeaderMap) -> Result<StatusCo
 
 /// Legacy transport: the stream announces where to POST, then carries the
 /// replies to those POSTs. The session lives exactly as long as the stream.
-async fn legacy_sse(State(state): Shared) -> Response {
-    let sid = new_session_id();
+async fn legacy_sse(State(state): Shared) -> Result<Response, Reject> {
+    state.count_request();
+    let sid = new_session_id().map_err(no_session_id)?;
     let (tx, rx) = mpsc::unbounded_channel::<String>();
     state.sessions().insert(sid.clone(), Session::Legacy(tx));
     log::info!("legacy session {sid} opened");
-    // An absolute path, as the official Python SDK sends, so clients resolve
-    // it against the URL they used (through the gateway, that is the gateway).
-    let endpoint = format!("event: endpoint\ndata: /message?sessionId={sid}\n\n");
+    let endpoint = state.behaviour.sse_endpoint.first_event(&sid);
     let guard = SessionGuard { state, id: sid };
     let replies = stream::unfold((rx, guard), |(mut rx, guard)| async move {
         let reply = rx.recv().await?;
         Some((format!("event: message\ndata: {reply}\n\n"), (rx, guard)))
     });
-    sse_response(stream::once(async { endpoint }).chain(replies))
+    Ok(sse_response(
+        stream::once(async { endpoint }).chain(replies),
+    ))
 }
 
 async fn legacy_message(
@@ -411,6 +444,7 @@ async fn legacy_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, Reject> {
+    state.count_request();
     let query = uri.query().unwrap_or("").split('&');
     let Some(sid) = query.clone().find_map(|kv| kv.strip_prefix("sessionId=")) else {
         let why = "Bad Request: sessionId query parameter is required";
@@ -431,7 +465,8 @@ async fn legacy_message(
 }
 
 async fn healthz(State(state): Shared) -> Json<Value> {
-    Json(json!({"status": "ok", "server": state.name}))
+    let mcp_requests = state.mcp_requests.load(Ordering::Relaxed);
+    Json(json!({"status": "ok", "server": state.name, "mcp_requests": mcp_requests}))
 }
 
 /// Resolves on SIGTERM (how test harnesses and containers stop us) or SIGINT.
@@ -458,7 +493,22 @@ async fn main() -> ExitCode {
     };
     let listen = setting(cli.listen, "DEMO_LISTEN", "127.0.0.1:3001");
     let name = setting(cli.name, "DEMO_NAME", "demo");
-    match serve(&listen, name).await {
+    let mode = setting(cli.sse_endpoint, "DEMO_SSE_ENDPOINT", "path");
+    let Some(sse_endpoint) = SseEndpoint::parse(&mode) else {
+        log::error!("--sse-endpoint {mode:?}: expected path, invalid, huge or missing");
+        return ExitCode::FAILURE;
+    };
+    let echo_env = std::env::var("DEMO_ECHO_SESSION_ID").is_ok_and(|v| v == "1" || v == "true");
+    let behaviour = Behaviour {
+        echo_session_id: cli.echo_session_id || echo_env,
+        sse_endpoint,
+    };
+    // Fail at start, not on the first session, if ids cannot be made.
+    if let Err(e) = new_session_id() {
+        log::error!("the OS random source failed ({e}): cannot make session ids");
+        return ExitCode::FAILURE;
+    }
+    match serve(&listen, name, behaviour).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("cannot serve on {listen}: {e}");
@@ -467,7 +517,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(listen: &str, name: String) -> std::io::Result<()> {
+async fn serve(listen: &str, name: String, behaviour: Behaviour) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     // Report the bound address, so that `--listen 127.0.0.1:0` tells the
     // caller which port it got.
@@ -482,7 +532,7 @@ async fn serve(listen: &str, name: String) -> std::io::Result<()> {
         .route("/sse", get(legacy_sse))
         .route("/message", post(legacy_message))
         .route("/healthz", get(healthz))
-        .with_state(Arc::new(AppState::new(&name)));
+        .with_state(Arc::new(AppState::with_behaviour(&name, behaviour)));
 
     // Not graceful shutdown: the SSE streams never end on their own, so
     // waiting for connections to drain would never finish.
@@ -597,8 +647,14 @@ mod tests {
 
     #[test]
     fn session_ids_are_distinct_hex() {
-        let (a, b) = (new_session_id(), new_session_id());
+        let (a, b) = (new_session_id().unwrap(), new_session_id().unwrap());
         assert!(a.len() == 32 && a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn no_os_randomness_means_no_session_id() {
+        let failing = |_: &mut [u8]| Err(getrandom::Error::UNSUPPORTED);
+        assert!(session_id_from(failing).is_err());
     }
 }

@@ -315,7 +315,7 @@ impl Settings {
         }
         if self.sessions.secret.is_none() && self.auth.jwt.secret.is_none() {
             out.push(
-                "neither SESSION_SECRET nor JWT_SECRET_KEY is set: MCP session ids are signed \
+                "neither SESSION_SECRET nor JWT_SECRET_KEY is set: MCP session ids are sealed \
                  with a random key, so they do not survive a restart or work across replicas"
                     .into(),
             );

@@ -7,7 +7,7 @@ use crate::headers::MCP_SESSION_ID;
 use crate::identity::{AuthError, Identity};
 use crate::refusal::Refusal;
 use crate::routing::{self, Endpoint};
-use crate::session::{SessionError, SessionTarget};
+use crate::session::{SessionError, SessionKind, SessionTarget};
 use crate::state::ServerRuntime;
 use crate::upstream::Chosen;
 use http::Method;
@@ -64,17 +64,17 @@ impl Gateway {
         session: &Session,
     ) -> std::result::Result<Option<(SessionTarget, Chosen)>, Refusal> {
         let req = session.req_header();
-        let token = match endpoint {
+        let (kind, token) = match endpoint {
             Endpoint::Mcp => {
                 let mut values = req.headers.get_all(&MCP_SESSION_ID).iter();
                 match (values.next(), values.next()) {
                     (None, _) => return Ok(None),
-                    (Some(v), None) => v.to_str().unwrap_or_default(),
+                    (Some(v), None) => (SessionKind::Streamable, v.to_str().unwrap_or_default()),
                     (Some(_), Some(_)) => return Err(Refusal::DuplicateSessionHeader),
                 }
             }
             Endpoint::Message => match routing::query_param(req.uri.query(), "sessionId") {
-                Some(t) => t,
+                Some(t) => (SessionKind::LegacySse, t),
                 None => return Err(Refusal::MissingSessionId),
             },
             Endpoint::Sse => return Ok(None),
@@ -82,7 +82,7 @@ impl Gateway {
         let target = self
             .state
             .sessions
-            .open(&server.name, identity.principal(), token, now_secs())
+            .open(kind, &server.name, identity.principal(), token, now_secs())
             .map_err(|e: SessionError| {
                 log::info!("404 {}: {} ({e:?})", server.name, e.message());
                 Refusal::UnknownSession(e.message())

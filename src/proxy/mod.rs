@@ -17,7 +17,7 @@ use crate::lifecycle::InFlight;
 use crate::refusal::{self, Refusal};
 use crate::responses::ErrorShape;
 use crate::routing::Endpoint;
-use crate::session::SessionTarget;
+use crate::session::{self, Reply, SessionError, SessionKind, SessionTarget};
 use crate::state::{GatewayState, ServerRuntime};
 use crate::upstream::{Chosen, Replica};
 use async_trait::async_trait;
@@ -105,32 +105,107 @@ impl Gateway {
         }
     }
 
-    /// The replacement `endpoint` event for the legacy SSE transport.
+    /// The replacement `endpoint` event for the legacy SSE transport, or
+    /// why there can be none.
     fn endpoint_event(
         &self,
         server: &ServerRuntime,
         route: &RouteCtx,
         upstream: &str,
-    ) -> Option<Bytes> {
-        let chosen = route.chosen.as_ref()?;
-        let target = server.upstream.replica(chosen.replica)?;
-        let path = legacy_sse::upstream_message_path(
+    ) -> std::result::Result<Bytes, String> {
+        let target = route
+            .chosen
+            .as_ref()
+            .and_then(|c| Some((c.replica, server.upstream.replica(c.replica)?)));
+        let Some((replica, target)) = target else {
+            return Err("its backend left the configuration".into());
+        };
+        let Some(path) = legacy_sse::upstream_message_path(
             upstream,
             &legacy_sse::sse_path_for(&target.url.path),
-        )?;
-        let token = self.state.sessions.seal(
-            &server.name,
-            route.identity.principal(),
-            &SessionTarget {
-                backend: chosen.replica,
-                upstream_id: path,
-            },
-            now_secs() + self.state.session_ttl.as_secs(),
-        )?;
-        Some(Bytes::from(format!(
+        ) else {
+            return Err(format!("unparsable endpoint ({} bytes)", upstream.len()));
+        };
+        let token = self
+            .state
+            .sessions
+            .seal(
+                SessionKind::LegacySse,
+                &server.name,
+                route.identity.principal(),
+                &SessionTarget {
+                    backend: replica,
+                    upstream_id: path,
+                },
+                now_secs() + self.state.session_ttl.as_secs(),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(Bytes::from(format!(
             "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
             server.name
         )))
+    }
+
+    /// The client never sees the upstream's session id: a new one is sealed
+    /// into a token once, and an id the client's token already names gets
+    /// that token back, byte for byte (no crypto on the common path).
+    fn reply_session_id(
+        &self,
+        session: &Session,
+        route: &RouteCtx,
+        upstream_response: &mut ResponseHeader,
+    ) -> Result<()> {
+        let carried = route
+            .pinned
+            .as_ref()
+            .filter(|_| route.endpoint == Endpoint::Mcp);
+        let issue = match upstream_response.headers.get(&MCP_SESSION_ID) {
+            None => return Ok(()),
+            Some(v) => match v.to_str() {
+                Ok(id) if session::reply_for(carried, id) == Reply::Keep => None,
+                Ok(id) => Some(Ok(id.to_string())),
+                Err(_) => Some(Err(())),
+            },
+        };
+        let server = &self.state.servers[route.server];
+        let token = match (issue, route.chosen.as_ref()) {
+            (None, _) => session.req_header().headers.get(&MCP_SESSION_ID).cloned(),
+            (Some(Ok(upstream_id)), Some(chosen)) => {
+                let target = SessionTarget {
+                    backend: chosen.replica,
+                    upstream_id,
+                };
+                let expires = now_secs() + self.state.session_ttl.as_secs();
+                let sealed = self.state.sessions.seal(
+                    SessionKind::Streamable,
+                    &server.name,
+                    route.identity.principal(),
+                    &target,
+                    expires,
+                );
+                match sealed {
+                    Ok(token) => http::HeaderValue::from_str(&token).ok(),
+                    Err(e) => {
+                        log::error!("server {}: session id not issued: {e}", server.name);
+                        None
+                    }
+                }
+            }
+            (Some(_), _) => {
+                log::error!("server {}: unusable upstream session id", server.name);
+                None
+            }
+        };
+        match token {
+            Some(token) => {
+                upstream_response.insert_header(MCP_SESSION_ID.clone(), token)?;
+            }
+            // An id the client could not use must not reach it either.
+            None => {
+                upstream_response.remove_header(&MCP_SESSION_ID);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -233,7 +308,9 @@ impl ProxyHttp for Gateway {
     }
 
     /// A connect failure before any byte was sent is safe to retry on
-    /// another replica; a pinned session has nowhere else to go.
+    /// another replica. A pinned session has nowhere else to go: it gets the
+    /// 404 that makes an MCP client initialise again, at once rather than
+    /// 502s until the health check notices the replica is gone.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -249,8 +326,13 @@ impl ProxyHttp for Gateway {
         if let Some(chosen) = &route.chosen {
             route.tried.push(chosen.addr);
         }
-        let replicas = server.upstream.backend_count();
-        if route.pinned.is_none() && route.tried.len() < replicas {
+        if route.pinned.is_some() {
+            return Error::explain(
+                ErrorType::HTTPStatus(404),
+                SessionError::BackendGone.message(),
+            );
+        }
+        if route.tried.len() < server.upstream.backend_count() {
             e.set_retry(true);
         }
         e
@@ -308,7 +390,8 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Wraps a new upstream session id in a signed token naming the backend.
+    /// Wraps a new upstream session id in a sealed token naming the
+    /// backend; an id the client's token already names gets that token back.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -318,40 +401,11 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.as_mut() else {
             return Ok(());
         };
-        let server = &self.state.servers[route.server];
         if route.endpoint == Endpoint::Sse && upstream_response.status == StatusCode::OK {
             route.sse_scanner = Some(EndpointScanner::default());
             upstream_response.remove_header("content-length");
         }
-        let upstream_id = upstream_response
-            .headers
-            .get(&MCP_SESSION_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if let (Some(upstream_id), Some(chosen)) = (upstream_id, route.chosen.as_ref()) {
-            let target = SessionTarget {
-                backend: chosen.replica,
-                upstream_id,
-            };
-            let expires = now_secs() + self.state.session_ttl.as_secs();
-            match self.state.sessions.seal(
-                &server.name,
-                route.identity.principal(),
-                &target,
-                expires,
-            ) {
-                Some(token) => {
-                    upstream_response.insert_header(MCP_SESSION_ID.clone(), token)?;
-                }
-                None => {
-                    log::error!(
-                        "server {}: upstream session id too long to wrap",
-                        server.name
-                    );
-                    upstream_response.remove_header(&MCP_SESSION_ID);
-                }
-            }
-        }
+        self.reply_session_id(_session, route, upstream_response)?;
         if self.state.lifecycle.is_draining() {
             _session.set_keepalive(None);
         }
@@ -359,6 +413,10 @@ impl ProxyHttp for Gateway {
     }
 
     /// Legacy SSE only: swap the upstream's endpoint event for the gateway's.
+    /// A stream whose endpoint cannot be rewritten is ended as an upstream
+    /// failure (a 502 if nothing was sent yet, else the stream stops), so
+    /// the client sees it end rather than wait for an endpoint that will
+    /// never come.
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
@@ -381,26 +439,40 @@ impl ProxyHttp for Gateway {
             (None, true) => None,
             (None, false) => return Ok(None),
         };
-        *body = match scanner.feed(input) {
-            Scan::Hold => Some(Bytes::new()),
-            Scan::Pass(bytes) => Some(bytes),
+        let server = &self.state.servers[route.server];
+        let rewritten = match scanner.feed(input) {
+            Scan::Hold => Ok(Bytes::new()),
+            Scan::Pass(bytes) => Ok(bytes),
+            Scan::NoEndpoint => Err(format!(
+                "none within the first {} bytes or before the stream ended",
+                legacy_sse::MAX_SCAN
+            )),
             Scan::Found {
                 before,
                 endpoint,
                 after,
-            } => {
-                let server = &self.state.servers[route.server];
-                let replacement = self
-                    .endpoint_event(server, route, &endpoint)
-                    .unwrap_or_default();
-                let mut out = Vec::with_capacity(before.len() + replacement.len() + after.len());
+            } => self.endpoint_event(server, route, &endpoint).map(|event| {
+                let mut out = Vec::with_capacity(before.len() + event.len() + after.len());
                 out.extend_from_slice(&before);
-                out.extend_from_slice(&replacement);
+                out.extend_from_slice(&event);
                 out.extend_from_slice(&after);
-                Some(Bytes::from(out))
-            }
+                Bytes::from(out)
+            }),
         };
-        Ok(None)
+        match rewritten {
+            Ok(bytes) => {
+                *body = Some(bytes);
+                Ok(None)
+            }
+            Err(why) => {
+                // The scanner is done: this happens once per stream.
+                log::warn!(
+                    "server {}: legacy SSE endpoint event not rewritten ({why}); ending the stream",
+                    server.name
+                );
+                Err(Error::explain(ErrorType::Custom("legacy SSE endpoint"), why).into_up())
+            }
+        }
     }
 
     /// CORS on proxied responses is the gateway's: the MCP server's own

@@ -73,12 +73,18 @@ pub struct Demo {
 
 impl Demo {
     pub fn start(name: &str) -> Demo {
+        Demo::start_with(name, &[])
+    }
+
+    /// With extra flags, e.g. a misbehaviour a test needs.
+    pub fn start_with(name: &str, extra: &[&str]) -> Demo {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let dir = scratch_dir();
         let log = dir.join("demo.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-demo-server"))
             .args(["--listen", &addr, "--name", name])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -97,6 +103,13 @@ impl Demo {
 
     pub fn url(&self) -> String {
         format!("http://{}/mcp", self.addr)
+    }
+
+    /// How many MCP requests (`/mcp`, `/sse`, `/message`) reached this server.
+    pub fn mcp_requests(&self) -> u64 {
+        request(&self.addr, "GET", "/healthz", &[], "").json()["mcp_requests"]
+            .as_u64()
+            .expect("mcp_requests in /healthz")
     }
 }
 

@@ -13,6 +13,7 @@ mod observability;
 mod refusals;
 mod routing;
 mod sdk;
+mod sessions;
 mod spoofing;
 mod tls;
 mod wire;

@@ -130,7 +130,9 @@ pub fn unforwardable(user: &str) -> Option<&'static str> {
         Some("is empty")
     } else if user.len() > MAX_IDENTITY_LEN {
         Some("is longer than 512 bytes")
-    } else if user.chars().any(char::is_control) {
+    } else if user.bytes().any(|b| b < 0x20 || b == 0x7f)
+        || (!user.is_ascii() && user.chars().any(char::is_control))
+    {
         Some("holds control characters")
     } else if user.starts_with(' ') || user.ends_with(' ') {
         Some("has leading or trailing spaces")

@@ -70,8 +70,8 @@ pub(super) fn identity(
 /// The header's value as the user name. UTF-8 is accepted (see
 /// [`super::unforwardable`]); other bytes cannot be a name.
 fn plain_value(bytes: &[u8]) -> Result<&str, AuthError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| invalid("value is not UTF-8"))?;
-    Ok(text.trim_matches([' ', '\t']))
+    // A header value holds no other ASCII whitespace than space and tab.
+    std::str::from_utf8(bytes.trim_ascii()).map_err(|_| invalid("value is not UTF-8"))
 }
 
 /// The string claim `claim` of a base64 (standard or URL-safe, padded or
@@ -80,9 +80,8 @@ fn payload_claim(bytes: &[u8], claim: &str) -> Result<String, AuthError> {
     if bytes.len() > MAX_PAYLOAD_LEN {
         return Err(invalid("payload is longer than 16 KiB"));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| invalid("is not a base64 JSON payload"))?
-        .trim_matches([' ', '\t']);
+    let text = std::str::from_utf8(bytes.trim_ascii())
+        .map_err(|_| invalid("is not a base64 JSON payload"))?;
     let engine = if text.contains(['+', '/']) {
         &STANDARD
     } else {

@@ -44,9 +44,16 @@ impl<'a> Nominated<'a> {
     }
 }
 
-/// Whether the request's `Connection` header nominates `name`.
+/// Whether the request's `Connection` header nominates `name`: the same
+/// rule as [`Nominated`], without collecting (it runs on every proxy-header
+/// authentication).
 pub fn connection_nominates(headers: &HeaderMap, name: &HeaderName) -> bool {
-    Nominated::of(headers).contains(name)
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().map_or(true, |s| {
+            s.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+        })
+    })
 }
 
 #[cfg(test)]

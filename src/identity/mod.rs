@@ -56,6 +56,7 @@ impl Deref for UserName {
 }
 
 impl From<&str> for UserName {
+    #[inline]
     fn from(s: &str) -> Self {
         UserName(s.into())
     }
@@ -125,6 +126,7 @@ impl Identity {
 /// gets it exactly; refusing would lock out internationalised addresses, and
 /// re-encoding it (percent or RFC 2047) would make it collide with a user
 /// literally named that way.
+#[inline]
 pub fn unforwardable(user: &str) -> Option<&'static str> {
     if user.is_empty() {
         Some("is empty")

@@ -69,6 +69,7 @@ pub(super) fn identity(
 
 /// The header's value as the user name. UTF-8 is accepted (see
 /// [`super::unforwardable`]); other bytes cannot be a name.
+#[inline]
 fn plain_value(bytes: &[u8]) -> Result<&str, AuthError> {
     // A header value holds no other ASCII whitespace than space and tab.
     std::str::from_utf8(bytes.trim_ascii()).map_err(|_| invalid("value is not UTF-8"))

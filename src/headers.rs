@@ -2,7 +2,11 @@
 //! Built from an allowlist, never a denylist, so a header nobody thought of
 //! (a cookie variant, an internal token) cannot leak upstream by default.
 
+mod connection;
+
 use crate::identity::Identity;
+pub use connection::connection_nominates;
+use connection::Nominated;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 use smallvec::SmallVec;
@@ -71,8 +75,9 @@ pub struct HeaderPolicy {
     /// Empty when `ENABLE_HEADER_PASSTHROUGH` is off.
     pub passthrough: Vec<HeaderName>,
     pub overwrite_base: bool,
-    /// Every name that carries identity for this server; the client's value
-    /// of any of them is never forwarded.
+    /// Every name that carries identity anywhere in the configuration (not
+    /// only for this server); the client's value of any of them is never
+    /// forwarded.
     pub identity_headers: Vec<HeaderName>,
     /// The name under which the authenticated identity is sent upstream.
     pub identity_out: HeaderName,
@@ -164,18 +169,22 @@ fn is_clean_credential(value: &HeaderValue) -> bool {
 }
 
 impl HeaderPolicy {
-    /// Whether a client header may travel upstream as sent.
-    fn forwards(&self, name: &HeaderName) -> bool {
+    /// Whether a client header may travel upstream as sent. Nominated
+    /// allowlisted names (`Upgrade`) are Pingora's upgrade handling, not ours.
+    fn forwards(&self, name: &HeaderName, nominated: &Nominated) -> bool {
         ALLOWLIST.contains(name)
             || (self.passthrough.contains(name)
                 && !never_from_client(name)
-                && !self.identity_headers.contains(name))
+                && !self.identity_headers.contains(name)
+                && !nominated.contains(name))
     }
 
     /// The edits for one request.
     pub fn plan(&self, client: &HeaderMap, facts: &RequestFacts) -> HeaderEdits {
         let mut edits = HeaderEdits::default();
-        let keep_identity = self.client_identity_is_authenticated(client, facts);
+        let nominated = Nominated::of(client);
+        let keep_identity = !nominated.contains(&self.identity_out)
+            && self.client_identity_is_authenticated(client, facts);
         for (name, value) in client {
             if edits.remove.last() == Some(name) || name == header::HOST {
                 // `Host` is always replaced, never removed first.
@@ -184,7 +193,7 @@ impl HeaderPolicy {
             if keep_identity && name == self.identity_out {
                 continue;
             }
-            if !self.forwards(name) {
+            if !self.forwards(name, &nominated) {
                 edits.remove.push(name.clone());
             } else if !is_clean_value(value) {
                 edits.remove.push(name.clone());
@@ -194,7 +203,7 @@ impl HeaderPolicy {
                 });
             }
         }
-        self.base_headers(client, facts, keep_identity, &mut edits);
+        self.base_headers(client, facts, keep_identity, &nominated, &mut edits);
         edits
     }
 
@@ -218,11 +227,12 @@ impl HeaderPolicy {
         client: &HeaderMap,
         facts: &RequestFacts,
         keep_identity: bool,
+        nominated: &Nominated,
         edits: &mut HeaderEdits,
     ) {
         let set = |edits: &mut HeaderEdits, name: &HeaderName, value: HeaderValue| {
             let client_wins = self.overwrite_base
-                && self.forwards(name)
+                && self.forwards(name, nominated)
                 && client.contains_key(name)
                 && !edits.remove.contains(name);
             if !client_wins {
@@ -256,7 +266,9 @@ impl HeaderPolicy {
             set(edits, &X_FORWARDED_HOST, host.clone());
         }
         if facts.identity.is_authenticated() && !keep_identity {
-            match HeaderValue::from_str(&facts.identity.user) {
+            // Bytes, not `from_str`: a UTF-8 identity travels as sent
+            // (the authenticator refused anything not forwardable exactly).
+            match HeaderValue::from_bytes(facts.identity.user.as_bytes()) {
                 Ok(v) => edits.set.push((self.identity_out.clone(), v)),
                 Err(_) => edits.dropped.push(Dropped {
                     name: self.identity_out.clone(),
@@ -275,6 +287,8 @@ impl HeaderPolicy {
                 Some("request was not authenticated by the gateway")
             } else if client.get_all(&X_UPSTREAM_AUTHORIZATION).iter().count() > 1 {
                 Some("appears more than once")
+            } else if nominated.contains(&X_UPSTREAM_AUTHORIZATION) {
+                Some("nominated by the Connection header (hop-by-hop)")
             } else if !is_clean_credential(v) {
                 Some("failed sanitisation")
             } else {
@@ -497,6 +511,76 @@ mod tests {
         assert!(out.get("x-tenant-id").is_none());
         assert!(out.get("authorization").is_none());
         assert_eq!(out.dropped.len(), 2);
+    }
+
+    /// (request headers, a header that must be absent, a header and the value it must hold)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, (&'a str, &'a str));
+
+    #[test]
+    fn connection_nominated_headers_are_not_forwarded_or_renamed() {
+        let id = alice();
+        let p = policy(&["X-Tenant-Id", "X-Forwarded-Host"], true);
+        let cases: [Case; 5] = [
+            (
+                &[
+                    ("x-upstream-authorization", "Bearer up"),
+                    ("connection", "close, X-Upstream-Authorization"),
+                ],
+                "authorization",
+                ("x-authenticated-user", "alice"),
+            ),
+            (
+                &[("x-tenant-id", "t1"), ("connection", "x-tenant-id")],
+                "x-tenant-id",
+                ("x-authenticated-user", "alice"),
+            ),
+            // A nominated identity header equal to the authenticated user is
+            // stripped by Pingora, so the gateway must set its own.
+            (
+                &[
+                    ("x-authenticated-user", "alice"),
+                    ("connection", "x-authenticated-user"),
+                ],
+                "authorization",
+                ("x-authenticated-user", "alice"),
+            ),
+            // A nominated passthrough value cannot replace a base header.
+            (
+                &[
+                    ("x-forwarded-host", "evil"),
+                    ("host", "gw"),
+                    ("connection", "X-Forwarded-Host"),
+                ],
+                "authorization",
+                ("x-forwarded-host", "gw"),
+            ),
+            // The upgrade handshake is Pingora's: `Upgrade` stays allowlisted.
+            (
+                &[("upgrade", "websocket"), ("connection", "Upgrade")],
+                "authorization",
+                ("upgrade", "websocket"),
+            ),
+        ];
+        for (sent, absent, (name, value)) in cases {
+            let out = run(&p, &client(sent), &facts(&id));
+            assert!(out.get(absent).is_none(), "{sent:?}");
+            let got = out.map.get_all(name).iter().collect::<Vec<_>>();
+            assert_eq!(got, [value], "{sent:?}");
+            if sent[0].0 == "x-upstream-authorization" {
+                assert!(out.dropped[0].why.contains("Connection"));
+            }
+        }
+    }
+
+    #[test]
+    fn utf8_identities_travel_as_their_bytes() {
+        let id = Identity {
+            user: "josé@example.com".into(),
+            source: IdentitySource::Jwt,
+        };
+        let out = run(&policy(&[], false), &client(&[]), &facts(&id));
+        let forwarded = out.get("x-authenticated-user").map(HeaderValue::as_bytes);
+        assert_eq!(forwarded, Some("josé@example.com".as_bytes()));
     }
 
     #[test]

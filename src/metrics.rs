@@ -9,7 +9,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The `user` label value once `METRICS_MAX_USERS` distinct users are seen.
@@ -31,6 +31,10 @@ pub struct Metrics {
     /// (copy, insert, swap) only when a new user appears, at most `max_users` times.
     user_counters: ArcSwap<HashMap<Box<str>, IntCounter>>,
     user_counters_write: Mutex<()>,
+    /// The `__other__` counter, set when the cap is first reached; the map
+    /// never shrinks, so from then on an unknown user is counted here
+    /// without the writer lock.
+    other_users: OnceLock<IntCounter>,
     max_users: usize,
     requests: IntCounterVec,
     request_duration: HistogramVec,
@@ -161,6 +165,7 @@ impl Metrics {
             ),
             user_counters: ArcSwap::from_pointee(HashMap::new()),
             user_counters_write: Mutex::new(()),
+            other_users: OnceLock::new(),
             max_users,
             auth_latency,
             request_duration,
@@ -230,6 +235,10 @@ impl Metrics {
             counter.inc();
             return;
         }
+        if let Some(other) = self.other_users.get() {
+            other.inc();
+            return;
+        }
         self.user_counter_slow(user).inc();
     }
 
@@ -244,8 +253,12 @@ impl Metrics {
         }
         if current.len() >= self.max_users {
             return self
-                .authenticated_requests
-                .with_label_values(&[OTHER_USERS]);
+                .other_users
+                .get_or_init(|| {
+                    self.authenticated_requests
+                        .with_label_values(&[OTHER_USERS])
+                })
+                .clone();
         }
         let counter = self.authenticated_requests.with_label_values(&[user]);
         let mut next: HashMap<Box<str>, IntCounter> = (*current).clone();
@@ -303,6 +316,32 @@ mod tests {
         assert!(!text.contains("10.0.0.2"), "stale series kept:\n{text}");
         assert!(text.contains("mcp_backend_up{backend=\"10.0.0.3:80\",server=\"demo\"} 1"));
         assert!(text.contains("mcp_backend_up{backend=\"10.0.0.1:80\",server=\"demo\"} 1"));
+    }
+
+    #[test]
+    fn users_past_the_cap_take_no_lock() {
+        let m = Arc::new(Metrics::new(1));
+        m.authenticated_request("a");
+        m.authenticated_request("b");
+        let writer = m.user_counters_write.lock().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let counting = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                m.authenticated_request("c");
+                let _ = done.send(());
+            })
+        };
+        let took_no_lock = finished.recv_timeout(Duration::from_secs(5)).is_ok();
+        drop(writer);
+        counting.join().unwrap();
+        assert!(
+            took_no_lock,
+            "a user past the cap waited for the writer lock"
+        );
+        assert!(m
+            .render(true)
+            .contains("mcp_authenticated_requests_total{user=\"__other__\"} 2"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::metrics::{Metrics, ServerMetrics};
 use crate::routing::RouteTable;
 use crate::session::{KeyError, SessionKeys};
 use crate::upstream::ServerUpstream;
+use http::HeaderName;
 use pingora::lb::HealthRegistry;
 use serde_json::json;
 use std::sync::Arc;
@@ -52,13 +53,12 @@ impl GatewayState {
     ) -> Result<Self, KeyError> {
         let metrics = Metrics::new(settings.observability.metrics_max_users);
         let global_auth = AuthPolicy::global(settings);
+        let identity_headers = identity_header_names(settings);
         let servers: Vec<ServerRuntime> = settings
             .servers
             .iter()
             .map(|spec| {
                 let auth = AuthPolicy::for_server(settings, &global_auth, spec);
-                let mut identity_headers = vec![settings.auth.proxy_user_header.clone()];
-                identity_headers.extend(spec.proxy_header.clone());
                 let passthrough = if settings.headers.enable_header_passthrough {
                     spec.passthrough_headers
                         .clone()
@@ -71,7 +71,7 @@ impl GatewayState {
                     headers: HeaderPolicy {
                         passthrough,
                         overwrite_base: settings.headers.enable_overwrite_base_headers,
-                        identity_headers,
+                        identity_headers: identity_headers.clone(),
                         identity_out: auth
                             .proxy_header
                             .clone()
@@ -102,6 +102,7 @@ impl GatewayState {
             "mcp_client_auth_enabled": settings.auth.mcp_client_auth_enabled,
             "trust_proxy_auth": settings.auth.trust_proxy_auth,
             "proxy_user_header": settings.auth.proxy_user_header.as_str(),
+            "proxy_user_claim": settings.auth.proxy_user_claim,
             "auth_required": settings.auth.auth_required,
             "trusted_proxies": settings.auth.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             "enable_header_passthrough": settings.headers.enable_header_passthrough,
@@ -126,5 +127,49 @@ impl GatewayState {
             stream_idle_timeout: settings.upstream.stream_idle_timeout,
             public_config,
         })
+    }
+}
+
+/// Every header name that carries identity anywhere in the configuration:
+/// `PROXY_USER_HEADER` and each server's `proxy_header`. None is ever taken
+/// from a client, for any server: a server that trusts `X-Employee-Id`
+/// cannot tell the gateway's value from a client's that another server's
+/// passthrough list let through.
+pub fn identity_header_names(settings: &Settings) -> Vec<HeaderName> {
+    let mut names = vec![settings.auth.proxy_user_header.clone()];
+    for name in settings
+        .servers
+        .iter()
+        .filter_map(|s| s.proxy_header.as_ref())
+    {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Source;
+
+    #[test]
+    fn identity_headers_span_every_server() {
+        let yaml = "servers:\n  - {name: a, urls: [http://h/mcp], auth_mode: proxy, proxy_header: X-Employee-Id}\n  - {name: b, urls: [http://h/mcp], passthrough_headers: [X-Employee-Id]}\n  - {name: c, urls: [http://h/mcp], auth_mode: proxy, proxy_header: X-Employee-Id}\n";
+        let s = Settings::load(
+            &Source::from_pairs([
+                ("MCP_CLIENT_AUTH_ENABLED", "false"),
+                ("TRUST_PROXY_AUTH", "true"),
+                ("PROXY_USER_HEADER", "Remote-User"),
+            ]),
+            Some(("f", yaml)),
+        )
+        .unwrap();
+        let names: Vec<String> = identity_header_names(&s)
+            .iter()
+            .map(|n| n.as_str().to_string())
+            .collect();
+        assert_eq!(names, ["remote-user", "x-employee-id"]);
     }
 }

@@ -79,6 +79,9 @@ pub struct AuthSettings {
     pub mcp_client_auth_enabled: bool,
     pub trust_proxy_auth: bool,
     pub proxy_user_header: HeaderName,
+    /// `PROXY_USER_CLAIM`: the proxy header carries a base64 JSON payload
+    /// (Istio's `outputPayloadToHeader`) and the user is this claim of it.
+    pub proxy_user_claim: Option<String>,
     pub auth_required: bool,
     /// Empty means any peer may send the proxy identity header.
     pub trusted_proxies: Vec<IpNet>,
@@ -257,6 +260,15 @@ impl Settings {
                  (for an auth-proxy deployment set MCP_CLIENT_AUTH_ENABLED=false and TRUST_PROXY_AUTH=true)",
             ));
         }
+        if self.auth.proxy_user_claim.is_some() && self.auth.trusted_proxies.is_empty() {
+            // Once the proxy has verified the JWT the payload is plain
+            // base64: any peer that can reach the gateway could write one.
+            return Err(ConfigError::new(
+                "TRUSTED_PROXIES",
+                "required when PROXY_USER_CLAIM is set: list the auth proxy's addresses \
+                 (for an Istio sidecar, 127.0.0.0/8)",
+            ));
+        }
         if self.admin.cache_type == CacheType::Redis && self.admin.redis_url.expose().is_empty() {
             return Err(ConfigError::new(
                 "REDIS_URL",
@@ -385,6 +397,8 @@ impl AuthSettings {
                 HeaderName::from_static("x-authenticated-user"),
                 parse_header_name,
             )?,
+            proxy_user_claim: src
+                .get("PROXY_USER_CLAIM", None, |r| parse_claim_name(r).map(Some))?,
             auth_required: src.get("AUTH_REQUIRED", true, parse_bool)?,
             trusted_proxies: src.get("TRUSTED_PROXIES", Vec::new(), parse_cidr_list)?,
             jwt: JwtSettings {
@@ -587,12 +601,24 @@ mod tests {
             ("REQUEST_HEADER_TIMEOUT", "soon"),
             ("STREAM_IDLE_TIMEOUT", "-1"),
             ("STREAM_IDLE_TIMEOUT", "forever"),
+            ("PROXY_USER_CLAIM", "user name"),
         ] {
             let mut pairs = PROXY.to_vec();
             pairs.push((key, value));
             let e = load(&pairs).unwrap_err();
             assert_eq!(e.field, key, "{e}");
         }
+    }
+
+    #[test]
+    fn a_payload_claim_needs_trusted_proxies() {
+        let mut pairs = PROXY.to_vec();
+        pairs.push(("PROXY_USER_CLAIM", "email"));
+        assert_eq!(load(&pairs).unwrap_err().field, "TRUSTED_PROXIES");
+        pairs.push(("TRUSTED_PROXIES", "127.0.0.0/8"));
+        let s = load(&pairs).unwrap();
+        assert_eq!(s.auth.proxy_user_claim.as_deref(), Some("email"));
+        assert_eq!(load(&PROXY).unwrap().auth.proxy_user_claim, None);
     }
 
     #[test]

@@ -55,6 +55,19 @@ pub fn parse_header_name(raw: &str) -> Result<HeaderName, String> {
         .map_err(|_| format!("{trimmed:?} is not a valid HTTP header name"))
 }
 
+/// A claim name: `sub`, `email`, or a namespaced one such as
+/// `https://example.com/claims/user`.
+pub fn parse_claim_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty()
+        || name.len() > 256
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("{name:?} is not a claim name (e.g. sub or email)"));
+    }
+    Ok(name.to_string())
+}
+
 /// A JSON array of header names, e.g. `["X-Tenant-Id", "X-Request-Id"]`.
 pub fn parse_header_list(raw: &str) -> Result<Vec<HeaderName>, String> {
     let names: Vec<String> = serde_json::from_str(raw)
@@ -239,6 +252,14 @@ mod tests {
         assert!(parse_header_list("X-Tenant-Id").is_err());
         assert!(parse_header_list(r#"["bad header"]"#).is_err());
         assert!(parse_header_list(r#"["X_Tenant"]"#).is_err());
+    }
+
+    #[test]
+    fn claim_names() {
+        assert_eq!(parse_claim_name(" email ").unwrap(), "email");
+        assert!(parse_claim_name("https://example.com/claims/user").is_ok());
+        assert!(parse_claim_name("user name").is_err());
+        assert!(parse_claim_name(&"c".repeat(257)).is_err());
     }
 
     #[test]

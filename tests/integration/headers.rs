@@ -200,3 +200,82 @@ fn unsanitary_upstream_authorization_is_dropped_and_the_request_goes_on() {
         .output()
         .contains("dropped header x-upstream-authorization"));
 }
+
+#[test]
+fn no_configured_identity_header_comes_from_the_client_for_any_server() {
+    let demo = Demo::start("d");
+    // `internal` trusts X-Employee-Id; `tenant` passes X-Employee-Id through.
+    let yaml = format!(
+        "servers:\n  - name: internal\n    urls: [{u}]\n    auth_mode: proxy\n    proxy_header: X-Employee-Id\n  - name: tenant\n    urls: [{u}]\n    passthrough_headers: [X-Employee-Id, X-Authenticated-User, X-Tenant-Id]\n",
+        u = demo.url()
+    );
+    let gw = gateway(
+        &demo,
+        &[
+            ("ENABLE_HEADER_PASSTHROUGH", "true"),
+            ("ENABLE_OVERWRITE_BASE_HEADERS", "true"),
+        ],
+        Some(yaml),
+    );
+    let token = bearer(&jwt(json!({"sub": "alice", "exp": in_an_hour()})));
+    let seen = gw.upstream_view(
+        "tenant",
+        &[
+            ("Authorization", &token),
+            ("X-Employee-Id", "boss"),
+            ("X-Tenant-Id", "t1"),
+        ],
+    );
+    assert_eq!(seen_header(&seen, "x-tenant-id"), Some("t1"));
+    assert_eq!(seen_header(&seen, "x-employee-id"), None, "{seen}");
+    assert_eq!(seen_header(&seen, "x-authenticated-user"), Some("alice"));
+}
+
+/// (request headers, a header that must be absent, a header and the value it must hold)
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, (&'a str, &'a str));
+
+#[test]
+fn connection_nominated_headers_never_reach_the_upstream() {
+    let demo = Demo::start("d");
+    let gw = gateway(
+        &demo,
+        &[
+            ("ENABLE_HEADER_PASSTHROUGH", "true"),
+            ("DEFAULT_PASSTHROUGH_HEADERS", r#"["X-Tenant-Id"]"#),
+        ],
+        None,
+    );
+    let token = bearer(&jwt(json!({"sub": "alice", "exp": in_an_hour()})));
+    let cases: [Case; 3] = [
+        (
+            &[
+                ("X-Upstream-Authorization", "Bearer upstream-token"),
+                ("Connection", "X-Upstream-Authorization"),
+            ],
+            "authorization",
+            ("x-authenticated-user", "alice"),
+        ),
+        (
+            &[("X-Tenant-Id", "t1"), ("Connection", "x-tenant-id")],
+            "x-tenant-id",
+            ("x-authenticated-user", "alice"),
+        ),
+        // The client's identity header, equal to the JWT's user and
+        // nominated: the gateway's own value must still arrive.
+        (
+            &[
+                ("X-Authenticated-User", "alice"),
+                ("Connection", "X-Authenticated-User"),
+            ],
+            "x-upstream-authorization",
+            ("x-authenticated-user", "alice"),
+        ),
+    ];
+    for (extra, absent, (name, value)) in cases {
+        let mut headers = vec![("Authorization", token.as_str())];
+        headers.extend_from_slice(extra);
+        let seen = gw.upstream_view("demo", &headers);
+        assert_eq!(seen_header(&seen, absent), None, "{extra:?}: {seen}");
+        assert_eq!(seen_header(&seen, name), Some(value), "{extra:?}: {seen}");
+    }
+}

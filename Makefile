@@ -1,8 +1,13 @@
 # The commands a newcomer needs; each installs missing build prerequisites first.
-.PHONY: deps build run test lint bench bench-smoke clean
+.PHONY: deps deps-test build run test lint bench bench-smoke clean
 
 deps:
 	@scripts/install-deps.sh
+
+## What the integration tests need besides Rust (the MCP Python SDK, pinned in
+## tests/integration/requirements.txt); the tests fail loudly without it.
+deps-test:
+	@scripts/install-test-deps.sh
 
 build: deps
 	cargo build --release --bins
@@ -12,7 +17,7 @@ run: build
 	scripts/run-demo.sh
 
 ## Everything CI checks: formatting, lints, unit and integration tests.
-test: deps
+test: deps deps-test
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test --all-targets

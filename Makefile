@@ -1,5 +1,5 @@
 # The commands a newcomer needs; each installs missing build prerequisites first.
-.PHONY: deps deps-test build run test lint bench bench-smoke clean
+.PHONY: deps deps-test build run test lint bench bench-smoke fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -32,6 +32,12 @@ lint: deps
 ## Criterion benchmarks of the per-request decisions.
 bench: deps
 	cargo bench --bench decisions
+
+## Coverage-guided fuzzing (cargo fuzz, libFuzzer) of the header policy,
+## session tokens and identity extraction: FUZZ_SECONDS (30) per target;
+## installs cargo-fuzz if missing. E.g. FUZZ_SECONDS=600 make fuzz.
+fuzz: deps
+	scripts/fuzz.sh
 
 clean:
 	cargo clean

@@ -18,8 +18,9 @@ cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 # No sanitizer by default: the targets are safe Rust, where a bug shows as a
-# panic, which libFuzzer catches either way; ASan slows the build and every
-# execution to guard only the unsafe code of dependencies.
+# panic, which libFuzzer catches either way; ASan (works here too) guards only
+# the unsafe code of dependencies, at a cost measured here: 773 against 465
+# CPU-seconds of build, and 4 to 15 times fewer executions per second.
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-none}
 # Pinned: a cargo-fuzz release cannot change how CI fuzzes.
 CARGO_FUZZ_VERSION=0.13.2

@@ -1,8 +1,13 @@
 # The commands a newcomer needs; each installs missing build prerequisites first.
-.PHONY: deps build run test lint bench bench-smoke clean
+.PHONY: deps deps-test build run test lint bench bench-smoke fuzz clean
 
 deps:
 	@scripts/install-deps.sh
+
+## What the integration tests need besides Rust (the MCP Python SDK, pinned in
+## tests/integration/requirements.txt); the tests fail loudly without it.
+deps-test:
+	@scripts/install-test-deps.sh
 
 build: deps
 	cargo build --release --bins
@@ -12,7 +17,7 @@ run: build
 	scripts/run-demo.sh
 
 ## Everything CI checks: formatting, lints, unit and integration tests.
-test: deps
+test: deps deps-test
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test --all-targets
@@ -27,6 +32,12 @@ lint: deps
 ## Criterion benchmarks of the per-request decisions.
 bench: deps
 	cargo bench --bench decisions
+
+## Coverage-guided fuzzing (cargo fuzz, libFuzzer) of the header policy,
+## session tokens and identity extraction: FUZZ_SECONDS (30) per target;
+## installs cargo-fuzz if missing. E.g. FUZZ_SECONDS=600 make fuzz.
+fuzz: deps
+	scripts/fuzz.sh
 
 clean:
 	cargo clean

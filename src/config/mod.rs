@@ -132,6 +132,9 @@ pub struct AdminSettings {
     pub redis_url: Secret,
     /// `SESSION_TTL`: a cached user session (admin), not an MCP session.
     pub session_ttl: Duration,
+    /// Which of [`NOT_YET_IN_EFFECT`] the environment or `.env` set, so
+    /// start-up can say they do nothing yet (defaults alone say nothing).
+    pub set_but_not_in_effect: Vec<&'static str>,
 }
 
 /// Browsers: CORS and the `Origin` check (names as in ContextForge).
@@ -142,6 +145,19 @@ pub struct CorsSettings {
     /// `ALLOWED_ORIGINS`, normalised; `*` means any (without credentials).
     pub allowed_origins: Vec<String>,
 }
+
+/// Accepted and validated, as the reference's deployments set them, but read
+/// by nothing until the registry, caches and admin UI arrive (issue 8).
+pub const NOT_YET_IN_EFFECT: [&str; 8] = [
+    "CACHE_TYPE",
+    "REDIS_URL",
+    "SESSION_TTL",
+    "BASIC_AUTH_USER",
+    "BASIC_AUTH_PASSWORD",
+    "PLATFORM_ADMIN_EMAIL",
+    "PLATFORM_ADMIN_PASSWORD",
+    "DATABASE_URL",
+];
 
 #[derive(Debug, Clone)]
 pub struct ObservabilitySettings {
@@ -332,6 +348,12 @@ impl Settings {
                     .into(),
             );
         }
+        if !self.admin.set_but_not_in_effect.is_empty() {
+            out.push(format!(
+                "{} set but not yet in effect: the registry, caches and admin UI arrive with issue 8",
+                self.admin.set_but_not_in_effect.join(", ")
+            ));
+        }
         if !self.listen.host.is_loopback() {
             log::info!(
                 "binding {}:{} (not loopback)",
@@ -496,6 +518,10 @@ impl AdminSettings {
             session_ttl: src.get("SESSION_TTL", Duration::from_secs(3600), |r| {
                 parse_u64(r).map(Duration::from_secs)
             })?,
+            set_but_not_in_effect: NOT_YET_IN_EFFECT
+                .into_iter()
+                .filter(|k| src.raw(k).is_some())
+                .collect(),
         })
     }
 }
@@ -628,6 +654,37 @@ mod tests {
             .warnings()
             .iter()
             .any(|w| w == "MCP client authentication is disabled but trust_proxy_auth is not set"));
+    }
+
+    #[test]
+    fn names_the_variables_that_are_set_but_not_in_effect() {
+        let not_in_effect = |pairs: &[(&str, &str)]| {
+            let mut all = PROXY.to_vec();
+            all.extend_from_slice(pairs);
+            let warnings = load(&all).unwrap().warnings();
+            warnings
+                .into_iter()
+                .filter(|w| w.contains("not yet in effect"))
+                .collect::<Vec<_>>()
+        };
+        // Defaults alone, or an empty value, say nothing.
+        assert!(not_in_effect(&[]).is_empty());
+        assert!(not_in_effect(&[("CACHE_TYPE", " ")]).is_empty());
+        let w = not_in_effect(&[
+            ("CACHE_TYPE", "redis"),
+            ("REDIS_URL", "redis://cache:6379/0"),
+            ("PLATFORM_ADMIN_PASSWORD", "pw"),
+            ("SESSION_SECRET", "in-effect-so-not-named"),
+        ]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "CACHE_TYPE, REDIS_URL, PLATFORM_ADMIN_PASSWORD set but not yet in effect"
+            ),
+            "{}",
+            w[0]
+        );
+        assert!(!w[0].contains("pw"), "never a value");
     }
 
     #[test]

@@ -515,11 +515,12 @@ impl ProxyHttp for Gateway {
 
     /// Request counts and durations per server; the access log at debug level.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
-        let client_gone = error.is_some_and(|e| refusal::is_client_gone(e.etype(), e.esource()));
-        let status = if client_gone {
-            refusal::CLIENT_CLOSED
-        } else {
-            session.response_written().map_or(0, |r| r.status.as_u16())
+        // A failure decides the status even after a 200 went out: a stream
+        // the upstream broke is counted as the 502/504 it is, not a success.
+        let status = match error.map(|e| refusal::for_proxy_error(e.etype(), e.esource())) {
+            Some(None) => refusal::CLIENT_CLOSED,
+            Some(Some(failure)) => failure.status(),
+            None => session.response_written().map_or(0, |r| r.status.as_u16()),
         };
         let Some((server, route)) = self.server(ctx) else {
             return;

@@ -1,14 +1,17 @@
 //! The official MCP Python SDK as the client: both transports, two
-//! replicas, through the gateway. The SDK is installed once into a venv
-//! under cargo's target directory (`MCP_SDK_PYTHON` may point at a Python
-//! that already has it).
+//! replicas, through the gateway. The SDK is installed by `make deps-test`
+//! (scripts/install-test-deps.sh, which `make test` runs) into a venv under
+//! cargo's target directory; `MCP_SDK_PYTHON` may point at a Python that
+//! already has it. The test never installs it itself: offline or not, a
+//! missing SDK is a failure that says how to fix it, never a silent pass.
 
 use crate::harness::*;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Pinned so an SDK release cannot change what this test means.
-const SDK: &str = "mcp==2.3.0";
+/// The pinned SDK; the install script copies this file into the venv as its
+/// marker, so a changed pin is noticed here, not as a confusing SDK error.
+const REQUIREMENTS: &str = include_str!("requirements.txt");
 
 fn sdk_python() -> PathBuf {
     if let Ok(p) = std::env::var("MCP_SDK_PYTHON") {
@@ -16,24 +19,14 @@ fn sdk_python() -> PathBuf {
     }
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mcp-sdk-venv");
     let python = venv.join("bin/python");
-    let ready = venv.join(".installed");
-    if !ready.exists() {
-        eprintln!("installing {SDK} into {} (once)", venv.display());
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(&python)
-                .args(["-m", "pip", "install", "-q", SDK])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "could not install the MCP Python SDK ({SDK}); python3 with venv and pip is required"
-        );
-        std::fs::write(&ready, SDK).expect("marker");
-    }
+    let installed = std::fs::read_to_string(venv.join(".installed")).ok();
+    assert!(
+        python.exists() && installed.as_deref() == Some(REQUIREMENTS),
+        "\n\n*** The MCP Python SDK is not installed (or not the pinned version) in {}.\n\
+         *** Run `make deps-test` (scripts/install-test-deps.sh; `make test` runs it),\n\
+         *** or set MCP_SDK_PYTHON to a python that has tests/integration/requirements.txt.\n",
+        venv.display()
+    );
     python
 }
 

@@ -126,6 +126,9 @@ fn a_silent_stream_ends_at_stream_idle_timeout_and_the_client_sees_it() {
         "{out}"
     );
     assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    // Counted as the timeout it was, though a 200 header had gone out.
+    let series = "mcp_requests_total{server=\"demo\",status=\"5xx\"}";
+    assert_eq!(metric(&gw.metrics(), series), 1.0, "{series}");
 }
 
 #[test]
@@ -141,6 +144,8 @@ fn a_broken_upstream_stream_breaks_the_client_stream() {
         "{out}"
     );
     assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    let series = "mcp_requests_total{server=\"demo\",status=\"5xx\"}";
+    assert_eq!(metric(&gw.metrics(), series), 1.0, "{series}");
 }
 
 /// Sends `bytes` one at a time, `pause` apart, until the gateway closes the

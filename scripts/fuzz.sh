@@ -8,7 +8,6 @@
 #   FUZZ_SECONDS=600 scripts/fuzz.sh identity
 #   FUZZ_SANITIZER=address scripts/fuzz.sh   ASan too (slower build and runs)
 #   FUZZ_CODEGEN_UNITS=1 ...                  slower build, faster fuzzing
-#   FUZZ_FEATURES=identity-header-value ...   checks still off by default
 #
 # The machine has only stable Rust; cargo fuzz passes nightly flags
 # (-Zsanitizer, -Cpasses=sancov-module), which stable rustc accepts with
@@ -55,7 +54,7 @@ export OPENSSL_NO_VENDOR=1
 # cargo fuzz builds with one codegen unit for the fastest fuzzing; cargo's
 # usual 16 lets a big crate use both cores, worth more to short runs.
 flags=(--fuzz-dir fuzz --sanitizer "$FUZZ_SANITIZER" --codegen-units "${FUZZ_CODEGEN_UNITS:-16}")
-# e.g. FUZZ_FEATURES=identity-header-value (see fuzz/Cargo.toml).
+# Cargo features of the fuzz crate, if any are added.
 if [ -n "${FUZZ_FEATURES:-}" ]; then flags+=(--features "$FUZZ_FEATURES"); fi
 # One build of every target (they share the instrumented dependencies).
 cargo fuzz build "${flags[@]}"

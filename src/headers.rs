@@ -69,6 +69,18 @@ fn never_from_client(name: &HeaderName) -> bool {
         || name == MCP_SESSION_ID
 }
 
+/// Whether a name may not carry identity: the gateway sets it, forwards the
+/// client's value of it as an MCP header, or treats it as a credential or
+/// framing. An identity header named like one of these would either be
+/// taken from the client as sent or clash with the gateway's own value.
+pub fn is_reserved_name(name: &HeaderName) -> bool {
+    ALLOWLIST.contains(name)
+        || never_from_client(name)
+        || wire_name(name).is_some()
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::WWW_AUTHENTICATE
+}
+
 /// One server's header rules, resolved from the settings at start-up.
 #[derive(Debug, Clone)]
 pub struct HeaderPolicy {
@@ -307,6 +319,22 @@ impl HeaderPolicy {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn identity_headers_cannot_be_ones_the_gateway_owns() {
+        for name in [
+            "x-request-id",
+            "x-forwarded-proto",
+            "host",
+            "cookie",
+            "mcp-session-id",
+        ] {
+            assert!(is_reserved_name(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["x-authenticated-user", "x-employee-id", "x-user-id"] {
+            assert!(!is_reserved_name(&HeaderName::from_static(name)), "{name}");
+        }
+    }
+
     #[test]
     fn ip_text_matches_display() {
         for ip in [

@@ -4,8 +4,8 @@
 //! Invariants: it never panics; an identity is only what the table allows
 //! (a proxy identity is the one trimmed header value from a trusted peer, a
 //! JWT identity needs a verifier, anonymous needs `AUTH_REQUIRED=false`);
-//! with the `identity-header-value` feature, an authenticated identity is
-//! always a valid header value (it is sent upstream as one).
+//! an authenticated identity is always a valid header value (it is sent
+//! upstream as one, UTF-8 bytes as they are).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -17,10 +17,6 @@ use mcp_gateway::config::{Settings, Source};
 use mcp_gateway::identity::{AuthPolicy, IdentitySource};
 use std::net::IpAddr;
 use std::sync::OnceLock;
-
-/// Off until the identity module refuses JWT claims that are not valid
-/// header values; then the feature becomes the default.
-const CHECK_IDENTITY_IS_HEADER_VALUE: bool = cfg!(feature = "identity-header-value");
 
 const SECRET: &str = "fuzz-secret-that-is-at-least-32-bytes-long";
 
@@ -199,9 +195,9 @@ fuzz_target!(|input: Input| {
             "anonymous although authentication is required"
         ),
     }
-    if CHECK_IDENTITY_IS_HEADER_VALUE && identity.is_authenticated() {
+    if identity.is_authenticated() {
         assert!(
-            HeaderValue::from_str(&identity.user).is_ok(),
+            HeaderValue::from_bytes(identity.user.as_bytes()).is_ok(),
             "authenticated identity {:?} is not a valid header value",
             identity.user
         );

@@ -417,7 +417,7 @@ impl AuthSettings {
             proxy_user_header: src.get(
                 "PROXY_USER_HEADER",
                 HeaderName::from_static("x-authenticated-user"),
-                parse_header_name,
+                parse_identity_header_name,
             )?,
             proxy_user_claim: src
                 .get("PROXY_USER_CLAIM", None, |r| parse_claim_name(r).map(Some))?,
@@ -618,6 +618,8 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("JWT_ALGORITHM", "none"),
             ("PROXY_USER_HEADER", "X_Authenticated_User"),
+            ("PROXY_USER_HEADER", "X-Request-Id"),
+            ("PROXY_USER_HEADER", "X-Forwarded-Proto"),
             ("KEEPALIVE_TIMEOUT", "0"),
             ("METRICS_TOKEN", "has spaces"),
             ("CORS_ENABLED", "sometimes"),

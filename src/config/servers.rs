@@ -1,6 +1,6 @@
 //! The YAML file that declares MCP servers (`--config conf/gateway.yaml`).
 
-use super::values::parse_header_name;
+use super::values::{parse_header_name, parse_identity_header_name};
 use super::ConfigError;
 use http::{HeaderName, Uri};
 use serde::Deserialize;
@@ -109,7 +109,9 @@ fn validate_server(
         .collect::<Result<Vec<_>, _>>()?;
     let proxy_header = raw
         .proxy_header
-        .map(|h| parse_header_name(&h).map_err(|e| ConfigError::new(field("proxy_header"), e)))
+        .map(|h| {
+            parse_identity_header_name(&h).map_err(|e| ConfigError::new(field("proxy_header"), e))
+        })
         .transpose()?;
     if proxy_header.is_some() && raw.auth_mode == AuthMode::Jwt {
         return Err(ConfigError::new(
@@ -235,5 +237,9 @@ servers:
         assert!(parse_servers_yaml(typo, "f").is_err());
         let none = "servers:\n  - {name: a}\n";
         assert!(parse_servers_yaml(none, "f").is_err());
+        // The client's X-Request-Id is forwarded as sent: never an identity.
+        let owned = "servers:\n  - {name: a, urls: [http://h/mcp], auth_mode: proxy, proxy_header: X-Request-Id}\n";
+        let e = parse_servers_yaml(owned, "f").unwrap_err();
+        assert!(e.to_string().contains("servers[0].proxy_header"), "{e}");
     }
 }

@@ -68,6 +68,20 @@ pub fn parse_claim_name(raw: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
+/// A header that carries the caller's identity: not one the gateway sets,
+/// forwards as an MCP header, or treats as a credential (the client's value
+/// would travel as sent, or clash with the gateway's).
+pub fn parse_identity_header_name(raw: &str) -> Result<HeaderName, String> {
+    let name = parse_header_name(raw)?;
+    if crate::headers::is_reserved_name(&name) {
+        return Err(format!(
+            "{:?} is a header the gateway sets or forwards itself; choose a dedicated identity header such as X-Authenticated-User",
+            raw.trim()
+        ));
+    }
+    Ok(name)
+}
+
 /// A JSON array of header names, e.g. `["X-Tenant-Id", "X-Request-Id"]`.
 pub fn parse_header_list(raw: &str) -> Result<Vec<HeaderName>, String> {
     let names: Vec<String> = serde_json::from_str(raw)

@@ -11,8 +11,8 @@ use jsonwebtoken::{encode, get_current_timestamp, EncodingKey, Header};
 use mcp_gateway::config::{Settings, Source};
 use mcp_gateway::headers::{HeaderPolicy, RequestFacts};
 use mcp_gateway::identity::{AuthPolicy, Identity, IdentitySource};
-use mcp_gateway::routing::{self, RouteTable, Target};
-use mcp_gateway::session::{SessionKeys, SessionKind, SessionTarget};
+use mcp_gateway::routing::{self, Route, RouteTable};
+use mcp_gateway::session::{PinnedSession, SessionKeys, SessionKind};
 use std::hint::black_box;
 use std::net::IpAddr;
 
@@ -176,8 +176,8 @@ fn header_policy(c: &mut Criterion) {
 fn session(c: &mut Criterion) {
     let keys = SessionKeys::from_secrets(Some("session-secret-of-thirty-two-byt"), None).unwrap();
     let kind = SessionKind::Streamable;
-    let target = SessionTarget {
-        backend: 0x9e37_79b9_7f4a_7c15,
+    let target = PinnedSession {
+        replica: 0x9e37_79b9_7f4a_7c15,
         upstream_id: "5f2b8c1e9a7d4e3f8b6a0c2d1e4f7a9b".into(),
     };
     let now = get_current_timestamp();
@@ -224,7 +224,7 @@ fn route_lookup(c: &mut Criterion) {
         let path = format!("/servers/{}/mcp", names[n / 2]);
         g.bench_with_input(BenchmarkId::from_parameter(n), &path, |b, path| {
             b.iter(|| match routing::classify(black_box(path)) {
-                Target::Server { name, .. } => table.lookup(name),
+                Route::Server { name, .. } => table.lookup(name),
                 _ => None,
             })
         });

@@ -1,23 +1,30 @@
 //! mcp-gateway: a Model Context Protocol gateway on Pingora.
 //!
 //! Decisions live in plain modules (`identity`, `headers`, `routing`,
-//! `session`) that take plain inputs and are tested and benchmarked without
-//! a network; `proxy` adapts them to Pingora's phases; `app` assembles the
-//! server.
+//! `session`, `cors`, `refusal`) that take plain inputs and are tested and
+//! benchmarked without a network; `proxy` adapts them to Pingora's phases;
+//! `app` assembles the server. Public are the modules the binaries, the
+//! benchmarks and the fuzz targets use; the rest is the crate's own.
+//!
+//! Words: a *server* is a registered MCP server; a *replica* is one of its
+//! configured URLs; a *backend* is one address a replica's host resolves
+//! to, what health checks probe and a request connects to; a *route* is
+//! what a request path denotes; a *pinned session* is what a client's
+//! session token names (replica and upstream session id).
 
 pub mod app;
 pub mod config;
-pub mod cors;
+pub(crate) mod cors;
 pub mod headers;
 pub mod identity;
-pub mod legacy_sse;
-pub mod lifecycle;
-pub mod local;
-pub mod metrics;
-pub mod proxy;
+pub(crate) mod legacy_sse;
+pub(crate) mod lifecycle;
+pub(crate) mod local;
+pub(crate) mod metrics;
+pub(crate) mod proxy;
 pub mod refusal;
-pub mod responses;
+pub(crate) mod responses;
 pub mod routing;
 pub mod session;
-pub mod state;
-pub mod upstream;
+pub(crate) mod state;
+pub(crate) mod upstream;

@@ -33,38 +33,38 @@ impl Endpoint {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target<'a> {
+pub enum Route<'a> {
     Local(LocalEndpoint),
     Server { name: &'a str, endpoint: Endpoint },
     NotFound,
 }
 
 /// Classifies a request path (without the query string).
-pub fn classify(path: &str) -> Target<'_> {
+pub fn classify(path: &str) -> Route<'_> {
     match path {
-        "/health" | "/healthz" => return Target::Local(LocalEndpoint::Health),
-        "/ready" | "/readyz" => return Target::Local(LocalEndpoint::Ready),
-        "/metrics" => return Target::Local(LocalEndpoint::Metrics),
-        "/version" => return Target::Local(LocalEndpoint::Version),
+        "/health" | "/healthz" => return Route::Local(LocalEndpoint::Health),
+        "/ready" | "/readyz" => return Route::Local(LocalEndpoint::Ready),
+        "/metrics" => return Route::Local(LocalEndpoint::Metrics),
+        "/version" => return Route::Local(LocalEndpoint::Version),
         _ => {}
     }
     let Some(rest) = path.strip_prefix("/servers/") else {
-        return Target::NotFound;
+        return Route::NotFound;
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let Some((name, tail)) = rest.split_once('/') else {
-        return Target::NotFound;
+        return Route::NotFound;
     };
     let endpoint = match tail {
         "mcp" => Endpoint::Mcp,
         "sse" => Endpoint::Sse,
         "message" | "messages" => Endpoint::Message,
-        _ => return Target::NotFound,
+        _ => return Route::NotFound,
     };
     if name.is_empty() {
-        return Target::NotFound;
+        return Route::NotFound;
     }
-    Target::Server { name, endpoint }
+    Route::Server { name, endpoint }
 }
 
 /// Server name to index in the snapshot's server list: one hash lookup,
@@ -113,38 +113,38 @@ mod tests {
 
     #[test]
     fn local_endpoints() {
-        assert_eq!(classify("/health"), Target::Local(LocalEndpoint::Health));
-        assert_eq!(classify("/ready"), Target::Local(LocalEndpoint::Ready));
-        assert_eq!(classify("/metrics"), Target::Local(LocalEndpoint::Metrics));
-        assert_eq!(classify("/version"), Target::Local(LocalEndpoint::Version));
+        assert_eq!(classify("/health"), Route::Local(LocalEndpoint::Health));
+        assert_eq!(classify("/ready"), Route::Local(LocalEndpoint::Ready));
+        assert_eq!(classify("/metrics"), Route::Local(LocalEndpoint::Metrics));
+        assert_eq!(classify("/version"), Route::Local(LocalEndpoint::Version));
     }
 
     #[test]
     fn server_routes() {
         assert_eq!(
             classify("/servers/github/mcp"),
-            Target::Server {
+            Route::Server {
                 name: "github",
                 endpoint: Endpoint::Mcp
             }
         );
         assert_eq!(
             classify("/servers/github/mcp/"),
-            Target::Server {
+            Route::Server {
                 name: "github",
                 endpoint: Endpoint::Mcp
             }
         );
         assert_eq!(
             classify("/servers/a-1/sse"),
-            Target::Server {
+            Route::Server {
                 name: "a-1",
                 endpoint: Endpoint::Sse
             }
         );
         assert_eq!(
             classify("/servers/a/message"),
-            Target::Server {
+            Route::Server {
                 name: "a",
                 endpoint: Endpoint::Message
             }
@@ -158,7 +158,7 @@ mod tests {
             "/mcp",
             "/servers/a/tools",
         ] {
-            assert_eq!(classify(bad), Target::NotFound, "{bad}");
+            assert_eq!(classify(bad), Route::NotFound, "{bad}");
         }
     }
 

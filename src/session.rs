@@ -1,5 +1,5 @@
 //! MCP session affinity without shared state. The client's session id is a
-//! token sealed with AES-256-GCM: the backend, the upstream's own session id
+//! token sealed with AES-256-GCM: the replica, the upstream's own session id
 //! and an expiry are encrypted (a client cannot read or change them), and
 //! the token's kind, the server and the principal are bound as associated
 //! data. Any gateway replica with the same key routes it to the same
@@ -7,7 +7,7 @@
 //! presented to another server or by another principal does not open.
 //!
 //! Layout (then base64url, no padding):
-//! `version (1) | nonce (12) | AES-GCM( backend (8) | expiry (4) | upstream id ) | tag (16)`,
+//! `version (1) | nonce (12) | AES-GCM( replica (8) | expiry (4) | upstream id ) | tag (16)`,
 //! 41 bytes plus the upstream id: 98 characters for a 32-character id.
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
@@ -100,8 +100,9 @@ impl std::error::Error for KeyError {}
 
 /// What a valid token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionTarget {
-    pub backend: u64,
+pub struct PinnedSession {
+    /// The replica the session lives on (`upstream::replica_id`).
+    pub replica: u64,
     pub upstream_id: String,
 }
 
@@ -116,7 +117,7 @@ pub enum Reply {
 
 /// Issue a token once per upstream session: re-sealing on every response
 /// would show the client a new id each time (and cost a seal per response).
-pub fn reply_for(carried: Option<&SessionTarget>, upstream_id: &str) -> Reply {
+pub fn reply_for(carried: Option<&PinnedSession>, upstream_id: &str) -> Reply {
     match carried {
         Some(t) if t.upstream_id == upstream_id => Reply::Keep,
         _ => Reply::Issue,
@@ -177,10 +178,10 @@ impl SessionKeys {
         kind: SessionKind,
         server: &str,
         principal: &str,
-        target: &SessionTarget,
+        pinned: &PinnedSession,
         expires_at: u64,
     ) -> Result<String, SealError> {
-        self.seal_with(kind, server, principal, target, expires_at, getrandom::fill)
+        self.seal_with(kind, server, principal, pinned, expires_at, getrandom::fill)
     }
 
     fn seal_with(
@@ -188,11 +189,11 @@ impl SessionKeys {
         kind: SessionKind,
         server: &str,
         principal: &str,
-        target: &SessionTarget,
+        pinned: &PinnedSession,
         expires_at: u64,
         random: impl FnOnce(&mut [u8]) -> Result<(), getrandom::Error>,
     ) -> Result<String, SealError> {
-        let id = target.upstream_id.as_bytes();
+        let id = pinned.upstream_id.as_bytes();
         if id.len() > MAX_UPSTREAM_ID {
             return Err(SealError::TooLong);
         }
@@ -205,7 +206,7 @@ impl SessionKeys {
         let mut buf: SmallVec<[u8; 160]> = SmallVec::new();
         buf.push(VERSION);
         buf.extend_from_slice(&nonce);
-        buf.extend_from_slice(&target.backend.to_be_bytes());
+        buf.extend_from_slice(&pinned.replica.to_be_bytes());
         buf.extend_from_slice(&expiry.to_be_bytes());
         buf.extend_from_slice(id);
         let tag = self
@@ -228,7 +229,7 @@ impl SessionKeys {
         principal: &str,
         token: &str,
         now: u64,
-    ) -> Result<SessionTarget, SessionError> {
+    ) -> Result<PinnedSession, SessionError> {
         if token.len() > MAX_TOKEN {
             return Err(SessionError::Malformed);
         }
@@ -247,8 +248,8 @@ impl SessionKeys {
                 Tag::from_slice(tag),
             )
             .map_err(|_| SessionError::DoesNotOpen)?;
-        let mut backend = [0u8; 8];
-        backend.copy_from_slice(&body[..8]);
+        let mut replica = [0u8; 8];
+        replica.copy_from_slice(&body[..8]);
         let mut expiry = [0u8; 4];
         expiry.copy_from_slice(&body[8..FIXED_LEN]);
         if now >= u64::from(u32::from_be_bytes(expiry)) {
@@ -258,8 +259,8 @@ impl SessionKeys {
         raw.truncate(tag_at);
         raw.drain(..HEADER_LEN + FIXED_LEN);
         let upstream_id = String::from_utf8(raw).map_err(|_| SessionError::Malformed)?;
-        Ok(SessionTarget {
-            backend: u64::from_be_bytes(backend),
+        Ok(PinnedSession {
+            replica: u64::from_be_bytes(replica),
             upstream_id,
         })
     }
@@ -286,9 +287,9 @@ mod tests {
         SessionKeys::from_secrets(Some("k"), None).unwrap()
     }
 
-    fn target() -> SessionTarget {
-        SessionTarget {
-            backend: 0xfeed_beef,
+    fn pinned() -> PinnedSession {
+        PinnedSession {
+            replica: 0xfeed_beef,
             upstream_id: "c0ffee-42".into(),
         }
     }
@@ -297,29 +298,29 @@ mod tests {
     fn round_trip() {
         let k = keys();
         let t = k
-            .seal(Streamable, "github", "alice", &target(), 2000)
+            .seal(Streamable, "github", "alice", &pinned(), 2000)
             .unwrap();
         assert!(t
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_eq!(
             k.open(Streamable, "github", "alice", &t, 1000),
-            Ok(target())
+            Ok(pinned())
         );
         let legacy = k
-            .seal(LegacySse, "github", "alice", &target(), 2000)
+            .seal(LegacySse, "github", "alice", &pinned(), 2000)
             .unwrap();
         assert_eq!(
             k.open(LegacySse, "github", "alice", &legacy, 1000),
-            Ok(target())
+            Ok(pinned())
         );
     }
 
     #[test]
     fn the_payload_is_not_readable() {
         let k = keys();
-        let t = SessionTarget {
-            backend: 0x0102_0304_0506_0708,
+        let t = PinnedSession {
+            replica: 0x0102_0304_0506_0708,
             upstream_id: "upstream-session-secret".into(),
         };
         let raw = B64
@@ -327,7 +328,7 @@ mod tests {
             .unwrap();
         let contains = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
         assert!(!contains(b"upstream-session"));
-        assert!(!contains(&t.backend.to_be_bytes()));
+        assert!(!contains(&t.replica.to_be_bytes()));
         assert!(!contains(&2000u32.to_be_bytes()));
         assert_eq!(raw.len(), 41 + t.upstream_id.len());
     }
@@ -335,17 +336,17 @@ mod tests {
     #[test]
     fn tokens_of_one_session_differ_but_each_opens() {
         let k = keys();
-        let a = k.seal(Streamable, "s", "p", &target(), 2000).unwrap();
-        let b = k.seal(Streamable, "s", "p", &target(), 2000).unwrap();
+        let a = k.seal(Streamable, "s", "p", &pinned(), 2000).unwrap();
+        let b = k.seal(Streamable, "s", "p", &pinned(), 2000).unwrap();
         assert_ne!(a, b, "a fresh nonce per seal");
-        assert_eq!(k.open(Streamable, "s", "p", &b, 1), Ok(target()));
+        assert_eq!(k.open(Streamable, "s", "p", &b, 1), Ok(pinned()));
     }
 
     #[test]
     fn refuses_another_kind_principal_server_or_key() {
         let k = keys();
         let t = k
-            .seal(Streamable, "github", "alice", &target(), 2000)
+            .seal(Streamable, "github", "alice", &pinned(), 2000)
             .unwrap();
         let refused = Err(SessionError::DoesNotOpen);
         assert_eq!(k.open(LegacySse, "github", "alice", &t, 1000), refused);
@@ -354,7 +355,7 @@ mod tests {
         // The server/principal boundary is not ambiguous.
         assert_eq!(k.open(Streamable, "githu", "balice", &t, 1000), refused);
         let legacy = k
-            .seal(LegacySse, "github", "alice", &target(), 2000)
+            .seal(LegacySse, "github", "alice", &pinned(), 2000)
             .unwrap();
         assert_eq!(
             k.open(Streamable, "github", "alice", &legacy, 1000),
@@ -367,7 +368,7 @@ mod tests {
     #[test]
     fn refuses_expired_and_tampered_tokens() {
         let k = keys();
-        let t = k.seal(Streamable, "s", "p", &target(), 2000).unwrap();
+        let t = k.seal(Streamable, "s", "p", &pinned(), 2000).unwrap();
         assert_eq!(
             k.open(Streamable, "s", "p", &t, 2000),
             Err(SessionError::Expired)
@@ -402,7 +403,7 @@ mod tests {
     fn keys_depend_on_the_secret_and_its_source() {
         let a = SessionKeys::from_secrets(None, Some("jwt-a")).unwrap();
         let b = SessionKeys::from_secrets(None, Some("jwt-b")).unwrap();
-        let t = a.seal(Streamable, "s", "p", &target(), 2000).unwrap();
+        let t = a.seal(Streamable, "s", "p", &pinned(), 2000).unwrap();
         assert!(a.open(Streamable, "s", "p", &t, 1).is_ok());
         assert!(b.open(Streamable, "s", "p", &t, 1).is_err());
         let direct = SessionKeys::from_secrets(Some("jwt-a"), None).unwrap();
@@ -420,23 +421,23 @@ mod tests {
         assert!(SessionKeys::from_secrets_with(None, Some("j"), fail).is_ok());
         let k = keys();
         assert!(matches!(
-            k.seal_with(Streamable, "s", "p", &target(), 2, fail),
+            k.seal_with(Streamable, "s", "p", &pinned(), 2, fail),
             Err(SealError::NoRandomness(_))
         ));
     }
 
     #[test]
     fn too_long_upstream_ids_are_not_wrapped() {
-        let t = SessionTarget {
-            backend: 1,
+        let t = PinnedSession {
+            replica: 1,
             upstream_id: "x".repeat(MAX_UPSTREAM_ID + 1),
         };
         assert!(matches!(
             keys().seal(Streamable, "s", "p", &t, 2),
             Err(SealError::TooLong)
         ));
-        let longest = SessionTarget {
-            backend: 1,
+        let longest = PinnedSession {
+            replica: 1,
             upstream_id: "x".repeat(MAX_UPSTREAM_ID),
         };
         let token = keys().seal(Streamable, "s", "p", &longest, 2).unwrap();
@@ -445,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_token_is_issued_once_per_upstream_session() {
-        let t = target();
+        let t = pinned();
         assert_eq!(reply_for(None, "c0ffee-42"), Reply::Issue);
         assert_eq!(reply_for(Some(&t), "c0ffee-42"), Reply::Keep);
         assert_eq!(reply_for(Some(&t), "another"), Reply::Issue);

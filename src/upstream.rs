@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// Stable id of a replica URL, carried in session tokens. Derived from the
 /// URL itself so every gateway replica (and a restart) agrees on it.
-pub fn target_id(url: &str) -> u64 {
+pub fn replica_id(url: &str) -> u64 {
     let digest = Sha256::digest(url.as_bytes());
     let mut id = [0u8; 8];
     id.copy_from_slice(&digest[..8]);
@@ -42,7 +42,7 @@ impl Replica {
     fn new(url: &UpstreamUrl) -> Self {
         let uri = |path: &str| path.parse().unwrap_or_else(|_| Uri::from_static("/"));
         Replica {
-            id: target_id(&url.original),
+            id: replica_id(&url.original),
             host_header: HeaderValue::from_str(&url.authority)
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             mcp_uri: uri(&url.path),
@@ -54,22 +54,22 @@ impl Replica {
 
 /// Marks a discovered [`Backend`] with the replica URL it came from.
 #[derive(Debug, Clone, Copy)]
-struct TargetTag(u64);
+struct ReplicaTag(u64);
 
 /// Resolves every replica URL's host on each discovery round, so a DNS
 /// change (a Kubernetes Service, a failover record) is picked up without a
 /// restart. A name that fails to resolve is left out of that round.
 struct UrlDiscovery {
     server: String,
-    targets: Vec<Replica>,
+    replicas: Vec<Replica>,
 }
 
 #[async_trait]
 impl ServiceDiscovery for UrlDiscovery {
     async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
         let mut backends = BTreeSet::new();
-        for target in &self.targets {
-            match tokio::net::lookup_host((target.url.host.as_str(), target.url.port)).await {
+        for replica in &self.replicas {
+            match tokio::net::lookup_host((replica.url.host.as_str(), replica.url.port)).await {
                 Ok(addrs) => {
                     for addr in addrs {
                         let mut backend = Backend {
@@ -77,14 +77,14 @@ impl ServiceDiscovery for UrlDiscovery {
                             weight: 1,
                             ext: Default::default(),
                         };
-                        backend.ext.insert(TargetTag(target.id));
+                        backend.ext.insert(ReplicaTag(replica.id));
                         backends.insert(backend);
                     }
                 }
                 Err(e) => log::warn!(
                     "server {}: cannot resolve {}: {e}",
                     self.server,
-                    target.url.original
+                    replica.url.original
                 ),
             }
         }
@@ -92,9 +92,9 @@ impl ServiceDiscovery for UrlDiscovery {
     }
 }
 
-/// A backend chosen for one request.
+/// A backend selected for one request.
 #[derive(Debug, Clone, Copy)]
-pub struct Chosen {
+pub struct SelectedBackend {
     pub addr: StdSocketAddr,
     pub replica: u64,
 }
@@ -103,12 +103,12 @@ pub struct Chosen {
 /// per discovery round instead of per request.
 struct Candidate {
     backend: Backend,
-    chosen: Chosen,
+    selected: SelectedBackend,
 }
 
 /// The replicas of one server: Pingora's `Backends` for discovery and the
 /// shared health registry, and our own round robin over a prepared list.
-/// (`LoadBalancer::select` clones the chosen `Backend`, its extensions map
+/// (`LoadBalancer::select` clones the selected `Backend`, its extensions map
 /// included, and builds a `HashSet` on every request; this path allocates
 /// nothing.)
 pub struct ServerUpstream {
@@ -123,7 +123,7 @@ impl ServerUpstream {
         let replicas: Vec<Replica> = urls.iter().map(Replica::new).collect();
         let discovery = UrlDiscovery {
             server: server.to_string(),
-            targets: replicas.clone(),
+            replicas: replicas.clone(),
         };
         ServerUpstream {
             backends: Backends::new_with_health_registry(Box::new(discovery), health.clone()),
@@ -141,9 +141,9 @@ impl ServerUpstream {
                 let list = members
                     .iter()
                     .filter_map(|b| {
-                        chosen(b).map(|chosen| Candidate {
+                        selected(b).map(|selected| Candidate {
                             backend: b.clone(),
-                            chosen,
+                            selected,
                         })
                     })
                     .collect();
@@ -162,23 +162,23 @@ impl ServerUpstream {
     }
 
     /// Round robin over healthy backends, skipping ones this request already tried.
-    pub fn select(&self, exclude: &[StdSocketAddr]) -> Option<Chosen> {
+    pub fn select(&self, exclude: &[StdSocketAddr]) -> Option<SelectedBackend> {
         let list = self.candidates.load();
         let n = list.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|k| &list[start.wrapping_add(k) % n])
-            .find(|c| !exclude.contains(&c.chosen.addr) && self.backends.ready(&c.backend))
-            .map(|c| c.chosen)
+            .find(|c| !exclude.contains(&c.selected.addr) && self.backends.ready(&c.backend))
+            .map(|c| c.selected)
     }
 
     /// A healthy backend of the given replica URL (a session's pinned replica).
-    pub fn select_replica(&self, replica: u64) -> Option<Chosen> {
+    pub fn select_backend_of(&self, replica: u64) -> Option<SelectedBackend> {
         self.candidates
             .load()
             .iter()
-            .find(|c| c.chosen.replica == replica && self.backends.ready(&c.backend))
-            .map(|c| c.chosen)
+            .find(|c| c.selected.replica == replica && self.backends.ready(&c.backend))
+            .map(|c| c.selected)
     }
 
     /// Health of every discovered backend, for `/metrics`.
@@ -186,15 +186,15 @@ impl ServerUpstream {
         self.candidates
             .load()
             .iter()
-            .map(|c| (c.chosen.addr, self.backends.ready(&c.backend)))
+            .map(|c| (c.selected.addr, self.backends.ready(&c.backend)))
             .collect()
     }
 }
 
-fn chosen(b: &Backend) -> Option<Chosen> {
-    Some(Chosen {
+fn selected(b: &Backend) -> Option<SelectedBackend> {
+    Some(SelectedBackend {
         addr: *b.addr.as_inet()?,
-        replica: b.ext.get::<TargetTag>()?.0,
+        replica: b.ext.get::<ReplicaTag>()?.0,
     })
 }
 

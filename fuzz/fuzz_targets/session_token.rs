@@ -7,7 +7,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mcp_gateway::session::{
-    SealError, SessionError, SessionKeys, SessionKind, SessionTarget, MAX_UPSTREAM_ID,
+    SealError, SessionError, SessionKeys, SessionKind, PinnedSession, MAX_UPSTREAM_ID,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -38,8 +38,8 @@ fuzz_target!(|input: Input| {
     let (now, expires_at) = (u64::from(input.now), u64::from(input.expires_at));
     let _ = keys.open(kind, &input.server, &input.principal, &input.token, now);
 
-    let target = SessionTarget {
-        backend: input.backend,
+    let target = PinnedSession {
+        replica: input.backend,
         upstream_id: input.upstream_id.clone(),
     };
     let token = match keys.seal(kind, &input.server, &input.principal, &target, expires_at) {

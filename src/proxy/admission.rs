@@ -7,9 +7,9 @@ use crate::headers::MCP_SESSION_ID;
 use crate::identity::{AuthError, Identity};
 use crate::refusal::Refusal;
 use crate::routing::{self, Endpoint};
-use crate::session::{SessionError, SessionKind, SessionTarget};
+use crate::session::{PinnedSession, SessionError, SessionKind};
 use crate::state::ServerRuntime;
-use crate::upstream::Chosen;
+use crate::upstream::SelectedBackend;
 use http::Method;
 use pingora::proxy::Session;
 use std::time::Instant;
@@ -62,7 +62,7 @@ impl Gateway {
         endpoint: Endpoint,
         identity: &Identity,
         session: &Session,
-    ) -> std::result::Result<Option<(SessionTarget, Chosen)>, Refusal> {
+    ) -> std::result::Result<Option<(PinnedSession, SelectedBackend)>, Refusal> {
         let req = session.req_header();
         let (kind, token) = match endpoint {
             Endpoint::Mcp => {
@@ -79,7 +79,7 @@ impl Gateway {
             },
             Endpoint::Sse => return Ok(None),
         };
-        let target = self
+        let pinned = self
             .state
             .sessions
             .open(kind, &server.name, identity.principal(), token, now_secs())
@@ -87,8 +87,8 @@ impl Gateway {
                 log::info!("404 {}: {} ({e:?})", server.name, e.message());
                 Refusal::UnknownSession(e.message())
             })?;
-        match server.upstream.select_replica(target.backend) {
-            Some(chosen) => Ok(Some((target, chosen))),
+        match server.upstream.select_backend_of(pinned.replica) {
+            Some(selected) => Ok(Some((pinned, selected))),
             None => Err(Refusal::SessionBackendGone),
         }
     }
@@ -118,13 +118,13 @@ impl Gateway {
         }
         let identity = self.authenticate(server, session)?;
         let resumed = self.resume_session(server, endpoint, &identity, session)?;
-        let (pinned, chosen) = resumed.map_or((None, None), |(t, c)| (Some(t), Some(c)));
+        let (pinned, selected) = resumed.map_or((None, None), |(t, c)| (Some(t), Some(c)));
         Ok(RouteCtx {
             server: index,
             endpoint,
             identity,
             pinned,
-            chosen,
+            selected,
             tried: Vec::new(),
             sse_scanner: None,
         })

@@ -17,9 +17,9 @@ use crate::lifecycle::InFlight;
 use crate::refusal::{self, Refusal};
 use crate::responses::ErrorShape;
 use crate::routing::Endpoint;
-use crate::session::{self, Reply, SessionError, SessionKind, SessionTarget};
+use crate::session::{self, PinnedSession, Reply, SessionError, SessionKind};
 use crate::state::{GatewayState, ServerRuntime};
-use crate::upstream::{Chosen, Replica};
+use crate::upstream::{Replica, SelectedBackend};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
@@ -51,8 +51,8 @@ struct RouteCtx {
     endpoint: Endpoint,
     identity: Identity,
     /// From the client's session token: the backend and the upstream's id.
-    pinned: Option<SessionTarget>,
-    chosen: Option<Chosen>,
+    pinned: Option<PinnedSession>,
+    selected: Option<SelectedBackend>,
     tried: Vec<SocketAddr>,
     sse_scanner: Option<EndpointScanner>,
 }
@@ -87,7 +87,7 @@ impl Gateway {
 
     /// Path and query the upstream sees for this request; without a query
     /// string it is the replica's prepared URI, no parsing.
-    fn upstream_uri(target: &Replica, route: &RouteCtx, query: Option<&str>) -> Result<http::Uri> {
+    fn upstream_uri(replica: &Replica, route: &RouteCtx, query: Option<&str>) -> Result<http::Uri> {
         let parse = |text: &str| {
             text.parse::<http::Uri>()
                 .or_err(ErrorType::InternalError, "upstream path is not a valid URI")
@@ -96,8 +96,8 @@ impl Gateway {
             return parse(&pinned.upstream_id);
         }
         let base = match route.endpoint {
-            Endpoint::Sse => &target.sse_uri,
-            _ => &target.mcp_uri,
+            Endpoint::Sse => &replica.sse_uri,
+            _ => &replica.mcp_uri,
         };
         match query {
             None => Ok(base.clone()),
@@ -113,16 +113,16 @@ impl Gateway {
         route: &RouteCtx,
         upstream: &str,
     ) -> std::result::Result<Bytes, String> {
-        let target = route
-            .chosen
+        let found = route
+            .selected
             .as_ref()
             .and_then(|c| Some((c.replica, server.upstream.replica(c.replica)?)));
-        let Some((replica, target)) = target else {
+        let Some((replica_id, replica)) = found else {
             return Err("its backend left the configuration".into());
         };
         let Some(path) = legacy_sse::upstream_message_path(
             upstream,
-            &legacy_sse::sse_path_for(&target.url.path),
+            &legacy_sse::sse_path_for(&replica.url.path),
         ) else {
             return Err(format!("unparsable endpoint ({} bytes)", upstream.len()));
         };
@@ -133,8 +133,8 @@ impl Gateway {
                 SessionKind::LegacySse,
                 &server.name,
                 route.identity.principal(),
-                &SessionTarget {
-                    backend: replica,
+                &PinnedSession {
+                    replica: replica_id,
                     upstream_id: path,
                 },
                 now_secs() + self.state.session_ttl.as_secs(),
@@ -168,11 +168,11 @@ impl Gateway {
             },
         };
         let server = &self.state.servers[route.server];
-        let token = match (issue, route.chosen.as_ref()) {
+        let token = match (issue, route.selected.as_ref()) {
             (None, _) => session.req_header().headers.get(&MCP_SESSION_ID).cloned(),
-            (Some(Ok(upstream_id)), Some(chosen)) => {
-                let target = SessionTarget {
-                    backend: chosen.replica,
+            (Some(Ok(upstream_id)), Some(selected)) => {
+                let pinned = PinnedSession {
+                    replica: selected.replica,
                     upstream_id,
                 };
                 let expires = now_secs() + self.state.session_ttl.as_secs();
@@ -180,7 +180,7 @@ impl Gateway {
                     SessionKind::Streamable,
                     &server.name,
                     route.identity.principal(),
-                    &target,
+                    &pinned,
                     expires,
                 );
                 match sealed {
@@ -279,20 +279,20 @@ impl ProxyHttp for Gateway {
         };
         let server = &state.servers[route.server];
         if route.pinned.is_none() {
-            route.chosen = server.upstream.select(&route.tried);
+            route.selected = server.upstream.select(&route.tried);
         }
-        let Some(chosen) = route.chosen else {
+        let Some(selected) = route.selected else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
         };
-        let Some(target) = server.upstream.replica(chosen.replica) else {
+        let Some(replica) = server.upstream.replica(selected.replica) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "backend left the configuration");
         };
-        let sni = if target.url.tls {
-            target.url.host.clone()
+        let sni = if replica.url.tls {
+            replica.url.host.clone()
         } else {
             String::new()
         };
-        let mut peer = HttpPeer::new(chosen.addr, target.url.tls, sni);
+        let mut peer = HttpPeer::new(selected.addr, replica.url.tls, sni);
         peer.options.connection_timeout = Some(state.connect_timeout);
         peer.options.total_connection_timeout = Some(state.connect_timeout * 2);
         let req = session.req_header();
@@ -323,8 +323,8 @@ impl ProxyHttp for Gateway {
         };
         let server = &self.state.servers[route.server];
         log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
-        if let Some(chosen) = &route.chosen {
-            route.tried.push(chosen.addr);
+        if let Some(selected) = &route.selected {
+            route.tried.push(selected.addr);
         }
         if route.pinned.is_some() {
             return Error::explain(
@@ -348,19 +348,19 @@ impl ProxyHttp for Gateway {
         let Some((server, route)) = self.server(ctx) else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };
-        let Some(target) = route
-            .chosen
+        let Some(replica) = route
+            .selected
             .as_ref()
             .and_then(|c| server.upstream.replica(c.replica))
         else {
-            return Error::e_explain(ErrorType::InternalError, "no backend chosen");
+            return Error::e_explain(ErrorType::InternalError, "no backend selected");
         };
         let peer = peer_ip(session);
         let facts = RequestFacts {
             identity: &route.identity,
             peer,
             peer_trusted: server.auth.peer_is_trusted(peer),
-            upstream_host: &target.host_header,
+            upstream_host: &replica.host_header,
             upstream_session: route
                 .pinned
                 .as_ref()
@@ -385,7 +385,7 @@ impl ProxyHttp for Gateway {
                 None => upstream_request.insert_header(name, value)?,
             }
         }
-        let uri = Self::upstream_uri(target, route, session.req_header().uri.query())?;
+        let uri = Self::upstream_uri(replica, route, session.req_header().uri.query())?;
         upstream_request.set_uri(uri);
         Ok(())
     }
@@ -537,7 +537,7 @@ impl ProxyHttp for Gateway {
                 status,
                 server.name,
                 route.identity.user,
-                route.chosen.as_ref().map_or("-".into(), |c| c.addr.to_string()),
+                route.selected.as_ref().map_or("-".into(), |c| c.addr.to_string()),
                 elapsed,
                 error.map_or(String::new(), |e| format!(" error={e}")),
             );

@@ -6,7 +6,7 @@ use crate::cors::Check;
 use crate::local;
 use crate::refusal::{self, Refusal};
 use crate::responses::{ErrorShape, LocalResponse, SECURITY_HEADERS};
-use crate::routing::{self, Target};
+use crate::routing::{self, Route};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -48,9 +48,9 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> std::result::Result<RouteCtx, LocalResponse> {
         let req = session.req_header();
-        let target = routing::classify(req.uri.path());
-        let shape = match target {
-            Target::Server { .. } => ErrorShape::JsonRpc,
+        let route = routing::classify(req.uri.path());
+        let shape = match route {
+            Route::Server { .. } => ErrorShape::JsonRpc,
             _ => ErrorShape::Plain,
         };
         let outcome = match self.state.cors.check(&req.method, &req.headers) {
@@ -62,15 +62,15 @@ impl Gateway {
             Check::Preflight(origin) => Err(self.state.cors.preflight(&origin)),
             Check::Pass(origin) => {
                 ctx.origin = origin;
-                match target {
-                    Target::Local(endpoint) => {
+                match route {
+                    Route::Local(endpoint) => {
                         Err(
                             local::respond(endpoint, &self.state, &req.headers, peer_ip(session))
                                 .unwrap_or_else(|r| self.refuse(&r, shape)),
                         )
                     }
-                    Target::NotFound => Err(self.refuse(&Refusal::NotFound, shape)),
-                    Target::Server { name, endpoint } => self
+                    Route::NotFound => Err(self.refuse(&Refusal::NotFound, shape)),
+                    Route::Server { name, endpoint } => self
                         .route(session, name, endpoint)
                         .map_err(|r| self.refuse(&r, shape)),
                 }

@@ -2,7 +2,7 @@
 //!
 //! Pingora copies the peer's read timeout into the upstream session before
 //! the request is sent and offers no hook to change it once the response
-//! header is known, so the limit is chosen from the request: whatever the
+//! header is known, so the limit is selected from the request: whatever the
 //! upstream *may* answer as an event stream gets the stream limit, since a
 //! tool that works quietly or waits on the user (elicitation) sends nothing
 //! for minutes between events.

@@ -86,13 +86,23 @@ impl TokenCache {
         };
         // Compare-and-swap, retried if another insert swapped the shard first.
         self.shard(token).rcu(|current| {
-            let mut next = (**current).clone();
-            if next.len() >= self.shard_capacity && !next.contains_key(token) {
-                next.retain(|_, e| now < e.expires);
-                if next.len() >= self.shard_capacity {
-                    next = Shard::with_capacity(self.shard_capacity);
-                }
-            }
+            let full = current.len() >= self.shard_capacity && !current.contains_key(token);
+            let mut next = if !full {
+                (**current).clone()
+            } else if current.values().any(|e| e.expires <= now) {
+                let mut live = Shard::with_capacity(self.shard_capacity);
+                live.extend(
+                    current
+                        .iter()
+                        .filter(|(_, e)| now < e.expires)
+                        .map(|(k, e)| (k.clone(), e.clone())),
+                );
+                live
+            } else {
+                // Decided before copying: a flood's full shard is not copied
+                // only to be thrown away.
+                Shard::with_capacity(self.shard_capacity)
+            };
             next.insert(key.clone(), entry.clone());
             next
         });

@@ -8,10 +8,11 @@
 //! Reads take no lock: the map is split into shards, each an immutable
 //! `HashMap` behind an `ArcSwap`, and a hit clones the shared user name (a
 //! reference count). An insert copies one shard and swaps it in; a shard
-//! holds at most `capacity / SHARDS` entries (about 40 for 10,000), so a
-//! flood of distinct tokens costs each insert a copy of 40 entries, never of
-//! the whole cache. Copying keeps the hash table's layout (no rehash) and the
-//! entries are reference-counted, so a copy is a memcpy plus 80 increments.
+//! holds at most `capacity / 256` entries (40 for 10,000), so a flood of
+//! distinct tokens costs each insert a copy of at most 40 entries (20 on
+//! average), never of the whole cache. Copying keeps the hash table's layout
+//! (no rehash) and the entries are reference-counted, so a copy is a memcpy
+//! plus two increments per entry.
 //! A full shard first drops its expired entries; if none has expired it
 //! starts empty again (a new generation): a flood evicts its own entries as
 //! much as anyone's, and an evicted token is simply verified again.

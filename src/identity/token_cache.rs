@@ -8,10 +8,11 @@
 //! Reads take no lock: the map is split into shards, each an immutable
 //! `HashMap` behind an `ArcSwap`, and a hit clones the shared user name (a
 //! reference count). An insert copies one shard and swaps it in; a shard
-//! holds at most `capacity / SHARDS` entries (about 40 for 10,000), so a
-//! flood of distinct tokens costs each insert a copy of 40 entries, never of
-//! the whole cache. Copying keeps the hash table's layout (no rehash) and the
-//! entries are reference-counted, so a copy is a memcpy plus 80 increments.
+//! holds at most `capacity / 256` entries (40 for 10,000), so a flood of
+//! distinct tokens costs each insert a copy of at most 40 entries (20 on
+//! average), never of the whole cache. Copying keeps the hash table's layout
+//! (no rehash) and the entries are reference-counted, so a copy is a memcpy
+//! plus two increments per entry.
 //! A full shard first drops its expired entries; if none has expired it
 //! starts empty again (a new generation): a flood evicts its own entries as
 //! much as anyone's, and an evicted token is simply verified again.
@@ -86,13 +87,23 @@ impl TokenCache {
         };
         // Compare-and-swap, retried if another insert swapped the shard first.
         self.shard(token).rcu(|current| {
-            let mut next = (**current).clone();
-            if next.len() >= self.shard_capacity && !next.contains_key(token) {
-                next.retain(|_, e| now < e.expires);
-                if next.len() >= self.shard_capacity {
-                    next = Shard::with_capacity(self.shard_capacity);
-                }
-            }
+            let full = current.len() >= self.shard_capacity && !current.contains_key(token);
+            let mut next = if !full {
+                (**current).clone()
+            } else if current.values().any(|e| e.expires <= now) {
+                let mut live = Shard::with_capacity(self.shard_capacity);
+                live.extend(
+                    current
+                        .iter()
+                        .filter(|(_, e)| now < e.expires)
+                        .map(|(k, e)| (k.clone(), e.clone())),
+                );
+                live
+            } else {
+                // Decided before copying: a flood's full shard is not copied
+                // only to be thrown away.
+                Shard::with_capacity(self.shard_capacity)
+            };
             next.insert(key.clone(), entry.clone());
             next
         });

@@ -175,7 +175,7 @@ fuzz_target!(|input: Input| {
     }
     let identity = match &input.user {
         Some(user) => Identity {
-            user: user.clone(),
+            user: user.as_str().into(),
             source: if input.jwt {
                 IdentitySource::Jwt
             } else {

@@ -7,7 +7,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mcp_gateway::session::{
-    SealError, SessionError, SessionKeys, SessionKind, PinnedSession, MAX_UPSTREAM_ID,
+    PinnedSession, SealError, SessionError, SessionKeys, SessionKind, MAX_UPSTREAM_ID,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -45,12 +45,18 @@ fuzz_target!(|input: Input| {
     let token = match keys.seal(kind, &input.server, &input.principal, &target, expires_at) {
         Ok(token) => token,
         Err(SealError::TooLong) => {
-            assert!(input.upstream_id.len() > MAX_UPSTREAM_ID, "seal refused a short id");
+            assert!(
+                input.upstream_id.len() > MAX_UPSTREAM_ID,
+                "seal refused a short id"
+            );
             return;
         }
         Err(e) => panic!("seal failed: {e}"),
     };
-    assert!(token.bytes().all(|b| b.is_ascii_graphic()), "token not ASCII");
+    assert!(
+        token.bytes().all(|b| b.is_ascii_graphic()),
+        "token not ASCII"
+    );
     let opened = keys.open(kind, &input.server, &input.principal, &token, now);
     if now < expires_at {
         assert_eq!(opened, Ok(target), "a sealed token did not open back");
@@ -58,7 +64,11 @@ fuzz_target!(|input: Input| {
         assert_eq!(opened, Err(SessionError::Expired));
     }
     let wrong_kind = keys.open(other_kind, &input.server, &input.principal, &token, 0);
-    assert_eq!(wrong_kind, Err(SessionError::DoesNotOpen), "opened as the other kind");
+    assert_eq!(
+        wrong_kind,
+        Err(SessionError::DoesNotOpen),
+        "opened as the other kind"
+    );
     if (&input.other_server, &input.other_principal) != (&input.server, &input.principal) {
         let foreign = keys.open(kind, &input.other_server, &input.other_principal, &token, 0);
         assert_eq!(

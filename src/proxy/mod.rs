@@ -477,17 +477,28 @@ impl ProxyHttp for Gateway {
 
     /// CORS on proxied responses is the gateway's: the MCP server's own
     /// `Access-Control-*` headers are replaced by the configured ones.
+    /// Without an `Origin` the request is not a browser's cross-origin call
+    /// and its answer (a POST's, or an event stream) is not cacheable, so
+    /// the usual response costs one scan of its header names, no edits.
     async fn response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        for name in UPSTREAM_CORS_HEADERS {
-            upstream_response.remove_header(name);
+        let upstream_cors = upstream_response
+            .headers
+            .keys()
+            .any(|name| name.as_str().starts_with("access-control-"));
+        if upstream_cors {
+            for name in UPSTREAM_CORS_HEADERS {
+                upstream_response.remove_header(name);
+            }
         }
-        for (name, value) in self.state.cors.response_headers(ctx.origin.as_deref()) {
-            upstream_response.append_header(name, value)?;
+        if ctx.origin.is_some() {
+            for (name, value) in self.state.cors.response_headers(ctx.origin.as_deref()) {
+                upstream_response.append_header(name, value)?;
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod cors;
+pub mod fdlimit;
 pub mod headers;
 pub mod identity;
 pub mod legacy_sse;

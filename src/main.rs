@@ -43,5 +43,8 @@ fn main() {
         println!("configuration OK: {} server(s)", settings.servers.len());
         return;
     }
+    // Before any listener or connection exists; with --check-config the
+    // limit of the checking shell does not matter.
+    mcp_gateway::fdlimit::raise_at_start();
     mcp_gateway::app::run(settings)
 }

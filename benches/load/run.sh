@@ -603,10 +603,18 @@ CONF
 streams_one() {
   local key=$1 demo_port port url target client out line
   local headers=(-H "X-Authenticated-User: bench@example.com")
-  read -r demo_port port < <(free_ports 2)
+  # The demo server picks its own port and prints it: a port picked here could
+  # be taken by then as the local port of some client's connection (EADDRINUSE).
   spawn "$key-demo" "$WORK/$key-demo.log" env -i PATH="$PATH" RUST_LOG=warn \
-    "$DEMO" --listen "127.0.0.1:$demo_port" --name bench
+    "$DEMO" --listen 127.0.0.1:0 --name bench
+  for _ in $(seq 100); do
+    demo_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$key-demo.log")
+    [ -n "$demo_port" ] && break
+    sleep 0.1
+  done
+  [ -n "$demo_port" ] || die "($key) the demo server did not start: $(cat "$WORK/$key-demo.log")"
   wait_until_serving "$key-demo" "http://127.0.0.1:$demo_port/healthz"
+  port=$(free_ports 1)
   case "$key" in
     direct)
       port=$demo_port

@@ -216,7 +216,7 @@ everything below in one go and rewrites the "Results" section of this file;
 the figures are from one machine and only mean something next to each other.
 
 ```bash
-make bench-load                     # throughput, fixed rate, RSS; writes BENCHMARKS.md (~8 min)
+make bench-load                     # throughput, fixed rate, RSS, streams; writes BENCHMARKS.md (~10 min)
 make bench-load-smoke               # 1 short round of everything: does it still run? (no figures)
 MODE=streams STREAMS=1000 make bench-load   # memory per open event stream, ~2 min
 MODE=rate RATE=5000 benches/load/run.sh

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 // The same allocator as the gateway, so the comparison measures Pingora and
 // the gateway's own work, not two allocators.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -15,6 +15,7 @@
 pub mod app;
 pub mod config;
 pub(crate) mod cors;
+pub mod fdlimit;
 pub mod headers;
 pub mod identity;
 pub(crate) mod legacy_sse;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 // glibc's malloc takes an arena lock when memory is freed on another thread
 // than the one that allocated it, which Pingora's work-stealing runtime does
 // on every request; under load that cost a third of the throughput.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -43,5 +44,8 @@ fn main() {
         println!("configuration OK: {} server(s)", settings.servers.len());
         return;
     }
+    // Before any listener or connection exists; with --check-config the
+    // limit of the checking shell does not matter.
+    mcp_gateway::fdlimit::raise_at_start();
     mcp_gateway::app::run(settings)
 }

@@ -216,15 +216,18 @@ everything below in one go and rewrites the "Results" section of this file;
 the figures are from one machine and only mean something next to each other.
 
 ```bash
-make bench-load                     # throughput, fixed rate, RSS; writes BENCHMARKS.md (~8 min)
+make bench-load                     # throughput, fixed rate, RSS, streams; writes BENCHMARKS.md (~10 min)
 make bench-load-smoke               # 1 short round of everything: does it still run? (no figures)
+MODE=streams STREAMS=1000 make bench-load   # memory per open event stream, ~2 min
 MODE=rate RATE=5000 benches/load/run.sh
 DURATION=30s CONNECTIONS=128 ROUNDS=5 make bench-load
 ```
 
-Settings (environment): `MODE` (`full`, `throughput`, `rate`, `rss`, `smoke`),
+Settings (environment): `MODE` (`full`, `throughput`, `rate`, `rss`, `smoke`,
+`streams`: open event streams, printed only, see "Open streams" below),
 `DURATION`, `CONNECTIONS`, `THREADS`, `ROUNDS`, `WARMUP` (wrk), `RATE`,
 `RATE_DURATION`, `RATE_CONNECTIONS` (loadgen), `IDLE_CONNECTIONS` (RSS),
+`STREAMS`, `STREAM_SETTLE`, `STREAM_MEASURE` (streams),
 `SKIP_BUILD=1`, `KEEP_TMP=1` (keep the work directory with every raw output),
 `WRITE_RESULTS=0|1`, `SETTLE_SECONDS` (how long to let the load average of
 the build decay before measuring, default 60). The script installs `wrk` and `nginx` if they are missing.

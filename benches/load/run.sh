@@ -10,14 +10,18 @@
 # (1)-(3) are yardsticks: the gateway's cost is only meaningful next to the
 # same load through nginx and through Pingora doing nothing.
 #
-# Modes (MODE=…): full (default: throughput, then rate, then RSS; writes
-# BENCHMARKS.md), throughput, rate, rss, instructions (user-space
+# Modes (MODE=…): full (default: throughput, then rate, then RSS, then
+# streams; writes BENCHMARKS.md except the streams table), throughput, rate, rss, instructions (user-space
 # instructions per request of (3)-(6) under callgrind: repeatable where req/s
 # are noisy), smoke (everything, tiny and short; only proves the benchmark
-# still runs). Settings, all overridable:
+# still runs), streams (memory per open MCP event stream and the delay added
+# to each event, issue 10: the demo server directly, nginx, the bare Pingora
+# pass-through and the gateway, each holding STREAMS open GET streams; prints
+# its own report). Settings, all overridable:
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s      (wrk)
 #   RATE=2000 RATE_DURATION=10s RATE_CONNECTIONS=32               (loadgen)
 #   IDLE_CONNECTIONS=10000                                         (RSS)
+#   STREAMS=1000 STREAM_SETTLE=5 STREAM_MEASURE=10                 (streams)
 #   SKIP_BUILD=1  KEEP_TMP=1  WRITE_RESULTS=0|1  SETTLE_SECONDS=60
 set -euo pipefail
 
@@ -31,7 +35,7 @@ HERE=$ROOT/benches/load
 
 # What was asked for, as BENCHMARKS.md records it.
 overrides=""
-for var in MODE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS; do
+for var in MODE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE; do
   if [ -n "${!var:-}" ]; then overrides+="$var=${!var} "; fi
 done
 BENCH_COMMAND="$overrides${BENCH_COMMAND:-benches/load/run.sh}"
@@ -44,6 +48,7 @@ case "$MODE" in
     WARMUP=${WARMUP:-1s} RATE=${RATE:-200} RATE_DURATION=${RATE_DURATION:-2s}
     RATE_CONNECTIONS=${RATE_CONNECTIONS:-4} IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-200}
     SETTLE_SECONDS=${SETTLE_SECONDS:-0}
+    STREAMS=${STREAMS:-20} STREAM_SETTLE=${STREAM_SETTLE:-1} STREAM_MEASURE=${STREAM_MEASURE:-2}
     ;;
   instructions)
     # Instructions are counted, not timed: a few connections are enough and
@@ -51,9 +56,9 @@ case "$MODE" in
     DURATION=${DURATION:-20s} CONNECTIONS=${CONNECTIONS:-4} THREADS=${THREADS:-1}
     WARMUP=${WARMUP:-5s} SETTLE_SECONDS=${SETTLE_SECONDS:-0}
     ;;
-  full | throughput | rate | rss) ;;
+  full | throughput | rate | rss | streams) ;;
   *)
-    echo "run.sh: MODE must be full, throughput, rate, rss, instructions or smoke (got '$MODE')" >&2
+    echo "run.sh: MODE must be full, throughput, rate, rss, instructions, streams or smoke (got '$MODE')" >&2
     exit 2
     ;;
 esac
@@ -67,6 +72,9 @@ RATE_DURATION=${RATE_DURATION:-10s}
 RATE_CONNECTIONS=${RATE_CONNECTIONS:-32}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 SETTLE_SECONDS=${SETTLE_SECONDS:-60}
+STREAMS=${STREAMS:-1000}
+STREAM_SETTLE=${STREAM_SETTLE:-5}
+STREAM_MEASURE=${STREAM_MEASURE:-10}
 # Only a complete run may replace the published figures.
 if [ "$MODE" = full ]; then WRITE_RESULTS=${WRITE_RESULTS:-1}; else WRITE_RESULTS=${WRITE_RESULTS:-0}; fi
 
@@ -96,9 +104,11 @@ ensure_tools() {
 nginx_bin() { command -v nginx 2>/dev/null || echo /usr/sbin/nginx; }
 
 # 10,000 idle connections need 10,000 descriptors in the gateway and as many
-# in the client that holds them open; both inherit this shell's limit.
+# in the client that holds them open; an open stream needs two in a proxy
+# (client side and upstream side). Every process inherits this shell's limit.
 raise_fd_limit() {
   local need=$((IDLE_CONNECTIONS + 4096))
+  [ $((2 * STREAMS + 4096)) -gt "$need" ] && need=$((2 * STREAMS + 4096))
   if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
     ulimit -Hn "$need" 2>/dev/null || true
   fi
@@ -107,7 +117,8 @@ raise_fd_limit() {
   have=$(ulimit -n)
   if [ "$have" != unlimited ] && [ "$have" -lt "$need" ]; then
     IDLE_CONNECTIONS=$((have - 4096))
-    log "open-file limit is $have: holding only $IDLE_CONNECTIONS idle connections"
+    STREAMS=$(((have - 4096) / 2))
+    log "open-file limit is $have: holding only $IDLE_CONNECTIONS idle connections, $STREAMS streams"
   fi
 }
 
@@ -121,8 +132,10 @@ build() {
   GATEWAY=$ROOT/target/release/mcp-gateway
   PASSTHROUGH=$ROOT/target/release/examples/passthrough
   LOADGEN=$ROOT/target/release/examples/loadgen
+  STREAMS_CLIENT=$ROOT/target/release/examples/streams
+  DEMO=$ROOT/target/release/mcp-demo-server
   local bin
-  for bin in "$GATEWAY" "$PASSTHROUGH" "$LOADGEN"; do
+  for bin in "$GATEWAY" "$PASSTHROUGH" "$LOADGEN" "$STREAMS_CLIENT" "$DEMO"; do
     [ -x "$bin" ] || die "$bin is missing (build failed?)"
   done
 }
@@ -286,7 +299,7 @@ start_gateway() {
   # shellcheck disable=SC2046 # counted prints words on purpose
   spawn "$key" "$WORK/$key.log" env -i PATH="$PATH" HOME="$WORK" \
     HOST=127.0.0.1 PORT="$port" LOG_LEVEL=warn SHUTDOWN_DRAIN_SECONDS=0 \
-    SESSION_SECRET="$SESSION_SECRET" "$@" $(counted "$key") "$GATEWAY" --config "$WORK/gateway.yaml"
+    SESSION_SECRET="$SESSION_SECRET" "$@" $(counted "$key") "$GATEWAY" --config "${GATEWAY_CONFIG:-$WORK/gateway.yaml}"
 }
 
 write_gateway_config() {
@@ -531,6 +544,138 @@ rss() {
   log "RSS: $(tr '\n' ' ' <"$WORK/rss.env")"
 }
 
+# -------------------------------------------------------------- streams ---
+
+# RSS of a process and of everything in its session (spawn's setsid): nginx
+# is a master and its workers.
+session_rss_kb() { ps -o rss= --sid "$1" | awk '{ s += $1 } END { print s + 0 }'; }
+
+stop_group() {
+  local pid
+  for pid in "$@"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+}
+
+# nginx as the MCP guides configure it for event streams: no response
+# buffering, so each event goes out as it arrives; a worker needs two
+# connections per stream.
+start_streams_nginx() {
+  local key=$1 port=$2 demo_port=$3 conns=$((2 * STREAMS + 1024))
+  mkdir -p "$WORK/$key-tmp"
+  {
+    cat <<CONF
+worker_processes 2;
+worker_rlimit_nofile $((conns + 1024));
+daemon off;
+pid $WORK/$key.pid;
+error_log $WORK/$key-error.log warn;
+events { worker_connections $conns; }
+http {
+CONF
+    nginx_http_common "$key"
+    cat <<CONF
+  upstream demo {
+    server 127.0.0.1:$demo_port;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://demo;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 1h;
+    }
+  }
+}
+CONF
+  } >"$WORK/$key.conf"
+  start_nginx "$key"
+}
+
+# One target ($1: direct, nginx, pingora or gateway), fresh processes (its own
+# demo server too): RSS idle, then holding STREAMS open GET streams, each
+# established, settled (STREAM_SETTLE) and measured (STREAM_MEASURE) by
+# examples/streams.rs. Writes $1_* lines to streams.env.
+streams_one() {
+  local key=$1 demo_port port url target client out line
+  local headers=(-H "X-Authenticated-User: bench@example.com")
+  # The demo server picks its own port and prints it: a port picked here could
+  # be taken by then as the local port of some client's connection (EADDRINUSE).
+  spawn "$key-demo" "$WORK/$key-demo.log" env -i PATH="$PATH" RUST_LOG=warn \
+    "$DEMO" --listen 127.0.0.1:0 --name bench
+  for _ in $(seq 100); do
+    demo_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$key-demo.log")
+    [ -n "$demo_port" ] && break
+    sleep 0.1
+  done
+  [ -n "$demo_port" ] || die "($key) the demo server did not start: $(cat "$WORK/$key-demo.log")"
+  wait_until_serving "$key-demo" "http://127.0.0.1:$demo_port/healthz"
+  port=$(free_ports 1)
+  case "$key" in
+    direct)
+      port=$demo_port
+      url="http://127.0.0.1:$demo_port/mcp"
+      target=${PID_OF[$key-demo]}
+      ;;
+    nginx)
+      start_streams_nginx "$key" "$port" "$demo_port"
+      url="http://127.0.0.1:$port/mcp"
+      target=${PID_OF[$key]}
+      wait_until_serving "$key" "http://127.0.0.1:$port/healthz"
+      ;;
+    pingora)
+      spawn "$key" "$WORK/$key.log" env -i PATH="$PATH" RUST_LOG=warn \
+        "$PASSTHROUGH" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$demo_port"
+      url="http://127.0.0.1:$port/mcp"
+      target=${PID_OF[$key]}
+      wait_until_serving "$key" "http://127.0.0.1:$port/healthz"
+      ;;
+    gateway)
+      printf 'servers:\n  - name: bench\n    urls: [http://127.0.0.1:%s/mcp]\n' "$demo_port" \
+        >"$WORK/streams-gateway.yaml"
+      GATEWAY_CONFIG=$WORK/streams-gateway.yaml start_gateway "$key" "$port" "${PROXY_MODE[@]}"
+      url="http://127.0.0.1:$port/servers/bench/mcp"
+      target=${PID_OF[$key]}
+      wait_until_serving "$key" "http://127.0.0.1:$port/health"
+      ;;
+  esac
+  sleep 2
+  echo "${key}_idle_kb=$(session_rss_kb "$target")" >>"$WORK/streams.env"
+  out=$WORK/$key-streams.jsonl
+  spawn "$key-client" "$out" "$STREAMS_CLIENT" --url "$url" --count "$STREAMS" \
+    --settle "$STREAM_SETTLE" --measure "$STREAM_MEASURE" --label "$key" "${headers[@]}"
+  client=${PID_OF[$key-client]}
+  for _ in $(seq 3000); do
+    grep -q '"phase":"measured"' "$out" 2>/dev/null && break
+    kill -0 "$client" 2>/dev/null || die "($key) streams client: $(cat "$out")"
+    sleep 0.1
+  done
+  line=$(grep '"phase":"measured"' "$out") || die "($key) streams not measured after 300 s: $(cat "$out")"
+  {
+    echo "${key}_streams_kb=$(session_rss_kb "$target")"
+    echo "${key}_established=$(ss -Htn state established "( sport = :$port )" | wc -l)"
+    echo "${key}_upstream=$(ss -Htn state established "( dport = :$demo_port )" | wc -l)"
+    echo "${key}_open=$(grep '"phase":"open"' "$out")"
+    echo "${key}_measured=$line"
+  } >>"$WORK/streams.env"
+  log "($key) $(session_rss_kb "$target") KiB with $STREAMS streams; $line"
+  grep -q '"closed":0,' <<<"$line" || die "($key) streams closed during the measurement: $line"
+  # Free every descriptor before the next target.
+  stop_group "$client" "$target" "${PID_OF[$key-demo]}"
+}
+
+streams() {
+  log "streams: $STREAMS open GET streams per target (settle ${STREAM_SETTLE}s, measure ${STREAM_MEASURE}s)"
+  echo "streams=$STREAMS" >>"$WORK/streams.env"
+  echo "settle=$STREAM_SETTLE" >>"$WORK/streams.env"
+  echo "measure=$STREAM_MEASURE" >>"$WORK/streams.env"
+  local key
+  for key in direct nginx pingora gateway; do streams_one "$key"; done
+  python3 "$HERE/streams_report.py" "$WORK/streams.env"
+}
+
 # Our own release build leaves the 1-minute load average high for a while;
 # let it decay (up to SETTLE_SECONDS) so "load before the run" describes the
 # rest of the machine. It cannot wait out somebody else's build.
@@ -564,12 +709,24 @@ main() {
   local started
   started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
+  if [ "$MODE" = streams ]; then
+    streams
+    return
+  fi
   start_targets
   case "$MODE" in
-    full | smoke)
+    full)
       throughput
       rate
       rss
+      # ~2 minutes at 1,000 streams; printed, not written to BENCHMARKS.md.
+      streams
+      ;;
+    smoke)
+      throughput
+      rate
+      rss
+      streams
       ;;
     throughput) throughput ;;
     rate) rate ;;

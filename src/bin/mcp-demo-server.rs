@@ -402,7 +402,12 @@ async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, R
     let seed = (interval, 0u64, state.name.clone());
     let ticks = stream::unfold(seed, |(mut interval, n, name)| async move {
         interval.tick().await;
-        let data = json!({"tick": n, "server": name});
+        // The send time lets a client measure what a proxy in between adds
+        // to each event (the streams benchmark, examples/streams.rs).
+        let sent_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let data = json!({"tick": n, "server": name, "sent_us": sent_us});
         let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
                           "params": {"level": "info", "data": data}});
         let event = format!("id: {n}\nevent: message\ndata: {note}\n\n");

@@ -15,5 +15,6 @@ mod routing;
 mod sdk;
 mod sessions;
 mod spoofing;
+mod streams;
 mod tls;
 mod wire;

@@ -1,0 +1,133 @@
+//! Open event streams (issue 10): what the streams benchmark relies on and
+//! what any memory saving for streams must keep. A stream stays open and
+//! carries every event, and a client that leaves frees its upstream
+//! connection at once, so a departed client holds nothing.
+
+use crate::harness::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const PROXY_ENV: [(&str, &str); 3] = [
+    ("MCP_CLIENT_AUTH_ENABLED", "false"),
+    ("TRUST_PROXY_AUTH", "true"),
+    ("JWT_SECRET_KEY", SECRET),
+];
+const ALICE: [(&str, &str); 1] = [("X-Authenticated-User", "alice")];
+
+/// An upstream that answers every request with an event stream of one event
+/// every 50 ms, and reports on `closed` when the proxy closes a stream's
+/// connection (a read sees the end, or a write fails). Connections that send
+/// no request (health checks) are ignored.
+fn ticking_upstream() -> (String, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (closed_tx, closed) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let closed_tx = closed_tx.clone();
+            std::thread::spawn(move || serve_ticks(conn, &closed_tx));
+        }
+    });
+    (format!("http://{addr}/mcp"), closed)
+}
+
+fn serve_ticks(conn: TcpStream, closed: &mpsc::Sender<()>) {
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return, // a health check, or nothing asked
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => head.push_str(&line),
+        }
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    // The end of the connection, seen by a reader thread: the proxy sends
+    // nothing more on a stream's connection until it closes it.
+    let mut eof_reader = reader;
+    let eof_tx = closed.clone();
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        if matches!(eof_reader.read(&mut byte), Ok(0) | Err(_)) {
+            let _ = eof_tx.send(());
+        }
+    });
+    let mut conn = conn;
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                Transfer-Encoding: chunked\r\n\r\n";
+    if conn.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    for n in 0u64.. {
+        let event = format!("event: message\ndata: {{\"tick\":{n}}}\n\n");
+        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+        if conn.write_all(chunk.as_bytes()).is_err() {
+            let _ = closed.send(());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `POST` answered as an event stream, through the gateway.
+fn open_post_stream(gw: &Gateway) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(&gw.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    headers.extend_from_slice(&ALICE);
+    let request = raw_request(&gw.addr, "POST", "/servers/up/mcp", &headers, body);
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("status line");
+    assert!(status.contains(" 200 "), "stream status: {status}");
+    reader
+}
+
+#[test]
+fn a_stream_carries_every_event_in_order() {
+    let (url, _closed) = ticking_upstream();
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
+    let mut reader = open_post_stream(&gw);
+    for n in 0..20 {
+        assert_eq!(next_data(&mut reader), format!("{{\"tick\":{n}}}"));
+    }
+}
+
+#[test]
+fn a_client_that_leaves_frees_its_upstream_connection() {
+    let (url, closed) = ticking_upstream();
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
+    let mut reader = open_post_stream(&gw);
+    next_data(&mut reader);
+    assert!(
+        closed.try_recv().is_err(),
+        "the upstream connection closed while the client was there"
+    );
+    drop(reader);
+    // Not a timing claim: the gateway notices at its next write (50 ms); the
+    // bound only keeps a regression from hanging the suite.
+    closed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream connection was not closed after the client left");
+}

@@ -12,6 +12,17 @@ use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 
+/// Proxy-header mode, as behind an auth proxy on loopback (JWT secret set
+/// for the session key).
+pub const PROXY_ENV: [(&str, &str); 3] = [
+    ("MCP_CLIENT_AUTH_ENABLED", "false"),
+    ("TRUST_PROXY_AUTH", "true"),
+    ("JWT_SECRET_KEY", SECRET),
+];
+/// The identity header of a caller the auth proxy vouched for.
+pub const ALICE: [(&str, &str); 1] = [("X-Authenticated-User", "alice")];
+pub const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn free_port() -> u16 {

@@ -2,11 +2,6 @@
 
 use crate::harness::*;
 
-const PROXY_ENV: [(&str, &str); 3] = [
-    ("MCP_CLIENT_AUTH_ENABLED", "false"),
-    ("TRUST_PROXY_AUTH", "true"),
-    ("JWT_SECRET_KEY", SECRET),
-];
 const TOKEN: &str = "scrape-token-0123456789abcdef";
 const ALICE_SERIES: &str = "mcp_authenticated_requests_total{user=\"alice@example.com\"}";
 

@@ -6,14 +6,6 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PROXY_ENV: [(&str, &str); 3] = [
-    ("MCP_CLIENT_AUTH_ENABLED", "false"),
-    ("TRUST_PROXY_AUTH", "true"),
-    ("JWT_SECRET_KEY", SECRET),
-];
-const ALICE: [(&str, &str); 1] = [("X-Authenticated-User", "alice")];
-const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-
 #[test]
 fn unknown_server_and_unknown_session_have_distinct_codes_shared_with_the_server() {
     let demo = Demo::start("d");

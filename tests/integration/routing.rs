@@ -4,13 +4,6 @@ use crate::harness::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-const PROXY_ENV: [(&str, &str); 3] = [
-    ("MCP_CLIENT_AUTH_ENABLED", "false"),
-    ("TRUST_PROXY_AUTH", "true"),
-    ("JWT_SECRET_KEY", SECRET),
-];
-const ALICE: [(&str, &str); 1] = [("X-Authenticated-User", "alice")];
-
 #[test]
 fn unknown_routes_and_methods_get_json_errors() {
     let demo = Demo::start("d");

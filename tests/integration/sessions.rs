@@ -9,13 +9,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const PROXY_ENV: [(&str, &str); 3] = [
-    ("MCP_CLIENT_AUTH_ENABLED", "false"),
-    ("TRUST_PROXY_AUTH", "true"),
-    ("JWT_SECRET_KEY", SECRET),
-];
-const ALICE: [(&str, &str); 1] = [("X-Authenticated-User", "alice")];
-const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 const GATEWAY_UNKNOWN_SESSION: i64 = -32001;
 
 fn one_demo(demo: &Demo) -> Gateway {

@@ -9,13 +9,6 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const PROXY_ENV: [(&str, &str); 3] = [
-    ("MCP_CLIENT_AUTH_ENABLED", "false"),
-    ("TRUST_PROXY_AUTH", "true"),
-    ("JWT_SECRET_KEY", SECRET),
-];
-const ALICE: [(&str, &str); 1] = [("X-Authenticated-User", "alice")];
-
 /// An upstream that answers every request with an event stream of one event
 /// every 50 ms, and reports on `closed` when the proxy closes a stream's
 /// connection (a read sees the end, or a write fails). Connections that send

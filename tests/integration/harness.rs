@@ -472,6 +472,18 @@ pub fn bearer(token: &str) -> String {
 }
 
 /// Opens a streaming GET and returns a line reader over the socket.
+/// Initialises a session on `server` and opens its GET event stream.
+pub fn open_session_stream(
+    gw: &Gateway,
+    server: &str,
+    caller: &[(&str, &str)],
+) -> BufReader<TcpStream> {
+    let sid = gw.initialize(server, caller).1.expect("a session id");
+    let mut headers = caller.to_vec();
+    headers.push(("Mcp-Session-Id", &sid));
+    open_stream(gw, &format!("/servers/{server}/mcp"), &headers)
+}
+
 pub fn open_stream(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> BufReader<TcpStream> {
     let mut stream = TcpStream::connect(&gw.addr).expect("connect");
     stream

@@ -92,10 +92,7 @@ fn an_upstream_timeout_is_504() {
 fn a_client_closing_its_stream_is_499_and_no_error() {
     let demo = Demo::start("d");
     let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("demo", &[demo.url()])]));
-    let sid = gw.initialize("demo", &ALICE).1.expect("sid");
-    let mut headers = ALICE.to_vec();
-    headers.push(("Mcp-Session-Id", &sid));
-    let mut reader = open_stream(&gw, "/servers/demo/mcp", &headers);
+    let mut reader = open_session_stream(&gw, "demo", &ALICE);
     next_data(&mut reader);
     drop(reader);
     // The gateway notices when it next writes a tick (every 200 ms).

@@ -129,10 +129,7 @@ fn delete_ends_the_session_upstream() {
 fn sse_streams_flow_event_by_event() {
     let demo = Demo::start("d");
     let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("demo", &[demo.url()])]));
-    let sid = gw.initialize("demo", &ALICE).1.expect("sid");
-    let mut headers = ALICE.to_vec();
-    headers.push(("Mcp-Session-Id", &sid));
-    let mut reader = open_stream(&gw, "/servers/demo/mcp", &headers);
+    let mut reader = open_session_stream(&gw, "demo", &ALICE);
     let first = next_data(&mut reader);
     let got_first = Instant::now();
     assert!(first.contains("\"tick\":0"), "{first}");

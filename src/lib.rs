@@ -24,6 +24,7 @@ pub(crate) mod local;
 pub(crate) mod metrics;
 pub(crate) mod proxy;
 pub mod refusal;
+pub mod registry;
 pub(crate) mod responses;
 pub mod routing;
 pub mod session;

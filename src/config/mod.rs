@@ -5,7 +5,9 @@
 mod servers;
 mod values;
 
-pub use servers::{is_valid_server_name, parse_upstream_url, AuthMode, ServerSpec, UpstreamUrl};
+pub use servers::{
+    is_valid_server_name, parse_upstream_url, AuthMode, ServerSpec, UpstreamCredential, UpstreamUrl,
+};
 pub use values::Secret;
 
 use http::HeaderName;

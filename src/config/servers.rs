@@ -1,6 +1,6 @@
 //! The YAML file that declares MCP servers (`--config conf/gateway.yaml`).
 
-use super::values::{parse_header_name, parse_identity_header_name};
+use super::values::{parse_header_name, parse_identity_header_name, Secret};
 use super::ConfigError;
 use http::{HeaderName, Uri};
 use serde::Deserialize;
@@ -38,6 +38,23 @@ pub struct ServerSpec {
     pub jwt_audience: Option<String>,
     /// Replaces the global passthrough list for this server when set.
     pub passthrough_headers: Option<Vec<HeaderName>>,
+    /// What the gateway itself presents to this server's replicas.
+    pub upstream_auth: UpstreamCredential,
+}
+
+/// The credential the gateway presents upstream for a server (the
+/// reference's registered gateways' `auth_type`). A client's
+/// `X-Upstream-Authorization` still wins where the header rules allow it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UpstreamCredential {
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(Secret),
+    /// `Authorization: Basic base64(username:password)`.
+    Basic { username: String, password: Secret },
+    /// Each header set as given.
+    Headers(Vec<(HeaderName, Secret)>),
 }
 
 #[derive(Deserialize)]
@@ -141,6 +158,7 @@ fn validate_server(
         proxy_header,
         jwt_audience: raw.jwt_audience,
         passthrough_headers,
+        upstream_auth: UpstreamCredential::None,
     })
 }
 

@@ -9,8 +9,8 @@
 pub mod model;
 
 pub use model::{
-    Actor, AuditEntry, AuditQuery, ListQuery, Origin, Page, RegistryError, ServerDraft,
-    ServerPatch, ServerRecord, Transport,
+    Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, Origin, Page, RegistryError,
+    ServerDraft, ServerPatch, ServerRecord, Transport,
 };
 
 use async_trait::async_trait;
@@ -58,4 +58,10 @@ pub trait Registry: Send + Sync {
     async fn generation(&self) -> Result<i64, RegistryError>;
     /// `Unavailable` when the database cannot be reached.
     async fn ping(&self) -> Result<(), RegistryError>;
+}
+
+/// What the data plane knows of each server's backends, for the admin API.
+pub trait HealthView: Send + Sync {
+    /// `None` if no server of that name is in the current routing snapshot.
+    fn server_health(&self, name: &str) -> Option<Vec<BackendHealth>>;
 }

@@ -160,3 +160,17 @@ impl fmt::Display for RegistryError {
 }
 
 impl std::error::Error for RegistryError {}
+
+/// One backend of a server as its health checks last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendHealth {
+    /// The replica URL the backend was resolved from.
+    pub replica: String,
+    /// The resolved address, `ip:port`.
+    pub backend: String,
+    pub healthy: bool,
+    /// Unix seconds of the last check; `None` before the first.
+    pub last_check: Option<i64>,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+}

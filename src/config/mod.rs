@@ -134,9 +134,26 @@ pub struct AdminSettings {
     pub redis_url: Secret,
     /// `SESSION_TTL`: a cached user session (admin), not an MCP session.
     pub session_ttl: Duration,
+    /// `ADMIN_ENABLED`, `ADMIN_HOST`, `ADMIN_PORT`, `API_ALLOW_BASIC_AUTH`.
+    pub service: AdminServiceSettings,
     /// Which of [`NOT_YET_IN_EFFECT`] the environment or `.env` set, so
     /// start-up can say they do nothing yet (defaults alone say nothing).
     pub set_but_not_in_effect: Vec<&'static str>,
+}
+
+/// The admin sidecar's listener and what it accepts.
+#[derive(Debug, Clone)]
+pub struct AdminServiceSettings {
+    /// `ADMIN_ENABLED=false` makes a pure data-plane replica.
+    pub enabled: bool,
+    pub host: IpAddr,
+    pub port: u16,
+    /// `API_ALLOW_BASIC_AUTH`: Basic auth with `BASIC_AUTH_USER` /
+    /// `BASIC_AUTH_PASSWORD` is refused unless this is set.
+    pub allow_basic_auth: bool,
+    /// `ADMIN_COOKIE_SECURE`: mark the session cookie `Secure` even over
+    /// plain HTTP (behind a TLS-terminating proxy).
+    pub cookie_secure: bool,
 }
 
 /// Browsers: CORS and the `Origin` check (names as in ContextForge).
@@ -150,16 +167,7 @@ pub struct CorsSettings {
 
 /// Accepted and validated, as the reference's deployments set them, but read
 /// by nothing until the registry, caches and admin UI arrive (issue 8).
-pub const NOT_YET_IN_EFFECT: [&str; 8] = [
-    "CACHE_TYPE",
-    "REDIS_URL",
-    "SESSION_TTL",
-    "BASIC_AUTH_USER",
-    "BASIC_AUTH_PASSWORD",
-    "PLATFORM_ADMIN_EMAIL",
-    "PLATFORM_ADMIN_PASSWORD",
-    "DATABASE_URL",
-];
+pub const NOT_YET_IN_EFFECT: [&str; 3] = ["CACHE_TYPE", "REDIS_URL", "DATABASE_URL"];
 
 #[derive(Debug, Clone)]
 pub struct ObservabilitySettings {
@@ -293,6 +301,16 @@ impl Settings {
                 "required when CACHE_TYPE=redis",
             ));
         }
+        let admin = &self.admin.service;
+        if admin.enabled && admin.host == self.listen.host && admin.port == self.listen.port {
+            return Err(ConfigError::new(
+                "ADMIN_PORT",
+                format!(
+                    "{} is also PORT: give the admin service its own port",
+                    admin.port
+                ),
+            ));
+        }
         if self.admin.session_ttl.is_zero() {
             return Err(ConfigError::new("SESSION_TTL", "must be at least 1 second"));
         }
@@ -348,6 +366,21 @@ impl Settings {
                 "neither SESSION_SECRET nor JWT_SECRET_KEY is set: MCP session ids are sealed \
                  with a random key, so they do not survive a restart or work across replicas"
                     .into(),
+            );
+        }
+        if self.admin.service.enabled && !self.auth.auth_required {
+            out.push(
+                "AUTH_REQUIRED=false: the admin API and page are open to anyone who can reach \
+                 ADMIN_HOST:ADMIN_PORT, with no login"
+                    .into(),
+            );
+        }
+        if self.admin.service.enabled
+            && self.auth.auth_required
+            && self.admin.platform_admin_password.is_none()
+        {
+            out.push(
+                "PLATFORM_ADMIN_PASSWORD is not set: nobody can log in to the admin service".into(),
             );
         }
         if !self.admin.set_but_not_in_effect.is_empty() {
@@ -520,10 +553,30 @@ impl AdminSettings {
             session_ttl: src.get("SESSION_TTL", Duration::from_secs(3600), |r| {
                 parse_u64(r).map(Duration::from_secs)
             })?,
+            service: AdminServiceSettings::load(src)?,
             set_but_not_in_effect: NOT_YET_IN_EFFECT
                 .into_iter()
                 .filter(|k| src.raw(k).is_some())
                 .collect(),
+        })
+    }
+}
+
+impl AdminServiceSettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(AdminServiceSettings {
+            enabled: src.get("ADMIN_ENABLED", true, parse_bool)?,
+            host: src.get("ADMIN_HOST", IpAddr::from([127, 0, 0, 1]), |r| {
+                r.parse().map_err(|_| format!("{r:?} is not an IP address"))
+            })?,
+            port: src.get("ADMIN_PORT", 4445, |r| {
+                r.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{r:?} is not a TCP port"))
+            })?,
+            allow_basic_auth: src.get("API_ALLOW_BASIC_AUTH", false, parse_bool)?,
+            cookie_secure: src.get("ADMIN_COOKIE_SECURE", false, parse_bool)?,
         })
     }
 }
@@ -677,18 +730,87 @@ mod tests {
         let w = not_in_effect(&[
             ("CACHE_TYPE", "redis"),
             ("REDIS_URL", "redis://cache:6379/0"),
-            ("PLATFORM_ADMIN_PASSWORD", "pw"),
+            ("DATABASE_URL", "postgresql://u:pw@db/mcp"),
             ("SESSION_SECRET", "in-effect-so-not-named"),
         ]);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with(
-                "CACHE_TYPE, REDIS_URL, PLATFORM_ADMIN_PASSWORD set but not yet in effect"
-            ),
+            w[0].starts_with("CACHE_TYPE, REDIS_URL, DATABASE_URL set but not yet in effect"),
             "{}",
             w[0]
         );
         assert!(!w[0].contains("pw"), "never a value");
+    }
+
+    #[test]
+    fn admin_service_defaults_and_validation() {
+        let s = load(&PROXY).unwrap();
+        let admin = &s.admin.service;
+        assert!(admin.enabled);
+        assert_eq!(admin.host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(admin.port, 4445);
+        assert!(!admin.allow_basic_auth);
+        assert!(!admin.cookie_secure);
+
+        for (key, value) in [
+            ("ADMIN_ENABLED", "maybe"),
+            ("ADMIN_HOST", "localhost:1"),
+            ("ADMIN_PORT", "0"),
+            ("ADMIN_PORT", "65536"),
+            ("API_ALLOW_BASIC_AUTH", "yes please"),
+            ("ADMIN_COOKIE_SECURE", "2"),
+        ] {
+            let mut pairs = PROXY.to_vec();
+            pairs.push((key, value));
+            assert_eq!(load(&pairs).unwrap_err().field, key, "{key}={value}");
+        }
+
+        let mut pairs = PROXY.to_vec();
+        pairs.extend([
+            ("ADMIN_ENABLED", "false"),
+            ("ADMIN_HOST", "0.0.0.0"),
+            ("ADMIN_PORT", "9000"),
+            ("API_ALLOW_BASIC_AUTH", "true"),
+        ]);
+        let s = load(&pairs).unwrap();
+        let admin = &s.admin.service;
+        assert!(!admin.enabled && admin.allow_basic_auth && admin.port == 9000);
+        assert!(!admin.host.is_loopback());
+    }
+
+    #[test]
+    fn the_admin_port_must_differ_from_the_gateway_port() {
+        let mut pairs = PROXY.to_vec();
+        pairs.push(("ADMIN_PORT", "4444"));
+        assert_eq!(load(&pairs).unwrap_err().field, "ADMIN_PORT");
+        pairs.push(("ADMIN_ENABLED", "false"));
+        assert!(
+            load(&pairs).is_ok(),
+            "a disabled admin service binds nothing"
+        );
+    }
+
+    #[test]
+    fn warns_when_the_admin_service_is_open_or_unusable() {
+        let warns = |extra: &[(&str, &str)], needle: &str| {
+            let mut pairs = PROXY.to_vec();
+            pairs.extend_from_slice(extra);
+            load(&pairs)
+                .unwrap()
+                .warnings()
+                .iter()
+                .any(|w| w.contains(needle))
+        };
+        assert!(warns(&[("AUTH_REQUIRED", "false")], "AUTH_REQUIRED=false"));
+        assert!(warns(&[], "PLATFORM_ADMIN_PASSWORD is not set"));
+        assert!(!warns(
+            &[("PLATFORM_ADMIN_PASSWORD", "pw")],
+            "PLATFORM_ADMIN_PASSWORD"
+        ));
+        assert!(!warns(
+            &[("AUTH_REQUIRED", "false"), ("ADMIN_ENABLED", "false")],
+            "AUTH_REQUIRED"
+        ));
     }
 
     #[test]

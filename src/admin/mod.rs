@@ -1,0 +1,214 @@
+//! The admin service: a small axum app beside the data plane, on
+//! `ADMIN_HOST:ADMIN_PORT`, serving the registry's JSON API, login, the
+//! OpenAPI document and the admin page. It reads and writes servers only
+//! through [`Registry`] and backend health only through [`HealthView`].
+
+mod api;
+pub mod auth;
+mod error;
+mod guard;
+pub mod json;
+mod openapi;
+mod page;
+mod throttle;
+
+#[cfg(test)]
+mod test_registry;
+#[cfg(test)]
+mod tests;
+
+pub use auth::{AuthConfig, Authenticator};
+pub use error::ApiError;
+
+use crate::registry::{HealthView, Registry};
+use async_trait::async_trait;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the admin service works with; cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    pub registry: Arc<dyn Registry>,
+    pub health: Arc<dyn HealthView>,
+    /// The effective configuration with secrets redacted, as the caller
+    /// built it; served by `GET /api/config`.
+    pub effective_config: Arc<serde_json::Value>,
+    pub auth: Arc<Authenticator>,
+}
+
+impl AdminState {
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        health: Arc<dyn HealthView>,
+        effective_config: serde_json::Value,
+        auth: AuthConfig,
+    ) -> Result<Self, String> {
+        if !auth.required {
+            log::warn!(
+                "AUTH_REQUIRED=false: THE ADMIN API IS OPEN. Anyone who can reach the admin \
+                 service can register, change and delete MCP servers without logging in"
+            );
+        } else if auth.admin_password.is_none() {
+            log::warn!(
+                "PLATFORM_ADMIN_PASSWORD is not set: nobody can log in to the admin service \
+                 (admin JWTs still work when JWT_SECRET_KEY is set)"
+            );
+        }
+        Ok(AdminState {
+            registry,
+            health,
+            effective_config: Arc::new(effective_config),
+            auth: Arc::new(Authenticator::new(auth)?),
+        })
+    }
+}
+
+/// Every route the service serves, as (method, path): what the OpenAPI
+/// document must describe, no more and no less (tested).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/app.js"),
+    ("GET", "/style.css"),
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/openapi.json"),
+    ("POST", "/auth/login"),
+    ("POST", "/auth/logout"),
+    ("GET", "/api/servers"),
+    ("POST", "/api/servers"),
+    ("GET", "/api/servers/{name}"),
+    ("PUT", "/api/servers/{name}"),
+    ("PATCH", "/api/servers/{name}"),
+    ("DELETE", "/api/servers/{name}"),
+    ("GET", "/api/servers/{name}/health"),
+    ("GET", "/api/audit"),
+    ("GET", "/api/config"),
+];
+
+fn method_not_allowed() -> MethodRouter<AdminState> {
+    MethodRouter::new().fallback(|| async {
+        ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this route",
+        )
+    })
+}
+
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/servers",
+            get(api::list_servers)
+                .post(api::create_server)
+                .merge(method_not_allowed()),
+        )
+        .route(
+            "/api/servers/{name}",
+            get(api::get_server)
+                .put(api::replace_server)
+                .patch(api::patch_server)
+                .delete(api::delete_server)
+                .merge(method_not_allowed()),
+        )
+        .route(
+            "/api/servers/{name}/health",
+            get(api::server_health).merge(method_not_allowed()),
+        )
+        .route("/api/audit", get(api::audit).merge(method_not_allowed()))
+        .route("/api/config", get(api::config).merge(method_not_allowed()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_admin,
+        ));
+    Router::new()
+        .route("/", get(page::index).merge(method_not_allowed()))
+        .route("/app.js", get(page::script).merge(method_not_allowed()))
+        .route("/style.css", get(page::style).merge(method_not_allowed()))
+        .route("/health", get(api::health).merge(method_not_allowed()))
+        .route("/ready", get(api::ready).merge(method_not_allowed()))
+        .route(
+            "/openapi.json",
+            get(api::openapi).merge(method_not_allowed()),
+        )
+        .route("/auth/login", post(api::login).merge(method_not_allowed()))
+        .route(
+            "/auth/logout",
+            post(api::logout).merge(method_not_allowed()),
+        )
+        .merge(api)
+        .fallback(|| async { ApiError::no_route() })
+        .layer(DefaultBodyLimit::max(error::BODY_LIMIT))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Same for every response: nothing of the page may come from elsewhere,
+/// be framed, or be cached.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Serves the admin app on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    admin: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(admin).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The admin service as a Pingora background service:
+/// `server.add_service(background_service("admin", AdminService { .. }))`.
+pub struct AdminService {
+    pub addr: SocketAddr,
+    pub state: AdminState,
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = match tokio::net::TcpListener::bind(self.addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("admin service: cannot listen on {}: {e}", self.addr);
+                return;
+            }
+        };
+        log::info!("admin service listening on http://{}", self.addr);
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = serve(listener, self.state.clone(), stop).await {
+            log::error!("admin service stopped: {e}");
+        }
+    }
+}

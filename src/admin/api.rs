@@ -59,6 +59,13 @@ pub async fn login(
         Err(LoginError::Disabled) => Err(ApiError::unauthorized(
             "login is disabled: PLATFORM_ADMIN_PASSWORD is not set",
         )),
+        Err(LoginError::NoRandomness) => {
+            log::error!("admin: the operating system's random source failed; no session opened");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no session could be opened",
+            ))
+        }
         Err(LoginError::Throttled(wait)) => {
             let secs = wait.as_secs().max(1);
             Err(ApiError {

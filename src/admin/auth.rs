@@ -91,6 +91,8 @@ pub enum LoginError {
     Throttled(Duration),
     /// No `PLATFORM_ADMIN_PASSWORD`: nobody can log in.
     Disabled,
+    /// The operating system's random source failed: no token is safe.
+    NoRandomness,
 }
 
 struct Session {
@@ -193,20 +195,17 @@ impl Authenticator {
         let password_ok = verify_password(hash, password, &self.config.argon2_params);
         if bool::from(email_ok) && password_ok {
             self.throttle.succeed(&keys);
-            Ok(self.open_session(&self.config.admin_email, now))
+            self.open_session(&self.config.admin_email, now)
+                .ok_or(LoginError::NoRandomness)
         } else {
             self.throttle.fail(&keys, now);
             Err(LoginError::Invalid)
         }
     }
 
-    fn open_session(&self, actor: &str, now: Instant) -> String {
+    fn open_session(&self, actor: &str, now: Instant) -> Option<String> {
         let mut raw = [0u8; 32];
-        if getrandom::fill(&mut raw).is_err() {
-            // Without randomness no token is safe to hand out; a panic in
-            // this request's task is the honest answer.
-            panic!("the operating system's random source failed");
-        }
+        getrandom::fill(&mut raw).ok()?;
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|_, s| s.expires > now);
@@ -226,7 +225,7 @@ impl Authenticator {
                 expires: now + self.config.session_ttl,
             },
         );
-        token
+        Some(token)
     }
 
     /// The session's actor, if the token names a live session.

@@ -5,6 +5,7 @@
 
 mod api;
 pub mod auth;
+mod effective;
 mod error;
 mod guard;
 pub mod json;
@@ -18,6 +19,7 @@ mod test_registry;
 mod tests;
 
 pub use auth::{AuthConfig, Authenticator};
+pub use effective::effective_config;
 pub use error::ApiError;
 
 use crate::registry::{HealthView, Registry};

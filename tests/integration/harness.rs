@@ -131,7 +131,10 @@ pub struct Gateway {
 
 /// Settings every test gets unless it overrides them: fast health checks
 /// and a short drain, so failover and shutdown tests finish quickly.
-const BASE_ENV: [(&str, &str); 5] = [
+/// The admin service is off unless a test turns it on: its default port
+/// would be shared by every gateway the suite starts.
+const BASE_ENV: [(&str, &str); 6] = [
+    ("ADMIN_ENABLED", "false"),
     ("HEALTH_CHECK_INTERVAL", "0.2"),
     ("SHUTDOWN_DRAIN_SECONDS", "0.5"),
     ("SHUTDOWN_GRACE_SECONDS", "3"),

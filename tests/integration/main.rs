@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod admin_page;
 mod config;
 mod cors;
 mod headers;

@@ -2,6 +2,7 @@
 //! `tower::ServiceExt::oneshot`, over the in-memory registry double.
 
 mod auth;
+mod browser;
 mod openapi;
 mod servers;
 

@@ -189,10 +189,32 @@ pub async fn serve(
 }
 
 /// The admin service as a Pingora background service:
-/// `server.add_service(background_service("admin", AdminService { .. }))`.
+/// `server.add_service(background_service("admin", service))`.
 pub struct AdminService {
     pub addr: SocketAddr,
     pub state: AdminState,
+}
+
+impl AdminService {
+    /// Everything from the settings (`ADMIN_HOST:ADMIN_PORT`, the accounts,
+    /// the effective configuration); hashes the admin password, the one
+    /// slow step of start-up.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        registry: Arc<dyn Registry>,
+        health: Arc<dyn HealthView>,
+    ) -> Result<Self, String> {
+        let admin = &settings.admin.service;
+        Ok(AdminService {
+            addr: SocketAddr::new(admin.host, admin.port),
+            state: AdminState::new(
+                registry,
+                health,
+                effective_config(settings),
+                AuthConfig::from_settings(settings),
+            )?,
+        })
+    }
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@ mod auth;
 mod browser;
 mod openapi;
 mod servers;
+mod service;
 
 use super::auth::{test_params, AuthConfig};
 use super::test_registry::{FixedHealth, MemoryRegistry};

@@ -87,13 +87,19 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Who the request comes from, or why it is refused.
 pub fn authenticate(state: &AdminState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let auth = &state.auth;
-    if !auth.config().required {
-        return Ok(Principal {
-            actor: "anonymous".into(),
-            via: Via::Open,
-        });
+    let found = credential(state, headers);
+    if state.auth.config().required {
+        return found;
     }
+    // Open: a valid credential still names the actor in the audit log.
+    Ok(found.unwrap_or(Principal {
+        actor: "anonymous".into(),
+        via: Via::Open,
+    }))
+}
+
+fn credential(state: &AdminState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let auth = &state.auth;
     let now = Instant::now();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value

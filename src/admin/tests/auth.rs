@@ -372,6 +372,17 @@ async fn auth_required_false_opens_the_api() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let audit = f.call("GET", "/api/audit", &[], None).await;
     assert_eq!(audit.json()["items"][0]["actor"], "anonymous");
+    // A credential, when sent, still names the actor.
+    let auth = f.bearer().await;
+    f.call(
+        "DELETE",
+        "/api/servers/open",
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+    let audit = f.call("GET", "/api/audit", &[], None).await;
+    assert_eq!(audit.json()["items"][0]["actor"], EMAIL);
 }
 
 #[tokio::test]

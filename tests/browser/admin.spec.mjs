@@ -1,6 +1,7 @@
 // The admin page in a real browser: Debian's headless Chromium driven by
 // playwright-core. Logs in, adds a server, sees it listed with its
-// backend's health, calls it through the gateway, deletes it.
+// backend's health, calls it through the gateway, edits, disables and
+// enables it, deletes it, reads the audit log, logs out.
 //
 // Run by tests/integration/admin_page.rs, which starts the gateway and
 // passes: ADMIN_URL, GATEWAY_URL, ADMIN_EMAIL, ADMIN_PASSWORD, UPSTREAM_URL
@@ -82,6 +83,39 @@ try {
   }
   assert.ok(routed, `POST ${GATEWAY_URL}/servers/${NAME}/mcp answers 200`);
 
+  // Edit: the form sends the version it read (PUT).
+  await page.click(`#edit-${NAME}`);
+  await page.locator('#editor').waitFor({ state: 'visible', ...WAIT });
+  await page.fill('#server-description', 'edited by the browser test');
+  await page.fill('#server-tags', 'browser, e2e');
+  await page.click('#server-save');
+  await page.waitForFunction(
+    () => document.getElementById('message').textContent.endsWith('saved'),
+    null,
+    WAIT,
+  );
+  // Disable, then enable again (PATCH).
+  await page.click(`#toggle-${NAME}`);
+  await page.waitForFunction(
+    (name) => document.querySelector(`#server-${name} .server-enabled`)?.textContent === 'no',
+    NAME,
+    WAIT,
+  );
+  await page.click(`#toggle-${NAME}`);
+  await page.waitForFunction(
+    (name) => document.querySelector(`#server-${name} .server-enabled`)?.textContent === 'yes',
+    NAME,
+    WAIT,
+  );
+  const stored = await page.evaluate(async (name) => {
+    const r = await fetch(`/api/servers/${name}`, { credentials: 'same-origin' });
+    return r.json();
+  }, NAME);
+  assert.equal(stored.description, 'edited by the browser test');
+  assert.deepEqual(stored.tags, ['browser', 'e2e']);
+  assert.equal(stored.enabled, true);
+  assert.equal(stored.version, 4, 'create, edit, disable, enable');
+
   await page.click(`#delete-${NAME}`);
   await row.waitFor({ state: 'detached', ...WAIT });
   await page.locator('#audit-body tr').first().waitFor(WAIT);
@@ -91,7 +125,7 @@ try {
   await page.click('#logout');
   await page.locator('#login-view').waitFor({ state: 'visible', ...WAIT });
   assert.deepEqual(failedRequests, [], 'no request failed (nothing fetched from elsewhere)');
-  console.log('admin page: login, add, health, route, delete, logout: ok');
+  console.log('admin page: login, add, health, route, edit, disable, enable, delete, audit, logout: ok');
 } finally {
   await browser.close();
 }

@@ -131,6 +131,30 @@ async fn repeated_failures_are_throttled_with_retry_after_and_success_resets() {
 }
 
 #[tokio::test]
+async fn failures_from_one_address_throttle_it_whatever_the_account() {
+    let f = Fixture::new();
+    let attacker = Some("10.9.8.7:5000".parse().unwrap());
+    let other = Some("10.1.1.1:5000".parse().unwrap());
+    for n in 0..FREE_FAILURES {
+        let body = login_body(&format!("guess{n}@example.com"), "nope");
+        let r = f
+            .call_from(attacker, "POST", "/auth/login", &[], Some(&body))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let good = login_body(EMAIL, PASSWORD);
+    let r = f
+        .call_from(attacker, "POST", "/auth/login", &[], Some(&good))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+    let r = f
+        .call_from(other, "POST", "/auth/login", &[], Some(&good))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "another address is not throttled");
+}
+
+#[tokio::test]
 async fn the_api_needs_authentication() {
     let f = Fixture::new();
     for (method, path) in [

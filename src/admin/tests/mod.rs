@@ -111,6 +111,18 @@ impl Fixture {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
+        self.call_from(None, method, path, headers, body).await
+    }
+
+    /// As from a client at `peer`, as the socket server would record it.
+    pub async fn call_from(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -121,9 +133,13 @@ impl Fixture {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
+        let mut req = req
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
             .expect("request");
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let response = router(self.state.clone())
             .oneshot(req)
             .await

@@ -5,6 +5,7 @@ mod harness;
 
 mod config;
 mod cors;
+mod deploy;
 mod headers;
 mod identity;
 mod keepalive;

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod conf_files;
 mod config;
 mod cors;
 mod deploy;

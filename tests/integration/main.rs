@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod behind_proxies;
 mod conf_files;
 mod config;
 mod cors;

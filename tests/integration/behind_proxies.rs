@@ -321,6 +321,39 @@ fn nginx_basic_auth_the_right_password_reaches_the_tool_as_that_user() {
     // nginx kept the password to itself.
     assert!(seen.get("authorization").is_none(), "{seen}");
 
+    // The session's event stream, through nginx: events arrive one by one
+    // (proxy_buffering off), not when a buffer fills.
+    let init = mcp_post(
+        &nginx.basic_addr,
+        &[("Authorization", &auth)],
+        None,
+        INITIALIZE,
+    );
+    let sid = init
+        .header("mcp-session-id")
+        .expect("a session id")
+        .to_string();
+    let mut stream = TcpStream::connect(&nginx.basic_addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let headers = [
+        ("Accept", "text/event-stream"),
+        ("Authorization", &auth),
+        ("Mcp-Session-Id", &sid),
+    ];
+    stream
+        .write_all(
+            raw_request(&nginx.basic_addr, "GET", "/servers/demo/mcp", &headers, "").as_bytes(),
+        )
+        .expect("write");
+    let mut events = BufReader::new(stream);
+    let mut status = String::new();
+    events.read_line(&mut status).expect("status line");
+    assert!(status.contains(" 200 "), "{status}");
+    let (first, second) = (next_data(&mut events), next_data(&mut events));
+    assert_ne!(first, second, "two distinct events");
+
     // A wrong password, or none, stops at nginx: nothing reaches the server.
     let before = demo.mcp_requests();
     for headers in [vec![("Authorization", basic("alice", "wrong"))], vec![]] {
@@ -334,7 +367,11 @@ fn nginx_basic_auth_the_right_password_reaches_the_tool_as_that_user() {
         );
     }
     assert_eq!(demo.mcp_requests(), before);
-    assert!(nginx.proc.output().contains("password mismatch"), "{}", nginx.proc.output());
+    assert!(
+        nginx.proc.output().contains("password mismatch"),
+        "{}",
+        nginx.proc.output()
+    );
 
     // A client that goes around nginx cannot name itself anyone.
     let r = gw.mcp_post(
@@ -398,6 +435,83 @@ fn nginx_auth_request_forwards_the_auth_services_email_and_nothing_the_client_se
     assert_eq!(r.status, 401, "{r:?}");
     assert_eq!(demo.mcp_requests(), before);
     drop(nginx);
+}
+
+/// The shipped nginx.conf and auth-request.conf pass `nginx -t` with
+/// stand-in certificate, password file and paths.
+#[test]
+fn the_shipped_nginx_configuration_passes_nginx_t() {
+    let dir = temp_dir("nginx-t");
+    let cert = Command::new(program("openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=mcp.example.com",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl runs");
+    assert!(cert.status.success(), "{cert:?}");
+    std::fs::write(dir.join("htpasswd"), "alice:$apr1$x$y\n").expect("htpasswd");
+    let shipped =
+        |name: &str| std::fs::read_to_string(repo().join("conf/nginx").join(name)).expect(name);
+    let localise = |text: String| {
+        text.replace(
+            "/etc/nginx/tls/mcp.example.com.pem",
+            &dir.join("cert.pem").display().to_string(),
+        )
+        .replace(
+            "/etc/nginx/tls/mcp.example.com.key",
+            &dir.join("key.pem").display().to_string(),
+        )
+        .replace(
+            "/etc/nginx/mcp-gateway.htpasswd",
+            &dir.join("htpasswd").display().to_string(),
+        )
+    };
+    std::fs::write(
+        dir.join("mcp-gateway-proxy.conf"),
+        shipped("mcp-gateway-proxy.conf"),
+    )
+    .expect("include");
+    let main = localise(shipped("nginx.conf"));
+    assert!(
+        !main.contains("/etc/nginx"),
+        "a path the test does not replace: {main}"
+    );
+    // The variant replaces the basic-auth server.
+    let variant = localise(shipped("auth-request.conf"));
+    let basic_server = main.find("    server {").expect("a server block");
+    let with_variant = format!("{}{}\n}}\n", &main[..basic_server], variant);
+    for (name, config) in [("nginx.conf", main.clone()), ("variant.conf", with_variant)] {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("pid {}/nginx.pid;\n{config}", dir.display()))
+            .expect("config");
+        let out = Command::new(program("nginx"))
+            .arg("-t")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .expect("nginx runs");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 // ---------------------------------------------------------------- Caddy

@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     /// YAML file declaring the MCP servers.
-    #[arg(long, env = "MCP_GATEWAY_CONFIG")]
+    #[arg(long, env = "MCP_GATEWAY_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Validate the configuration, print the warnings, and exit.
     #[arg(long)]

@@ -16,6 +16,34 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 VENV=$TARGET_DIR/tmp/mcp-sdk-venv
 MARKER=$VENV/.installed
 
+# Real programs the deployment tests run (tests/integration/deploy.rs,
+# conf_files.rs, behind_proxies.rs): nginx and Caddy in front of the
+# gateway, promtool for the alert rules, systemd-analyze for the unit.
+missing_packages=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing_packages+=(nginx-light)
+command -v caddy >/dev/null 2>&1 || missing_packages+=(caddy)
+command -v promtool >/dev/null 2>&1 || missing_packages+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing_packages+=(systemd)
+command -v openssl >/dev/null 2>&1 || missing_packages+=(openssl)
+# The admin page's browser test drives Debian's Chromium. A Node from
+# elsewhere (e.g. NodeSource) brings its own npm; Debian's would conflict.
+command -v chromium >/dev/null 2>&1 || missing_packages+=(chromium)
+command -v npm >/dev/null 2>&1 || missing_packages+=(npm)
+if [ ${#missing_packages[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${missing_packages[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo apt-get update -qq
+    # --no-install-recommends: no prometheus exporters or services pulled in.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${missing_packages[@]}" >/dev/null
+  else
+    echo "install-test-deps: please install ${missing_packages[*]}" >&2
+    exit 1
+  fi
+fi
+
 install_sdk() {
 if [ -x "$VENV/bin/python" ] && [ -f "$MARKER" ] && cmp -s "$REQUIREMENTS" "$MARKER"; then
   return 0
@@ -44,35 +72,10 @@ cp "$REQUIREMENTS" "$MARKER"
 }
 install_sdk
 
-# The admin page's browser test: Debian's Chromium and playwright-core
-# (pinned in tests/browser/package.json, installed beside it).
+# The admin page's browser test: playwright-core, pinned in
+# tests/browser/package.json, installed beside it.
 BROWSER_DIR=tests/browser
 BROWSER_MARKER=$BROWSER_DIR/node_modules/.installed
-missing=""
-command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-# A Node from elsewhere (e.g. NodeSource) brings its own npm; Debian's would
-# conflict with it.
-command -v npm >/dev/null 2>&1 || missing="$missing npm"
-if [ -n "$missing" ]; then
-  echo "install-test-deps: installing$missing"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  if command -v apt-get >/dev/null 2>&1; then
-    $sudo apt-get update -qq
-    # shellcheck disable=SC2086
-    # Quiet unless it fails (debconf chatters on stderr).
-    log=$(mktemp)
-    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >"$log" 2>&1; then
-      cat "$log" >&2
-      rm -f "$log"
-      exit 1
-    fi
-    rm -f "$log"
-  else
-    echo "install-test-deps: please install$missing" >&2
-    exit 1
-  fi
-fi
 if ! { [ -f "$BROWSER_MARKER" ] && cmp -s "$BROWSER_DIR/package.json" "$BROWSER_MARKER"; }; then
   echo "install-test-deps: installing playwright-core into $BROWSER_DIR/node_modules"
   (cd "$BROWSER_DIR" && npm install --silent --no-audit --no-fund --no-save >/dev/null)

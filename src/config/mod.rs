@@ -4,11 +4,13 @@
 
 mod servers;
 mod values;
+mod variables;
 
 pub use servers::{
     is_valid_server_name, parse_upstream_url, AuthMode, ServerSpec, UpstreamCredential, UpstreamUrl,
 };
 pub use values::Secret;
+pub use variables::KNOWN_VARIABLES;
 
 use http::HeaderName;
 use ipnet::IpNet;
@@ -176,6 +178,8 @@ pub struct ObservabilitySettings {
     /// `METRICS_TOKEN`: a scrape bearing it sees the per-user series;
     /// without it nobody does.
     pub metrics_token: Option<Secret>,
+    /// Set variables that look like the gateway's but are not read (typos).
+    pub unrecognised_variables: Vec<String>,
 }
 
 /// Everything the gateway is configured with, parsed and validated once.
@@ -387,6 +391,12 @@ impl Settings {
             out.push(format!(
                 "{} set but not yet in effect: the registry, caches and admin UI arrive with issue 8",
                 self.admin.set_but_not_in_effect.join(", ")
+            ));
+        }
+        if !self.observability.unrecognised_variables.is_empty() {
+            out.push(format!(
+                "{} set but not read by the gateway (a typo?); the variables are listed in README.md",
+                self.observability.unrecognised_variables.join(", ")
             ));
         }
         if !self.listen.host.is_loopback() {
@@ -602,6 +612,7 @@ impl ObservabilitySettings {
                 parse_u64(r).map(|n| n as usize)
             })?,
             metrics_token: src.get("METRICS_TOKEN", None, |r| parse_bearer_token(r).map(Some))?,
+            unrecognised_variables: variables::unrecognised(src.vars.keys().map(String::as_str)),
         })
     }
 }

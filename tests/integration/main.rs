@@ -4,8 +4,11 @@
 mod harness;
 
 mod admin_page;
+mod behind_proxies;
+mod conf_files;
 mod config;
 mod cors;
+mod deploy;
 mod headers;
 mod identity;
 mod keepalive;

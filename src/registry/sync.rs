@@ -1,0 +1,336 @@
+//! The registry sync: opens the registry (retrying while the database is
+//! unreachable), seeds it from the YAML file, hands the enabled servers to
+//! the data plane, then follows every change: PostgreSQL notifies each
+//! write, SQLite is polled; both also re-check on a slower timer in case a
+//! notification was lost. While the database is away the data plane keeps
+//! the servers it has; the sync retries until it is back.
+
+use super::database_url::DatabaseUrl;
+use super::store::{Dialect, OpenError, SqlRegistry, NOTIFY_CHANNEL};
+use super::Registry;
+use crate::config::{Secret, ServerSpec};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Receives the enabled servers every time they change (the routing
+/// snapshot's `apply`). Never called with what a failed read returned.
+pub type ApplySpecs = Arc<dyn Fn(Vec<ServerSpec>) + Send + Sync>;
+/// Called once, after the first servers were applied, with the open
+/// registry (for the admin API and `/ready`).
+pub type OnReady = Box<dyn FnOnce(Arc<SqlRegistry>) + Send>;
+
+pub struct SyncOptions {
+    pub database_url: DatabaseUrl,
+    pub encryption_secret: Secret,
+    /// The YAML file's servers and the file's name. `None` (no `--config`)
+    /// leaves configuration-owned records as they are: a replica started
+    /// without the file must not remove the servers the file declared.
+    pub config: Option<(Vec<ServerSpec>, String)>,
+    /// First wait after a failure; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// SQLite: how often the generation is read.
+    pub poll_interval: Duration,
+    /// PostgreSQL: how often the generation is read besides notifications.
+    pub recheck_interval: Duration,
+}
+
+impl SyncOptions {
+    pub fn new(database_url: DatabaseUrl, encryption_secret: Secret) -> Self {
+        SyncOptions {
+            database_url,
+            encryption_secret,
+            config: None,
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            // A change must reach every process within 2 s.
+            poll_interval: Duration::from_secs(1),
+            recheck_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Exponential back-off: `initial`, doubling, at most `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+    pub failures: u32,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            next: initial,
+            failures: 0,
+        }
+    }
+
+    /// The wait before the next attempt after one more failure.
+    pub fn fail(&mut self) -> Duration {
+        let wait = self.next;
+        self.failures += 1;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+        self.failures = 0;
+    }
+}
+
+/// Sleeps `d` unless told to stop first; true when stopping.
+async fn stopped_during(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+/// Runs until `shutdown` says stop (then `Ok`), or fails at start-up for a
+/// reason retrying cannot fix (then `Err`: the process should exit with it).
+/// Meant for a Pingora `BackgroundService`'s `start`.
+pub async fn run(
+    options: SyncOptions,
+    apply: ApplySpecs,
+    on_ready: OnReady,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), OpenError> {
+    let Some((registry, generation)) = open_and_load(&options, &apply, &mut shutdown).await? else {
+        return Ok(());
+    };
+    let registry = Arc::new(registry);
+    on_ready(registry.clone());
+    let follower = Follower {
+        registry,
+        apply,
+        applied: generation,
+        backoff: Backoff::new(options.retry_initial, options.retry_max),
+    };
+    match follower.registry.dialect() {
+        Dialect::Sqlite => follower.poll(options.poll_interval, shutdown).await,
+        Dialect::Postgres => {
+            follower
+                .listen(&options.database_url, options.recheck_interval, shutdown)
+                .await
+        }
+    }
+    Ok(())
+}
+
+/// Phase one: connect, migrate, seed, load, apply. `None` if told to stop.
+async fn open_and_load(
+    options: &SyncOptions,
+    apply: &ApplySpecs,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<(SqlRegistry, i64)>, OpenError> {
+    let url = &options.database_url;
+    let mut backoff = Backoff::new(options.retry_initial, options.retry_max);
+    loop {
+        let attempt = async {
+            let registry = SqlRegistry::connect(url, &options.encryption_secret).await?;
+            if let Some((specs, file)) = &options.config {
+                match registry.upsert_config(specs, file).await {
+                    Ok(summary) if !summary.is_empty() => log::info!(
+                        "registry: {file}: {} created, {} updated, {} removed",
+                        summary.created.len(),
+                        summary.updated.len(),
+                        summary.removed.len()
+                    ),
+                    Ok(_) => {}
+                    Err(super::RegistryError::Unavailable(why)) => {
+                        return Err(OpenError::Unreachable(why))
+                    }
+                    Err(e) => return Err(OpenError::Fatal(format!("{file}: {e}"))),
+                }
+            }
+            let (generation, specs) = registry
+                .load_enabled()
+                .await
+                .map_err(|e| OpenError::Unreachable(e.to_string()))?;
+            Ok::<_, OpenError>((registry, generation, specs))
+        };
+        match attempt.await {
+            Ok((registry, generation, specs)) => {
+                log::info!(
+                    "registry: {} servers loaded from {}",
+                    specs.len(),
+                    url.redacted()
+                );
+                apply(specs);
+                return Ok(Some((registry, generation)));
+            }
+            Err(OpenError::Unreachable(why)) => {
+                let wait = backoff.fail();
+                log::warn!(
+                    "registry: attempt {} failed: {why}; retrying in {:.1}s",
+                    backoff.failures,
+                    wait.as_secs_f64()
+                );
+                if stopped_during(wait, shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(fatal) => return Err(fatal),
+        }
+    }
+}
+
+/// Phase two: applies every change after the first load.
+struct Follower {
+    registry: Arc<SqlRegistry>,
+    apply: ApplySpecs,
+    /// The generation whose servers the data plane runs.
+    applied: i64,
+    backoff: Backoff,
+}
+
+impl Follower {
+    /// Reads the generation and, if it moved, reloads and applies. On
+    /// failure the data plane keeps what it has; returns the wait before
+    /// the next try.
+    async fn check(&mut self) -> Option<Duration> {
+        let result = async {
+            let generation = self.registry.generation().await?;
+            if generation == self.applied {
+                return Ok(None);
+            }
+            self.registry.load_enabled().await.map(Some)
+        }
+        .await;
+        match result {
+            Ok(loaded) => {
+                if self.backoff.failures > 0 {
+                    log::info!("registry: database reachable again");
+                    self.backoff.reset();
+                }
+                if let Some((generation, specs)) = loaded {
+                    log::info!("registry: generation {generation}, {} servers", specs.len());
+                    self.applied = generation;
+                    (self.apply)(specs);
+                }
+                None
+            }
+            Err(e) => {
+                let wait = self.backoff.fail();
+                log::warn!(
+                    "registry: reload attempt {} failed, routing stays as it was: {e}",
+                    self.backoff.failures
+                );
+                Some(wait)
+            }
+        }
+    }
+
+    async fn poll(mut self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut wait = interval;
+        while !stopped_during(wait, &mut shutdown).await {
+            wait = self.check().await.unwrap_or(interval);
+        }
+    }
+
+    async fn listen(
+        mut self,
+        url: &DatabaseUrl,
+        recheck: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let DatabaseUrl::Postgres(raw) = url else {
+            return;
+        };
+        let mut listener: Option<sqlx::postgres::PgListener> = None;
+        let mut ticker = tokio::time::interval(recheck);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let Some(active) = listener.as_mut() else {
+                match connect_listener(raw).await {
+                    Ok(l) => {
+                        listener = Some(l);
+                        // Whatever was written while nobody listened.
+                        if let Some(wait) = self.check().await {
+                            if stopped_during(wait, &mut shutdown).await {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let wait = self.backoff.fail();
+                        log::warn!(
+                            "registry: attempt {} to listen for changes failed: {e}",
+                            self.backoff.failures
+                        );
+                        if stopped_during(wait, &mut shutdown).await {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            };
+            let received = tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                    continue;
+                }
+                _ = ticker.tick() => Ok(None),
+                received = active.try_recv() => received.map(|_| None::<()>),
+            };
+            let wait = match received {
+                // A notification, the timer, or the connection was lost
+                // (the next call reconnects): either way, look.
+                Ok(_) => self.check().await,
+                Err(e) => {
+                    log::warn!("registry: change notifications interrupted: {e}");
+                    listener = None;
+                    Some(self.backoff.fail())
+                }
+            };
+            if let Some(wait) = wait {
+                if stopped_during(wait, &mut shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn connect_listener(url: &Secret) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url.expose()).await?;
+    listener.listen(NOTIFY_CHANNEL).await?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(3));
+        let waits: Vec<_> = (0..5).map(|_| b.fail().as_millis()).collect();
+        assert_eq!(waits, [500, 1000, 2000, 3000, 3000]);
+        assert_eq!(b.failures, 5);
+        b.reset();
+        assert_eq!(b.fail(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_change_reaches_other_processes_within_two_seconds_by_design() {
+        let o = SyncOptions::new(DatabaseUrl::SqliteMemory, Secret::new("k"));
+        // SQLite: one poll interval plus a read; PostgreSQL: a notification.
+        assert!(o.poll_interval <= Duration::from_secs(1));
+        assert!(o.retry_initial <= Duration::from_secs(1));
+    }
+}

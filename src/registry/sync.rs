@@ -118,8 +118,14 @@ pub async fn run(
     match follower.registry.dialect() {
         Dialect::Sqlite => follower.poll(options.poll_interval, shutdown).await,
         Dialect::Postgres => {
+            let retry = Backoff::new(options.retry_initial, options.retry_max);
             follower
-                .listen(&options.database_url, options.recheck_interval, shutdown)
+                .listen(
+                    &options.database_url,
+                    options.recheck_interval,
+                    retry,
+                    shutdown,
+                )
                 .await
         }
     }
@@ -241,65 +247,72 @@ impl Follower {
         mut self,
         url: &DatabaseUrl,
         recheck: Duration,
+        retry: Backoff,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let DatabaseUrl::Postgres(raw) = url else {
             return;
         };
-        let mut listener: Option<sqlx::postgres::PgListener> = None;
+        // The listener lives in its own task so that no `select!` ever
+        // cancels a read half-way; it only says "look".
+        let (look_tx, mut look_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let listener = tokio::spawn(forward_notifications(raw.clone(), retry, look_tx));
         let mut ticker = tokio::time::interval(recheck);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let Some(active) = listener.as_mut() else {
-                match connect_listener(raw).await {
-                    Ok(l) => {
-                        listener = Some(l);
-                        // Whatever was written while nobody listened.
-                        if let Some(wait) = self.check().await {
-                            if stopped_during(wait, &mut shutdown).await {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let wait = self.backoff.fail();
-                        log::warn!(
-                            "registry: attempt {} to listen for changes failed: {e}",
-                            self.backoff.failures
-                        );
-                        if stopped_during(wait, &mut shutdown).await {
-                            return;
-                        }
-                    }
-                }
-                continue;
-            };
-            let received = tokio::select! {
+            tokio::select! {
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
-                        return;
+                        break;
                     }
                     continue;
                 }
-                _ = ticker.tick() => Ok(None),
-                received = active.try_recv() => received.map(|_| None::<()>),
-            };
-            let wait = match received {
-                // A notification, the timer, or the connection was lost
-                // (the next call reconnects): either way, look.
-                Ok(_) => self.check().await,
+                _ = ticker.tick() => {}
+                _ = look_rx.recv() => {}
+            }
+            if let Some(wait) = self.check().await {
+                if stopped_during(wait, &mut shutdown).await {
+                    break;
+                }
+            }
+        }
+        listener.abort();
+    }
+}
+
+/// Listens on [`NOTIFY_CHANNEL`] and sends one "look" per notification, per
+/// lost connection and per (re)connection (whatever was written while
+/// nobody listened). Reconnects with back-off until aborted.
+async fn forward_notifications(
+    url: Secret,
+    mut retry: Backoff,
+    look: tokio::sync::mpsc::Sender<()>,
+) {
+    loop {
+        let mut listener = match connect_listener(&url).await {
+            Ok(l) => {
+                retry.reset();
+                l
+            }
+            Err(e) => {
+                let wait = retry.fail();
+                log::warn!(
+                    "registry: attempt {} to listen for changes failed: {e}; retrying in {:.1}s",
+                    retry.failures,
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        };
+        loop {
+            // A full channel already holds a "look": one is enough.
+            let _ = look.try_send(());
+            match listener.try_recv().await {
+                Ok(_) => {}
                 Err(e) => {
                     log::warn!("registry: change notifications interrupted: {e}");
-                    listener = None;
-                    Some(self.backoff.fail())
-                }
-            };
-            if let Some(wait) = wait {
-                if stopped_during(wait, &mut shutdown).await {
-                    return;
+                    break;
                 }
             }
         }

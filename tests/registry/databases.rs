@@ -81,26 +81,28 @@ impl TestDb {
 static N: AtomicUsize = AtomicUsize::new(0);
 static LOUD: Once = Once::new();
 
-/// SQLite, and PostgreSQL when `TEST_DATABASE_URL` is set.
-pub async fn test_databases() -> Vec<TestDb> {
-    let n = N.fetch_add(1, Ordering::Relaxed);
+/// A SQLite file in a directory of its own, for what only SQLite has.
+pub fn sqlite_database() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut out = vec![TestDb {
+    TestDb {
         url: DatabaseUrl::SqliteFile(dir.path().join("mcp.db")),
         label: "sqlite",
         _dir: Some(dir),
         pg: None,
-    }];
+    }
+}
+
+/// SQLite, and PostgreSQL when `TEST_DATABASE_URL` is set.
+pub async fn test_databases() -> Vec<TestDb> {
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let mut out = vec![sqlite_database()];
     match std::env::var("TEST_DATABASE_URL") {
         Ok(server) if !server.is_empty() => {
             let name = format!("gw_regtest_{}_{n}", std::process::id());
             let mut conn = sqlx::PgConnection::connect(&server)
                 .await
                 .expect("TEST_DATABASE_URL reachable");
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await
-                .expect("drop a leftover");
+            drop_leftovers_of_dead_runs(&mut conn).await;
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
@@ -121,4 +123,27 @@ pub async fn test_databases() -> Vec<TestDb> {
         }),
     }
     out
+}
+
+/// A test that panics leaves its database behind; the next run removes the
+/// databases of processes that no longer exist.
+async fn drop_leftovers_of_dead_runs(conn: &mut sqlx::PgConnection) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'gw\\_regtest\\_%'",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+        for name in names {
+            let pid = name.split('_').nth(2).unwrap_or_default();
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut *conn)
+                    .await;
+            }
+        }
+    })
+    .await;
 }

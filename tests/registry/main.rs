@@ -3,6 +3,7 @@
 //! (each test in a database of its own, dropped at its end).
 
 mod databases;
+mod outage;
 mod schema;
 mod sync;
 mod writes;

@@ -143,7 +143,7 @@ async fn another_encryption_secret_is_refused_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_encrypted_in_the_sqlite_file() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     let path = db.sqlite_path().expect("sqlite first");
     let reg = db.open().await;
     let mut d = draft("needle-server");

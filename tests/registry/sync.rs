@@ -102,7 +102,7 @@ async fn a_write_by_one_process_reaches_another_within_two_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_start_up_error_is_returned_not_retried() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     db.open().await.close().await;
     let options = SyncOptions::new(
         db.url.clone(),

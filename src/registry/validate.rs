@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ServerDraft)>)> = vec![
+        type Edit = Box<dyn Fn(&mut ServerDraft)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("name", Box::new(|d| d.name = "GitHub".into())),
             ("name", Box::new(|d| d.name = "a".repeat(64))),
             ("urls", Box::new(|d| d.urls.clear())),

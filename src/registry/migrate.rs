@@ -96,15 +96,9 @@ pub async fn migrate_with(
             return Err(MigrateError::TooNew { found, known });
         }
     }
-    for sql in [
-        "CREATE TABLE IF NOT EXISTS gw_schema (id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
-        "INSERT INTO gw_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-    ] {
-        sqlx::query(sql)
-            .execute(pool)
-            .await
-            .map_err(MigrateError::Database)?;
-    }
+    bootstrap(pool, dialect)
+        .await
+        .map_err(MigrateError::Database)?;
     for m in migrations {
         let failed = |error| MigrateError::Failed {
             version: m.version,
@@ -156,6 +150,31 @@ pub async fn migrate_with(
         );
     }
     Ok(())
+}
+
+/// The version table, created once even when processes start together.
+/// PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe against a
+/// concurrent twin, so a transaction-scoped advisory lock serialises them.
+/// SQLite runs each statement on its own: its write lock serialises them,
+/// and a transaction that read first could not wait for it.
+async fn bootstrap(pool: &AnyPool, dialect: Dialect) -> Result<(), sqlx::Error> {
+    const CREATE: &str = "CREATE TABLE IF NOT EXISTS gw_schema \
+         (id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)";
+    const INSERT: &str =
+        "INSERT INTO gw_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING";
+    if dialect == Dialect::Sqlite {
+        sqlx::query(CREATE).execute(pool).await?;
+        sqlx::query(INSERT).execute(pool).await?;
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    // Wrapped so the row has a type the `Any` driver knows (not void).
+    sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(7245735013)) AS locked")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(CREATE).execute(&mut *tx).await?;
+    sqlx::query(INSERT).execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 /// `None` for a database the gateway never used.

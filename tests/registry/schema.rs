@@ -37,6 +37,35 @@ async fn migrations_run_once_and_a_restart_keeps_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_together_on_a_new_database_migrate_it_once() {
+    for db in test_databases().await {
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { SqlRegistry::connect(&url, &secret()).await })
+            })
+            .collect();
+        for start in starts {
+            let reg = start
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", db.label));
+            reg.close().await;
+        }
+        assert_eq!(schema_version(&db).await, migrate::latest_version());
+        let reg = db.open().await;
+        assert_eq!(
+            reg.generation().await.unwrap(),
+            0,
+            "{}: one meta row, untouched",
+            db.label
+        );
+        reg.close().await;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_from_a_newer_gateway_is_refused_unmodified() {
     for db in test_databases().await {
         let reg = db.open().await;

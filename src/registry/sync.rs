@@ -4,6 +4,20 @@
 //! write, SQLite is polled; both also re-check on a slower timer in case a
 //! notification was lost. While the database is away the data plane keeps
 //! the servers it has; the sync retries until it is back.
+//!
+//! Wiring, from a Pingora `BackgroundService` (as `app.rs`'s `Rediscovery`):
+//!
+//! ```text
+//! async fn start(&self, shutdown: ShutdownWatch) {
+//!     let mut options = SyncOptions::new(settings.admin.database_url.clone(),
+//!                                        settings.admin.encryption_secret.clone());
+//!     options.config = config_file.map(|file| (settings.servers.clone(), file));
+//!     if let Err(e) = sync::run(options, apply, on_ready, shutdown).await {
+//!         eprintln!("mcp-gateway: {e}");   // schema too new, failed migration,
+//!         std::process::exit(1);           // another AUTH_ENCRYPTION_SECRET
+//!     }
+//! }
+//! ```
 
 use super::database_url::DatabaseUrl;
 use super::store::{Dialect, OpenError, SqlRegistry, NOTIFY_CHANNEL};

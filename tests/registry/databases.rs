@@ -117,9 +117,11 @@ pub async fn test_databases() -> Vec<TestDb> {
             });
         }
         _ => LOUD.call_once(|| {
-            eprintln!(
-                "\n*** TEST_DATABASE_URL is not set: the registry tests run against SQLite ONLY ***\n"
-            )
+            // Straight to the stream: the test harness captures `eprintln!`.
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(
+                b"\n*** TEST_DATABASE_URL is not set: the registry tests run against SQLite ONLY ***\n",
+            );
         }),
     }
     out

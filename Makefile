@@ -22,7 +22,7 @@ test: deps deps-test
 	cargo clippy --all-targets -- -D warnings
 	cargo test --all-targets
 	@if [ -z "$$TEST_DATABASE_URL$$TEST_REDIS_URL" ]; then \
-	  echo "NOTE: TEST_DATABASE_URL / TEST_REDIS_URL are not set; nothing in this suite uses them yet (the registry and Redis cache arrive with later issues)."; \
+	  echo "NOTE: TEST_DATABASE_URL is not set: the registry tests ran against SQLite only (TEST_REDIS_URL: nothing uses it yet)."; \
 	fi
 
 lint: deps

@@ -81,7 +81,14 @@ pub fn effective_config(s: &Settings) -> Value {
         "PLATFORM_ADMIN_PASSWORD": secret(s.admin.platform_admin_password.as_ref()),
         "BASIC_AUTH_USER": s.admin.basic_auth_user,
         "BASIC_AUTH_PASSWORD": secret(s.admin.basic_auth_password.as_ref()),
-        "DATABASE_URL": redact_url(s.admin.database_url.expose()),
+        "DATABASE_URL": s.admin.database_url.redacted(),
+        "AUTH_ENCRYPTION_SECRET": if s.admin.encryption_secret.expose()
+            == crate::registry::crypto::DEFAULT_ENCRYPTION_SECRET
+        {
+            "the published default"
+        } else {
+            "set"
+        },
         "CACHE_TYPE": cache,
         "REDIS_URL": redact_url(s.admin.redis_url.expose()),
         "SESSION_TTL": s.admin.session_ttl.as_secs(),
@@ -132,6 +139,7 @@ mod tests {
             ("BASIC_AUTH_PASSWORD", "secret-basic-password"),
             ("METRICS_TOKEN", "secret-metrics-token"),
             ("DATABASE_URL", "postgresql://u:secret-db-password@db/mcp"),
+            ("AUTH_ENCRYPTION_SECRET", "secret-encryption-key-0123456789"),
             ("REDIS_URL", "redis://:secret-redis-password@cache:6379/0"),
         ];
         let s = Settings::load(&Source::from_pairs(pairs), None).unwrap();
@@ -140,6 +148,7 @@ mod tests {
         let v = effective_config(&s);
         assert_eq!(v["JWT_SECRET_KEY"], "set");
         assert_eq!(v["ADMIN_PORT"], 4445);
-        assert_eq!(v["DATABASE_URL"], "postgresql://u:***@db/mcp");
+        assert!(v["DATABASE_URL"].as_str().unwrap().contains("u:***@db"));
+        assert_eq!(v["AUTH_ENCRYPTION_SECRET"], "set");
     }
 }

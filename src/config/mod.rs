@@ -7,11 +7,13 @@ mod values;
 mod variables;
 
 pub use servers::{
-    is_valid_server_name, parse_upstream_url, AuthMode, ServerSpec, UpstreamCredential, UpstreamUrl,
+    is_valid_server_name, parse_upstream_url, validate_server, AuthMode, ServerFields, ServerSpec,
+    UpstreamCredential, UpstreamUrl,
 };
 pub use values::Secret;
 pub use variables::KNOWN_VARIABLES;
 
+use crate::registry::crypto::DEFAULT_ENCRYPTION_SECRET;
 use http::HeaderName;
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
@@ -131,7 +133,11 @@ pub struct AdminSettings {
     pub platform_admin_password: Option<Secret>,
     pub basic_auth_user: String,
     pub basic_auth_password: Option<Secret>,
-    pub database_url: Secret,
+    /// `DATABASE_URL`, the registry's database.
+    pub database_url: crate::registry::DatabaseUrl,
+    /// `AUTH_ENCRYPTION_SECRET`: the key of the upstream credentials stored
+    /// in the registry.
+    pub encryption_secret: Secret,
     pub cache_type: CacheType,
     pub redis_url: Secret,
     /// `SESSION_TTL`: a cached user session (admin), not an MCP session.
@@ -169,7 +175,7 @@ pub struct CorsSettings {
 
 /// Accepted and validated, as the reference's deployments set them, but read
 /// by nothing until the registry, caches and admin UI arrive (issue 8).
-pub const NOT_YET_IN_EFFECT: [&str; 3] = ["CACHE_TYPE", "REDIS_URL", "DATABASE_URL"];
+pub const NOT_YET_IN_EFFECT: [&str; 2] = ["CACHE_TYPE", "REDIS_URL"];
 
 #[derive(Debug, Clone)]
 pub struct ObservabilitySettings {
@@ -387,6 +393,18 @@ impl Settings {
                 "PLATFORM_ADMIN_PASSWORD is not set: nobody can log in to the admin service".into(),
             );
         }
+        if self.admin.encryption_secret.expose() == DEFAULT_ENCRYPTION_SECRET {
+            out.push(format!(
+                "AUTH_ENCRYPTION_SECRET is the reference's published default ({DEFAULT_ENCRYPTION_SECRET:?}): \
+                 anyone can decrypt the upstream credentials stored in the registry; \
+                 CHANGE IT IN PRODUCTION (e.g. openssl rand -hex 32)"
+            ));
+        } else if self.admin.encryption_secret.expose().len() < 16 {
+            out.push(
+                "AUTH_ENCRYPTION_SECRET is shorter than 16 characters: use a longer random secret"
+                    .into(),
+            );
+        }
         if !self.admin.set_but_not_in_effect.is_empty() {
             out.push(format!(
                 "{} set but not yet in effect: the registry, caches and admin UI arrive with issue 8",
@@ -551,9 +569,12 @@ impl AdminSettings {
             basic_auth_password: src.secret("BASIC_AUTH_PASSWORD"),
             database_url: src.get(
                 "DATABASE_URL",
-                Secret::new("sqlite:///./mcp.db"),
-                parse_database_url,
+                crate::registry::DatabaseUrl::default(),
+                crate::registry::DatabaseUrl::parse,
             )?,
+            encryption_secret: src
+                .secret("AUTH_ENCRYPTION_SECRET")
+                .unwrap_or_else(|| Secret::new(DEFAULT_ENCRYPTION_SECRET)),
             cache_type: src.get("CACHE_TYPE", CacheType::Memory, parse_cache_type)?,
             redis_url: src.get(
                 "REDIS_URL",
@@ -652,6 +673,11 @@ mod tests {
         );
         assert_eq!(s.listen.request_header_timeout, Duration::from_secs(10));
         assert_eq!(
+            s.admin.database_url,
+            crate::registry::DatabaseUrl::default()
+        );
+        assert_eq!(s.admin.encryption_secret.expose(), "my-test-salt");
+        assert_eq!(
             s.upstream.stream_idle_timeout,
             Some(Duration::from_secs(3600))
         );
@@ -742,11 +768,12 @@ mod tests {
             ("CACHE_TYPE", "redis"),
             ("REDIS_URL", "redis://cache:6379/0"),
             ("DATABASE_URL", "postgresql://u:pw@db/mcp"),
+            ("PLATFORM_ADMIN_PASSWORD", "pw"),
             ("SESSION_SECRET", "in-effect-so-not-named"),
         ]);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("CACHE_TYPE, REDIS_URL, DATABASE_URL set but not yet in effect"),
+            w[0].starts_with("CACHE_TYPE, REDIS_URL set but not yet in effect"),
             "{}",
             w[0]
         );
@@ -822,6 +849,36 @@ mod tests {
             &[("AUTH_REQUIRED", "false"), ("ADMIN_ENABLED", "false")],
             "AUTH_REQUIRED"
         ));
+    }
+
+    #[test]
+    fn the_published_encryption_secret_is_called_out() {
+        let warned = |pairs: &[(&str, &str)]| {
+            let mut all = PROXY.to_vec();
+            all.extend_from_slice(pairs);
+            load(&all)
+                .unwrap()
+                .warnings()
+                .into_iter()
+                .any(|w| w.contains("AUTH_ENCRYPTION_SECRET"))
+        };
+        assert!(warned(&[]));
+        assert!(warned(&[("AUTH_ENCRYPTION_SECRET", "my-test-salt")]));
+        assert!(warned(&[("AUTH_ENCRYPTION_SECRET", "short")]));
+        assert!(!warned(&[(
+            "AUTH_ENCRYPTION_SECRET",
+            "a-long-random-secret-0123456789"
+        )]));
+    }
+
+    #[test]
+    fn a_malformed_database_url_names_the_variable_without_its_password() {
+        let mut pairs = PROXY.to_vec();
+        pairs.push(("DATABASE_URL", "postgresql+psycopg://u:dbpass@db:port/mcp"));
+        let e = load(&pairs).unwrap_err();
+        assert_eq!(e.field, "DATABASE_URL");
+        assert!(!e.to_string().contains("dbpass"), "{e}");
+        assert!(e.to_string().contains("u:***@"), "{e}");
     }
 
     #[test]

@@ -87,7 +87,18 @@ pub fn parse_servers_yaml(text: &str, file: &str) -> Result<Vec<ServerSpec>, Con
         .enumerate()
         .map(|(i, raw)| {
             let field = |f: &str| format!("{file}: servers[{i}].{f}");
-            let spec = validate_server(raw, &field)?;
+            let mut urls = raw.urls;
+            urls.extend(raw.url);
+            let fields = ServerFields {
+                name: &raw.name,
+                urls: &urls,
+                auth_mode: raw.auth_mode,
+                proxy_header: raw.proxy_header.as_deref(),
+                jwt_audience: raw.jwt_audience.as_deref(),
+                passthrough_headers: raw.passthrough_headers.as_deref(),
+                upstream_auth: &UpstreamCredential::None,
+            };
+            let spec = validate_server(fields, &field)?;
             if !seen.insert(spec.name.clone()) {
                 return Err(ConfigError::new(
                     field("name"),
@@ -99,25 +110,38 @@ pub fn parse_servers_yaml(text: &str, file: &str) -> Result<Vec<ServerSpec>, Con
         .collect()
 }
 
-fn validate_server(
-    raw: RawServer,
+/// A server's fields as written, before validation: what the YAML file and
+/// the registry's drafts both hold.
+pub struct ServerFields<'a> {
+    pub name: &'a str,
+    pub urls: &'a [String],
+    pub auth_mode: AuthMode,
+    pub proxy_header: Option<&'a str>,
+    pub jwt_audience: Option<&'a str>,
+    pub passthrough_headers: Option<&'a [String]>,
+    pub upstream_auth: &'a UpstreamCredential,
+}
+
+/// The one set of rules for a server, from the YAML file or the registry;
+/// `field` turns a field's name into how the caller names it in an error.
+pub fn validate_server(
+    raw: ServerFields<'_>,
     field: &dyn Fn(&str) -> String,
 ) -> Result<ServerSpec, ConfigError> {
-    if !is_valid_server_name(&raw.name) {
+    if !is_valid_server_name(raw.name) {
         return Err(ConfigError::new(
             field("name"),
             format!("{:?} must match [a-z0-9-]{{1,63}}", raw.name),
         ));
     }
-    let mut urls = raw.urls;
-    urls.extend(raw.url);
-    if urls.is_empty() {
+    if raw.urls.is_empty() {
         return Err(ConfigError::new(
             field("urls"),
             "at least one URL is required",
         ));
     }
-    let urls = urls
+    let urls = raw
+        .urls
         .iter()
         .enumerate()
         .map(|(j, u)| {
@@ -127,7 +151,7 @@ fn validate_server(
     let proxy_header = raw
         .proxy_header
         .map(|h| {
-            parse_identity_header_name(&h).map_err(|e| ConfigError::new(field("proxy_header"), e))
+            parse_identity_header_name(h).map_err(|e| ConfigError::new(field("proxy_header"), e))
         })
         .transpose()?;
     if proxy_header.is_some() && raw.auth_mode == AuthMode::Jwt {
@@ -151,15 +175,82 @@ fn validate_server(
                 .map_err(|e| ConfigError::new(field("passthrough_headers"), e))
         })
         .transpose()?;
+    validate_credential(raw.upstream_auth).map_err(|(f, e)| ConfigError::new(field(&f), e))?;
     Ok(ServerSpec {
-        name: raw.name,
+        name: raw.name.to_string(),
         urls,
         auth_mode: raw.auth_mode,
         proxy_header,
-        jwt_audience: raw.jwt_audience,
+        jwt_audience: raw.jwt_audience.map(str::to_string),
         passthrough_headers,
-        upstream_auth: UpstreamCredential::None,
+        upstream_auth: raw.upstream_auth.clone(),
     })
+}
+
+/// Every value must travel as an HTTP header value; the gateway's framing,
+/// routing and identity headers are not the credential's to set.
+fn validate_credential(cred: &UpstreamCredential) -> Result<(), (String, String)> {
+    let header_safe =
+        |v: &str| !v.is_empty() && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    let too_long = |v: &str| v.len() > 4096;
+    match cred {
+        UpstreamCredential::None => Ok(()),
+        UpstreamCredential::Bearer(token) => {
+            let t = token.expose();
+            if t.is_empty() || too_long(t) || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err((
+                    "upstream_auth.token".into(),
+                    "must be 1 to 4096 visible ASCII characters without spaces".into(),
+                ));
+            }
+            Ok(())
+        }
+        UpstreamCredential::Basic { username, password } => {
+            if username.is_empty()
+                || too_long(username)
+                || username.contains(':')
+                || !header_safe(username)
+            {
+                return Err((
+                    "upstream_auth.username".into(),
+                    "must be 1 to 4096 printable ASCII characters without ':'".into(),
+                ));
+            }
+            let p = password.expose();
+            if too_long(p) || !p.chars().all(|c| !c.is_control()) {
+                return Err((
+                    "upstream_auth.password".into(),
+                    "must be at most 4096 characters without control characters".into(),
+                ));
+            }
+            Ok(())
+        }
+        UpstreamCredential::Headers(headers) => {
+            if headers.is_empty() || headers.len() > 16 {
+                return Err((
+                    "upstream_auth.headers".into(),
+                    "must hold 1 to 16 headers".into(),
+                ));
+            }
+            let mut seen = HashSet::new();
+            for (name, value) in headers {
+                let field = format!("upstream_auth.headers.{name}");
+                if crate::headers::is_reserved_name(name) && name != http::header::AUTHORIZATION {
+                    return Err((
+                        field,
+                        "is a header the gateway sets or forwards itself".into(),
+                    ));
+                }
+                if !seen.insert(name.clone()) {
+                    return Err((field, "appears twice".into()));
+                }
+                if too_long(value.expose()) || !header_safe(value.expose()) {
+                    return Err((field, "must be 1 to 4096 printable ASCII characters".into()));
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 pub fn is_valid_server_name(name: &str) -> bool {

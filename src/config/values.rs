@@ -142,17 +142,6 @@ pub fn parse_cache_type(raw: &str) -> Result<CacheType, String> {
     }
 }
 
-/// SQLAlchemy-style URLs (`postgresql+psycopg://`, `sqlite:///./mcp.db`) are
-/// accepted as well as plain ones.
-pub fn parse_database_url(raw: &str) -> Result<Secret, String> {
-    let scheme = raw.split("://").next().unwrap_or_default();
-    let base = scheme.split('+').next().unwrap_or_default();
-    if !raw.contains("://") || !matches!(base, "sqlite" | "postgres" | "postgresql") {
-        return Err("expected a sqlite:// or postgresql:// URL".into());
-    }
-    Ok(Secret::new(raw))
-}
-
 pub fn parse_redis_url(raw: &str) -> Result<Secret, String> {
     if raw.starts_with("redis://") || raw.starts_with("rediss://") {
         Ok(Secret::new(raw))

@@ -6,12 +6,26 @@
 //! admin API, the registry sync, start-up's YAML upsert); the model types
 //! below are what crosses it.
 
+pub mod crypto;
+pub mod database_url;
+pub mod migrate;
 pub mod model;
+mod rows;
+mod store;
+pub mod sync;
+mod validate;
+mod writes;
 
 pub use model::{
     Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, Origin, Page, RegistryError,
     ServerDraft, ServerPatch, ServerRecord, Transport,
 };
+
+pub use database_url::DatabaseUrl;
+pub use rows::{redacted_credential, redacted_json};
+pub use store::{Dialect, OpenError, SqlRegistry, NOTIFY_CHANNEL};
+pub use validate::{apply_patch, draft_from_spec, spec_from_record, validate_draft};
+pub use writes::ConfigSummary;
 
 use async_trait::async_trait;
 

@@ -3,8 +3,10 @@
 //! (tests/browser/admin.spec.mjs, playwright-core from
 //! scripts/install-test-deps.sh).
 //!
-//! Both need the registry store behind the admin service, which arrives
-//! when the store is merged; until then they are ignored.
+//! Both need the binary to open the registry and run the admin service
+//! (`AdminService::from_settings` with the `SqlRegistry` and a `HealthView`
+//! of the routing snapshot), which app.rs gains at the merge with the
+//! snapshot work; until then they are ignored.
 
 use crate::harness::*;
 use std::path::PathBuf;
@@ -55,7 +57,7 @@ fn start_admin() -> Admin {
 }
 
 #[test]
-#[ignore = "needs the registry store (merge)"]
+#[ignore = "needs the registry and the admin service wired into app.rs (merge)"]
 fn admin_api_login_create_and_logout_over_a_socket() {
     let a = start_admin();
     let json = [("Content-Type", "application/json")];
@@ -102,7 +104,7 @@ fn admin_api_login_create_and_logout_over_a_socket() {
 }
 
 #[test]
-#[ignore = "needs the registry store (merge)"]
+#[ignore = "needs the registry and the admin service wired into app.rs (merge)"]
 fn the_admin_page_in_headless_chromium() {
     let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(

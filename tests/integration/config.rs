@@ -40,6 +40,20 @@ fn bad_environment_values_exit_2_naming_the_variable() {
 }
 
 #[test]
+fn a_malformed_database_url_exits_2_without_its_password() {
+    let mut env = OK_ENV.to_vec();
+    env.push((
+        "DATABASE_URL",
+        "postgresql+psycopg://mcp:db-hunter2@db:port/mcp",
+    ));
+    let (code, output) = Gateway::run_to_exit(&env, "servers: []\n", &[]);
+    assert_eq!(code, 2, "{output}");
+    assert!(output.contains("DATABASE_URL"), "{output}");
+    assert!(output.contains("mcp:***@db"), "{output}");
+    assert!(!output.contains("db-hunter2"), "{output}");
+}
+
+#[test]
 fn jwt_mode_without_a_secret_exits_2() {
     expect_exit_2(&[], "servers: []\n", "JWT_SECRET_KEY");
 }

@@ -152,7 +152,13 @@ fn gateway_command(env: &[(&str, &str)], yaml: &str, port: u16) -> (Command, Pat
         .current_dir(&dir)
         .arg("--config")
         .arg(&config)
-        .env("PORT", port.to_string());
+        .env("PORT", port.to_string())
+        // Each gateway its own registry file (SQLAlchemy's four slashes: an
+        // absolute path), not a `./mcp.db` shared by every test.
+        .env(
+            "DATABASE_URL",
+            format!("sqlite:///{}/mcp.db", dir.display()),
+        );
     for (k, v) in BASE_ENV.iter().chain(env) {
         cmd.env(k, v);
     }

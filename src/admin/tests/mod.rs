@@ -6,6 +6,7 @@ mod browser;
 mod openapi;
 mod servers;
 mod service;
+mod sql_store;
 
 use super::auth::{test_params, AuthConfig};
 use super::test_registry::{FixedHealth, MemoryRegistry};

@@ -1,0 +1,125 @@
+//! The admin API over the real store (`SqlRegistry` on a SQLite file):
+//! the double's contract holds for the store too, and the store's own
+//! audit records carry no secret either.
+
+use super::*;
+use crate::config::{Settings, Source};
+use crate::registry::{DatabaseUrl, SqlRegistry};
+
+const SECRET: &str = "sql-store-upstream-secret";
+
+async fn over_the_store(dir: &std::path::Path) -> Fixture {
+    let url = DatabaseUrl::parse(&format!("sqlite:///{}/mcp.db", dir.display())).expect("url");
+    let store = SqlRegistry::connect(&url, &Secret::new("an-encryption-secret-for-tests"))
+        .await
+        .expect("store");
+    let yaml = "servers:\n  - name: from-yaml\n    urls: [http://127.0.0.1:9/mcp]\n";
+    let settings = Settings::load(
+        &Source::from_pairs([
+            ("MCP_CLIENT_AUTH_ENABLED", "false"),
+            ("TRUST_PROXY_AUTH", "true"),
+        ]),
+        Some(("conf/gateway.yaml", yaml)),
+    )
+    .expect("settings");
+    store
+        .upsert_config(&settings.servers, "conf/gateway.yaml")
+        .await
+        .expect("upsert");
+    let health = Arc::new(FixedHealth::default());
+    let state = AdminState::new(
+        Arc::new(store),
+        health.clone(),
+        serde_json::json!({}),
+        auth_config(),
+    )
+    .expect("state");
+    Fixture {
+        state,
+        registry: Arc::new(MemoryRegistry::default()),
+        health,
+    }
+}
+
+#[tokio::test]
+async fn the_api_over_the_sqlite_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let f = over_the_store(dir.path()).await;
+    let auth = f.bearer().await;
+    let h = [("authorization", auth.as_str())];
+    let body = serde_json::json!({
+        "name": "stored",
+        "urls": ["http://127.0.0.1:9/mcp"],
+        "tags": ["t"],
+        "upstream_auth": {"type": "basic", "username": "bot", "password": SECRET},
+    })
+    .to_string();
+
+    let r = f.call("POST", "/api/servers", &h, Some(&body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["upstream_auth"]["password"], "set");
+    assert_eq!(
+        f.call("POST", "/api/servers", &h, Some(&body)).await.status,
+        StatusCode::CONFLICT
+    );
+
+    let mut edited = r.json();
+    edited["description"] = "edited".into();
+    edited.as_object_mut().unwrap().remove("upstream_auth");
+    let r = f
+        .call("PUT", "/api/servers/stored", &h, Some(&edited.to_string()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["upstream_auth"]["type"], "basic", "kept");
+    let stale = f
+        .call("PUT", "/api/servers/stored", &h, Some(&edited.to_string()))
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(stale.json()["error"]["current_version"], 2);
+
+    let r = f
+        .call(
+            "PATCH",
+            "/api/servers/stored",
+            &h,
+            Some(r#"{"enabled":false}"#),
+        )
+        .await;
+    assert_eq!(r.json()["enabled"], false);
+    let r = f
+        .call(
+            "PATCH",
+            "/api/servers/from-yaml",
+            &h,
+            Some(r#"{"enabled":false}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.text.contains("conf/gateway.yaml"), "{}", r.text);
+    let r = f
+        .call(
+            "POST",
+            "/api/servers",
+            &h,
+            Some(r#"{"name":"bad","urls":["ftp://nowhere"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.field().unwrap().starts_with("urls"), "{}", r.text);
+
+    let list = f.call("GET", "/api/servers?enabled=true", &h, None).await;
+    assert_eq!(list.json()["total"], 1, "{}", list.text);
+    let r = f.call("DELETE", "/api/servers/stored", &h, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let audit = f.call("GET", "/api/audit?server=stored", &h, None).await;
+    assert_eq!(audit.json()["items"][0]["action"], "delete");
+    assert_eq!(audit.json()["items"][0]["actor"], EMAIL);
+    assert_eq!(
+        f.call("GET", "/ready", &[], None).await.status,
+        StatusCode::OK
+    );
+    for path in ["/api/servers", "/api/audit", "/api/servers/from-yaml"] {
+        let r = f.call("GET", path, &h, None).await;
+        assert!(!r.text.contains(SECRET), "{path}: {}", r.text);
+    }
+}

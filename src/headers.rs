@@ -3,10 +3,12 @@
 //! (a cookie variant, an internal token) cannot leak upstream by default.
 
 mod connection;
+mod credential;
 
 use crate::identity::Identity;
 pub use connection::connection_nominates;
 use connection::Nominated;
+pub use credential::UpstreamCredentialHeaders;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 use smallvec::SmallVec;
@@ -93,6 +95,8 @@ pub struct HeaderPolicy {
     pub identity_headers: Vec<HeaderName>,
     /// The name under which the authenticated identity is sent upstream.
     pub identity_out: HeaderName,
+    /// What the gateway presents to this server's replicas.
+    pub credential: UpstreamCredentialHeaders,
 }
 
 /// Per-request facts the policy needs besides the client's headers.
@@ -294,6 +298,10 @@ impl HeaderPolicy {
         {
             edits.set.push((MCP_SESSION_ID.clone(), v));
         }
+        for (name, value) in &self.credential.others {
+            edits.set.push((name.clone(), value.clone()));
+        }
+        let mut authorization = self.credential.authorization.as_ref();
         if let Some(v) = client.get(&X_UPSTREAM_AUTHORIZATION) {
             let refused = if !facts.identity.is_authenticated() {
                 Some("request was not authenticated by the gateway")
@@ -311,8 +319,11 @@ impl HeaderPolicy {
                     name: X_UPSTREAM_AUTHORIZATION.clone(),
                     why,
                 }),
-                None => edits.set.push((header::AUTHORIZATION, v.clone())),
+                None => authorization = Some(v),
             }
+        }
+        if let Some(v) = authorization {
+            edits.set.push((header::AUTHORIZATION, v.clone()));
         }
     }
 }
@@ -365,6 +376,7 @@ mod tests {
             overwrite_base,
             identity_headers: vec![HeaderName::from_static("x-authenticated-user")],
             identity_out: HeaderName::from_static("x-authenticated-user"),
+            credential: UpstreamCredentialHeaders::default(),
         }
     }
 

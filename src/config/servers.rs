@@ -29,7 +29,7 @@ pub struct UpstreamUrl {
     pub path: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {
     pub name: String,
     pub urls: Vec<UpstreamUrl>,

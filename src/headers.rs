@@ -539,6 +539,31 @@ mod tests {
     }
 
     #[test]
+    fn the_servers_credential_goes_upstream_unless_the_client_names_its_own() {
+        let mut p = policy(&["X-Api-Key"], false);
+        let mut key = HeaderValue::from_static("server-key");
+        key.set_sensitive(true);
+        p.credential = UpstreamCredentialHeaders {
+            authorization: Some(HeaderValue::from_static("Bearer server-token")),
+            others: vec![(HeaderName::from_static("x-api-key"), key)],
+        };
+        let id = alice();
+        let h = client(&[("authorization", "Bearer gateway"), ("x-api-key", "client")]);
+        let out = run(&p, &h, &facts(&id));
+        assert_eq!(out.get("authorization").unwrap(), "Bearer server-token");
+        // The gateway's credential, not a passthrough value the client chose.
+        assert_eq!(out.get("x-api-key").unwrap(), "server-key");
+        assert_eq!(out.count("x-api-key"), 1);
+        let h = client(&[("x-upstream-authorization", "Bearer mine")]);
+        let out = run(&p, &h, &facts(&id));
+        assert_eq!(out.get("authorization").unwrap(), "Bearer mine");
+        // Refused (not authenticated): the server's own credential is sent.
+        let anon = Identity::anonymous();
+        let out = run(&p, &h, &facts(&anon));
+        assert_eq!(out.get("authorization").unwrap(), "Bearer server-token");
+    }
+
+    #[test]
     fn bad_values_are_dropped_and_reported() {
         let id = alice();
         let long = "a".repeat(MAX_VALUE_LEN + 1);

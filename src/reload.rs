@@ -33,11 +33,7 @@ impl ReloadOnHangup {
             Ok(report) if report.is_empty() => {
                 log::info!("SIGHUP: {} reloaded, no change", path.display())
             }
-            Ok(report) => log::info!(
-                "SIGHUP: {} reloaded: {}",
-                path.display(),
-                report.summary()
-            ),
+            Ok(report) => log::info!("SIGHUP: {} reloaded: {}", path.display(), report.summary()),
             Err(e) => log::error!("SIGHUP: reload refused, the current routes stay: {e}"),
         }
     }

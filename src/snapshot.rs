@@ -141,16 +141,14 @@ impl Routing {
             let upstream = match old.server(&spec.name) {
                 Some(prior) if prior.spec.urls == spec.urls => prior.upstream.clone(),
                 _ => {
-                    let upstream = Arc::new(ServerUpstream::new(
-                        &spec.name,
-                        &spec.urls,
-                        &runtime.health,
-                    ));
+                    let upstream =
+                        Arc::new(ServerUpstream::new(&spec.name, &spec.urls, &runtime.health));
                     fresh.push((spec.name.clone(), upstream.clone()));
                     upstream
                 }
             };
-            let server = ServerRuntime::build(spec, &runtime.defaults, &ids, upstream, &runtime.metrics)?;
+            let server =
+                ServerRuntime::build(spec, &runtime.defaults, &ids, upstream, &runtime.metrics)?;
             servers.push(Arc::new(server));
         }
         for (name, upstream) in &fresh {
@@ -189,9 +187,7 @@ impl HealthView for Routing {
                         backend: addr.to_string(),
                         healthy,
                         last_check: record.as_ref().map(|r| r.last_check),
-                        consecutive_failures: record
-                            .as_ref()
-                            .map_or(0, |r| r.consecutive_failures),
+                        consecutive_failures: record.as_ref().map_or(0, |r| r.consecutive_failures),
                         last_error: record.and_then(|r| r.last_error),
                     }
                 })
@@ -294,8 +290,12 @@ mod tests {
 
     #[test]
     fn the_same_set_in_another_order_is_no_change() {
-        let old = specs("servers:\n  - {name: a, urls: [http://h/mcp]}\n  - {name: b, urls: [http://h/mcp]}\n");
-        let new = specs("servers:\n  - {name: b, urls: [http://h/mcp]}\n  - {name: a, urls: [http://h/mcp]}\n");
+        let old = specs(
+            "servers:\n  - {name: a, urls: [http://h/mcp]}\n  - {name: b, urls: [http://h/mcp]}\n",
+        );
+        let new = specs(
+            "servers:\n  - {name: b, urls: [http://h/mcp]}\n  - {name: a, urls: [http://h/mcp]}\n",
+        );
         let old_refs: Vec<&ServerSpec> = old.iter().collect();
         assert!(diff(&old_refs, &new).is_empty());
     }

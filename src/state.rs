@@ -75,7 +75,11 @@ pub struct SpecError {
 
 impl std::fmt::Display for SpecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "server {}: {}: {}", self.server, self.field, self.problem)
+        write!(
+            f,
+            "server {}: {}: {}",
+            self.server, self.field, self.problem
+        )
     }
 }
 
@@ -211,7 +215,10 @@ impl Runtime {
 /// from a client, for any server: a server that trusts `X-Employee-Id`
 /// cannot tell the gateway's value from a client's that another server's
 /// passthrough list let through.
-pub fn identity_header_names(proxy_user_header: &HeaderName, specs: &[ServerSpec]) -> Vec<HeaderName> {
+pub fn identity_header_names(
+    proxy_user_header: &HeaderName,
+    specs: &[ServerSpec],
+) -> Vec<HeaderName> {
     let mut names = vec![proxy_user_header.clone()];
     for name in specs.iter().filter_map(|s| s.proxy_header.as_ref()) {
         if !names.contains(name) {

@@ -31,8 +31,8 @@ pub struct UpstreamCredentialHeaders {
 }
 
 fn sensitive(value: &str, what: &str) -> Result<HeaderValue, String> {
-    let mut v = HeaderValue::from_str(value)
-        .map_err(|_| format!("{what} is not a valid header value"))?;
+    let mut v =
+        HeaderValue::from_str(value).map_err(|_| format!("{what} is not a valid header value"))?;
     if value.trim().is_empty() {
         return Err(format!("{what} is empty"));
     }
@@ -68,7 +68,9 @@ impl UpstreamCredentialHeaders {
             UpstreamCredential::Headers(headers) => {
                 for (name, secret) in headers {
                     if identity_headers.contains(name) {
-                        return Err(format!("{name} carries identity; it cannot be a credential"));
+                        return Err(format!(
+                            "{name} carries identity; it cannot be a credential"
+                        ));
                     }
                     if HOP_BY_HOP.contains(&name.as_str()) {
                         return Err(format!("{name} is hop-by-hop"));
@@ -129,7 +131,13 @@ mod tests {
         let ok = UpstreamCredentialHeaders::prepare(&with("x-api-key"), &ids()).unwrap();
         assert_eq!(ok.others.len(), 1);
         assert!(ok.others[0].1.is_sensitive());
-        for bad in ["x-authenticated-user", "connection", "te", "host", "mcp-session-id"] {
+        for bad in [
+            "x-authenticated-user",
+            "connection",
+            "te",
+            "host",
+            "mcp-session-id",
+        ] {
             let e = UpstreamCredentialHeaders::prepare(&with(bad), &ids()).unwrap_err();
             assert!(e.contains(bad), "{e}");
             assert!(!e.contains("s3cret"), "{e}");

@@ -64,12 +64,14 @@ impl Gateway {
             Check::Pass(origin) => {
                 ctx.origin = origin;
                 match route {
-                    Route::Local(endpoint) => {
-                        Err(
-                            local::respond(endpoint, &self.runtime, snapshot, &req.headers, peer_ip(session))
-                                .unwrap_or_else(|r| self.refuse(&r, shape)),
-                        )
-                    }
+                    Route::Local(endpoint) => Err(local::respond(
+                        endpoint,
+                        &self.runtime,
+                        snapshot,
+                        &req.headers,
+                        peer_ip(session),
+                    )
+                    .unwrap_or_else(|r| self.refuse(&r, shape))),
                     Route::NotFound => Err(self.refuse(&Refusal::NotFound, shape)),
                     Route::Server { name, endpoint } => self
                         .route(session, snapshot, name, endpoint)

@@ -55,7 +55,11 @@ impl HealthLog {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let mut records = self.lock();
-        let next = records.get(&addr).cloned().unwrap_or_default().after(at, error);
+        let next = records
+            .get(&addr)
+            .cloned()
+            .unwrap_or_default()
+            .after(at, error);
         records.insert(addr, next);
     }
 

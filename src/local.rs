@@ -154,6 +154,26 @@ mod tests {
     }
 
     #[test]
+    fn ready_waits_for_the_first_routing_load() {
+        let settings = crate::config::Settings::load(
+            &crate::config::Source::from_pairs([("MCP_CLIENT_AUTH_ENABLED", "false")]),
+            None,
+        )
+        .unwrap();
+        let (health, log) = crate::upstream::health_registry();
+        let runtime = Runtime::build(&settings, health, log, Box::leak(Box::default())).unwrap();
+        assert_eq!(ready(&runtime).status, 200);
+        runtime.set_routing_loaded(false);
+        let response = ready(&runtime);
+        assert_eq!(response.status, 503);
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(body["status"], "starting");
+        assert!(body["reason"].as_str().unwrap().contains("registry"));
+        runtime.set_routing_loaded(true);
+        assert_eq!(ready(&runtime).status, 200);
+    }
+
+    #[test]
     fn without_a_token_nobody_sees_users() {
         assert_eq!(metrics_access(None, None), Ok(false));
         let any = auth("Bearer anything");

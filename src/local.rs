@@ -27,7 +27,7 @@ pub fn respond(
                 metrics_access(state.metrics_token.as_ref(), headers.get(AUTHORIZATION))?;
             metrics(state, snapshot, with_users)
         }
-        LocalEndpoint::Version => version(state, headers, peer),
+        LocalEndpoint::Version => version(state, snapshot, headers, peer),
     })
 }
 
@@ -105,7 +105,12 @@ fn metrics(state: &Runtime, snapshot: &Snapshot, with_users: bool) -> LocalRespo
 /// Name and version for anyone; for an authenticated caller also the
 /// identity the gateway resolved and where it came from, which is what one
 /// needs when a proxy deployment answers 401.
-fn version(state: &Runtime, headers: &HeaderMap, peer: Option<IpAddr>) -> LocalResponse {
+fn version(
+    state: &Runtime,
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> LocalResponse {
     let mut body = json!({
         "name": "mcp-gateway",
         "version": env!("CARGO_PKG_VERSION"),
@@ -114,6 +119,8 @@ fn version(state: &Runtime, headers: &HeaderMap, peer: Option<IpAddr>) -> LocalR
         Ok(identity) if identity.is_authenticated() => {
             body["identity"] = json!({"user": identity.user, "source": identity.source.as_str()});
             body["config"] = state.public_config.clone();
+            // The server set changes with reloads; the rest is fixed.
+            body["config"]["servers"] = json!(snapshot.servers.len());
         }
         Ok(_) => body["identity"] = json!({"user": "anonymous", "source": "anonymous"}),
         Err(e) => body["auth"] = json!({"authenticated": false, "reason": e.message()}),

@@ -125,6 +125,9 @@ impl ServerRuntime {
             },
             auth,
             upstream,
+            // The same series as before a change: a server's counters stay
+            // monotonic across reloads, and a removed server's stay too (a
+            // bounded set of names; dropping them would read as a reset).
             metrics: metrics.server(&spec.name),
         })
     }
@@ -173,7 +176,6 @@ impl Runtime {
             "auth_required": settings.auth.auth_required,
             "trusted_proxies": settings.auth.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             "enable_header_passthrough": settings.headers.enable_header_passthrough,
-            "servers": settings.servers.len(),
         });
         let defaults = ServerDefaults::from_settings(settings);
         Ok(Runtime {

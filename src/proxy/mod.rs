@@ -278,7 +278,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let state = &self.runtime;
+        let runtime = &self.runtime;
         let Some(route) = ctx.route.as_mut() else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };
@@ -298,15 +298,15 @@ impl ProxyHttp for Gateway {
             String::new()
         };
         let mut peer = HttpPeer::new(selected.addr, replica.url.tls, sni);
-        peer.options.connection_timeout = Some(state.connect_timeout);
-        peer.options.total_connection_timeout = Some(state.connect_timeout * 2);
+        peer.options.connection_timeout = Some(runtime.connect_timeout);
+        peer.options.total_connection_timeout = Some(runtime.connect_timeout * 2);
         let req = session.req_header();
         peer.options.read_timeout = streams::upstream_read_timeout(
             route.endpoint,
             &req.method,
             &req.headers,
-            state.read_timeout,
-            state.stream_idle_timeout,
+            runtime.read_timeout,
+            runtime.stream_idle_timeout,
         );
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))

@@ -247,6 +247,11 @@ mod tests {
         assert_eq!(after.server("c").unwrap().upstream.backend_count(), 1);
         // The request that started before the swap still has b.
         assert!(before.server("b").is_some());
+        let health = &r.runtime.health;
+        assert_eq!(health.target_count(), 3);
+        // Once nothing uses it, b's backend leaves the health checks.
+        drop(before);
+        assert_eq!(health.target_count(), 2);
     }
 
     #[tokio::test]

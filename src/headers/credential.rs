@@ -9,7 +9,7 @@ use http::header::{self, HeaderName, HeaderValue};
 
 /// Hop-by-hop names (RFC 9110 7.6.1): a proxy consumes them, so a
 /// credential sent under one would not reach the server.
-const HOP_BY_HOP: [&str; 8] = [
+const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -17,7 +17,6 @@ const HOP_BY_HOP: [&str; 8] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
-    "proxy-authorization",
 ];
 
 /// The headers a server's credential adds to each upstream request.

@@ -82,7 +82,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
     };
     let routing = Arc::new(Routing::new(runtime.clone()));
     if let Err(e) = apply_once(&routing, settings.servers.clone()) {
-        eprintln!("mcp-gateway: configuration error: {e}");
+        eprintln!("mcp-gateway: {e}");
         std::process::exit(2)
     }
     // Until the reload service listens, a SIGHUP must not end the process
@@ -168,19 +168,13 @@ pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
 
 /// Builds the first snapshot, resolving every replica before the listener
 /// opens so the first request already has backends to choose from.
-fn apply_once(
-    routing: &Routing,
-    specs: Vec<crate::config::ServerSpec>,
-) -> Result<(), crate::state::SpecError> {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+fn apply_once(routing: &Routing, specs: Vec<crate::config::ServerSpec>) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error!("cannot start the discovery runtime: {e}");
-            return Ok(());
-        }
-    };
-    runtime.block_on(routing.apply(specs)).map(|_| ())
+        .map_err(|e| format!("cannot start the discovery runtime: {e}"))?;
+    runtime
+        .block_on(routing.apply(specs))
+        .map(|_| ())
+        .map_err(|e| format!("configuration error: {e}"))
 }

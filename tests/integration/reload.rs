@@ -198,3 +198,15 @@ fn the_servers_credential_reaches_its_replicas() {
     assert_eq!(seen["headers"]["x-api-key"], "key-123");
     assert!(!gw.proc.output().contains("key-123"), "secret logged");
 }
+
+#[test]
+fn a_credential_under_an_identity_header_stops_start_up() {
+    let yaml = "servers:\n  - name: demo\n    urls: [http://127.0.0.1:9/mcp]\n    upstream_auth: {type: headers, headers_env: {X-Authenticated-User: DEMO_KEY}}\n";
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("DEMO_KEY", "key-123"));
+    let (code, out) = Gateway::run_to_exit(&env, yaml, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("server demo: upstream_auth"), "{out}");
+    assert!(out.contains("x-authenticated-user"), "{out}");
+    assert!(!out.contains("key-123"), "{out}");
+}

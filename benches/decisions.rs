@@ -151,6 +151,7 @@ fn header_policy(c: &mut Criterion) {
         overwrite_base: false,
         identity_headers: vec![identity_header.clone()],
         identity_out: identity_header,
+        credential: Default::default(),
     };
     let alice = Identity {
         user: "alice@example.com".into(),

@@ -4,7 +4,9 @@
 use crate::config::{ConfigError, Settings, Source};
 use crate::lifecycle::{DrainThenStop, Lifecycle};
 use crate::proxy::{Gateway, KeepAlive};
-use crate::state::GatewayState;
+use crate::reload::ReloadOnHangup;
+use crate::snapshot::Routing;
+use crate::state::Runtime;
 use crate::upstream;
 use async_trait::async_trait;
 use pingora::lb::HealthCheckService;
@@ -15,7 +17,7 @@ use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +48,7 @@ pub fn load_settings(config_file: Option<&Path>) -> Result<Settings, ConfigError
 
 /// Re-resolves every server's replica names so DNS changes are followed.
 struct Rediscovery {
-    state: Arc<GatewayState>,
+    routing: Arc<Routing>,
 }
 
 #[async_trait]
@@ -57,7 +59,7 @@ impl BackgroundService for Rediscovery {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
             }
-            for server in &self.state.servers {
+            for server in &self.routing.current().servers {
                 if let Err(e) = server.upstream.discover().await {
                     log::warn!("server {}: discovery failed: {e}", server.name);
                 }
@@ -66,18 +68,29 @@ impl BackgroundService for Rediscovery {
     }
 }
 
-/// Runs the gateway until it is told to stop; never returns.
-pub fn run(settings: Settings) -> ! {
+/// Runs the gateway until it is told to stop; never returns. `config` is
+/// the file SIGHUP reads again.
+pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
     let lifecycle: &'static Lifecycle = Box::leak(Box::default());
-    let health = upstream::health_registry();
-    let state = match GatewayState::build(&settings, &health, lifecycle) {
-        Ok(state) => Arc::new(state),
+    let (health, health_log) = upstream::health_registry();
+    let runtime = match Runtime::build(&settings, health.clone(), health_log, lifecycle) {
+        Ok(runtime) => Arc::new(runtime),
         Err(e) => {
             eprintln!("mcp-gateway: {e}");
             std::process::exit(1)
         }
     };
-    discover_once(&state);
+    let routing = Arc::new(Routing::new(runtime.clone()));
+    if let Err(e) = apply_once(&routing, settings.servers.clone()) {
+        eprintln!("mcp-gateway: {e}");
+        std::process::exit(2)
+    }
+    // Until the reload service listens, a SIGHUP must not end the process
+    // (its default action); tokio's handler replaces this one.
+    // SAFETY: setting a signal disposition to "ignore" has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
 
     let conf = ServerConf {
         threads: settings.listen.worker_threads,
@@ -95,7 +108,8 @@ pub fn run(settings: Settings) -> ! {
     let gateway = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway {
-            state: state.clone(),
+            runtime: runtime.clone(),
+            routing: routing.clone(),
         },
     );
     let mut proxy = Service::new(
@@ -120,15 +134,22 @@ pub fn run(settings: Settings) -> ! {
     server.add_service(background_service(
         "discovery",
         Rediscovery {
-            state: state.clone(),
+            routing: routing.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "reload",
+        ReloadOnHangup {
+            routing: routing.clone(),
+            config,
         },
     ));
     log::info!(
         "mcp-gateway {} listening on http://{listen} with {} server(s)",
         env!("CARGO_PKG_VERSION"),
-        state.servers.len()
+        routing.current().servers.len()
     );
-    if state.metrics_token.is_none() {
+    if runtime.metrics_token.is_none() {
         log::info!(
             "METRICS_TOKEN is not set: /metrics leaves out the per-user series {}",
             crate::metrics::PER_USER_METRIC
@@ -145,24 +166,15 @@ pub fn run(settings: Settings) -> ! {
     std::process::exit(0)
 }
 
-/// Resolves every replica before the listener opens, so the first request
-/// already has backends to choose from.
-fn discover_once(state: &GatewayState) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// Builds the first snapshot, resolving every replica before the listener
+/// opens so the first request already has backends to choose from.
+fn apply_once(routing: &Routing, specs: Vec<crate::config::ServerSpec>) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error!("cannot start the discovery runtime: {e}");
-            return;
-        }
-    };
-    runtime.block_on(async {
-        for server in &state.servers {
-            if let Err(e) = server.upstream.discover().await {
-                log::warn!("server {}: discovery failed: {e}", server.name);
-            }
-        }
-    });
+        .map_err(|e| format!("cannot start the discovery runtime: {e}"))?;
+    runtime
+        .block_on(routing.apply(specs))
+        .map(|_| ())
+        .map_err(|e| format!("configuration error: {e}"))
 }

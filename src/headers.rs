@@ -3,10 +3,12 @@
 //! (a cookie variant, an internal token) cannot leak upstream by default.
 
 mod connection;
+mod credential;
 
 use crate::identity::Identity;
 pub use connection::connection_nominates;
 use connection::Nominated;
+pub use credential::UpstreamCredentialHeaders;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 use smallvec::SmallVec;
@@ -93,6 +95,8 @@ pub struct HeaderPolicy {
     pub identity_headers: Vec<HeaderName>,
     /// The name under which the authenticated identity is sent upstream.
     pub identity_out: HeaderName,
+    /// What the gateway presents to this server's replicas.
+    pub credential: UpstreamCredentialHeaders,
 }
 
 /// Per-request facts the policy needs besides the client's headers.
@@ -294,6 +298,10 @@ impl HeaderPolicy {
         {
             edits.set.push((MCP_SESSION_ID.clone(), v));
         }
+        for (name, value) in &self.credential.others {
+            edits.set.push((name.clone(), value.clone()));
+        }
+        let mut authorization = self.credential.authorization.as_ref();
         if let Some(v) = client.get(&X_UPSTREAM_AUTHORIZATION) {
             let refused = if !facts.identity.is_authenticated() {
                 Some("request was not authenticated by the gateway")
@@ -311,8 +319,11 @@ impl HeaderPolicy {
                     name: X_UPSTREAM_AUTHORIZATION.clone(),
                     why,
                 }),
-                None => edits.set.push((header::AUTHORIZATION, v.clone())),
+                None => authorization = Some(v),
             }
+        }
+        if let Some(v) = authorization {
+            edits.set.push((header::AUTHORIZATION, v.clone()));
         }
     }
 }
@@ -365,6 +376,7 @@ mod tests {
             overwrite_base,
             identity_headers: vec![HeaderName::from_static("x-authenticated-user")],
             identity_out: HeaderName::from_static("x-authenticated-user"),
+            credential: UpstreamCredentialHeaders::default(),
         }
     }
 
@@ -524,6 +536,31 @@ mod tests {
         let out = run(&policy(&[], false), &h, &facts(&anon));
         assert!(out.get("authorization").is_none());
         assert_eq!(out.dropped[0].name, X_UPSTREAM_AUTHORIZATION);
+    }
+
+    #[test]
+    fn the_servers_credential_goes_upstream_unless_the_client_names_its_own() {
+        let mut p = policy(&["X-Api-Key"], false);
+        let mut key = HeaderValue::from_static("server-key");
+        key.set_sensitive(true);
+        p.credential = UpstreamCredentialHeaders {
+            authorization: Some(HeaderValue::from_static("Bearer server-token")),
+            others: vec![(HeaderName::from_static("x-api-key"), key)],
+        };
+        let id = alice();
+        let h = client(&[("authorization", "Bearer gateway"), ("x-api-key", "client")]);
+        let out = run(&p, &h, &facts(&id));
+        assert_eq!(out.get("authorization").unwrap(), "Bearer server-token");
+        // The gateway's credential, not a passthrough value the client chose.
+        assert_eq!(out.get("x-api-key").unwrap(), "server-key");
+        assert_eq!(out.count("x-api-key"), 1);
+        let h = client(&[("x-upstream-authorization", "Bearer mine")]);
+        let out = run(&p, &h, &facts(&id));
+        assert_eq!(out.get("authorization").unwrap(), "Bearer mine");
+        // Refused (not authenticated): the server's own credential is sent.
+        let anon = Identity::anonymous();
+        let out = run(&p, &h, &facts(&anon));
+        assert_eq!(out.get("authorization").unwrap(), "Bearer server-token");
     }
 
     #[test]

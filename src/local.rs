@@ -3,7 +3,8 @@
 use crate::refusal::Refusal;
 use crate::responses::LocalResponse;
 use crate::routing::LocalEndpoint;
-use crate::state::GatewayState;
+use crate::snapshot::Snapshot;
+use crate::state::Runtime;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use serde_json::json;
@@ -13,7 +14,8 @@ use subtle::ConstantTimeEq;
 
 pub fn respond(
     endpoint: LocalEndpoint,
-    state: &GatewayState,
+    state: &Runtime,
+    snapshot: &Snapshot,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Result<LocalResponse, Refusal> {
@@ -23,9 +25,9 @@ pub fn respond(
         LocalEndpoint::Metrics => {
             let with_users =
                 metrics_access(state.metrics_token.as_ref(), headers.get(AUTHORIZATION))?;
-            metrics(state, with_users)
+            metrics(state, snapshot, with_users)
         }
-        LocalEndpoint::Version => version(state, headers, peer),
+        LocalEndpoint::Version => version(state, snapshot, headers, peer),
     })
 }
 
@@ -70,18 +72,23 @@ pub fn metrics_access(
     }
 }
 
-fn ready(state: &GatewayState) -> LocalResponse {
+fn ready(state: &Runtime) -> LocalResponse {
     if state.lifecycle.is_draining() {
         LocalResponse::json(503, json!({"status": "draining"}))
+    } else if !state.routing_loaded() {
+        LocalResponse::json(
+            503,
+            json!({"status": "starting", "reason": "the server registry has not been loaded yet"}),
+        )
     } else {
         LocalResponse::json(200, json!({"status": "ready"}))
     }
 }
 
-fn metrics(state: &GatewayState, with_users: bool) -> LocalResponse {
+fn metrics(state: &Runtime, snapshot: &Snapshot, with_users: bool) -> LocalResponse {
     state
         .metrics
-        .set_backends(state.servers.iter().flat_map(|server| {
+        .set_backends(snapshot.servers.iter().flat_map(|server| {
             server
                 .upstream
                 .health()
@@ -98,7 +105,12 @@ fn metrics(state: &GatewayState, with_users: bool) -> LocalResponse {
 /// Name and version for anyone; for an authenticated caller also the
 /// identity the gateway resolved and where it came from, which is what one
 /// needs when a proxy deployment answers 401.
-fn version(state: &GatewayState, headers: &HeaderMap, peer: Option<IpAddr>) -> LocalResponse {
+fn version(
+    state: &Runtime,
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> LocalResponse {
     let mut body = json!({
         "name": "mcp-gateway",
         "version": env!("CARGO_PKG_VERSION"),
@@ -107,6 +119,8 @@ fn version(state: &GatewayState, headers: &HeaderMap, peer: Option<IpAddr>) -> L
         Ok(identity) if identity.is_authenticated() => {
             body["identity"] = json!({"user": identity.user, "source": identity.source.as_str()});
             body["config"] = state.public_config.clone();
+            // The server set changes with reloads; the rest is fixed.
+            body["config"]["servers"] = json!(snapshot.servers.len());
         }
         Ok(_) => body["identity"] = json!({"user": "anonymous", "source": "anonymous"}),
         Err(e) => body["auth"] = json!({"authenticated": false, "reason": e.message()}),
@@ -144,6 +158,26 @@ mod tests {
                 "{wrong:?}"
             );
         }
+    }
+
+    #[test]
+    fn ready_waits_for_the_first_routing_load() {
+        let settings = crate::config::Settings::load(
+            &crate::config::Source::from_pairs([("MCP_CLIENT_AUTH_ENABLED", "false")]),
+            None,
+        )
+        .unwrap();
+        let (health, log) = crate::upstream::health_registry();
+        let runtime = Runtime::build(&settings, health, log, Box::leak(Box::default())).unwrap();
+        assert_eq!(ready(&runtime).status, 200);
+        runtime.set_routing_loaded(false);
+        let response = ready(&runtime);
+        assert_eq!(response.status, 503);
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(body["status"], "starting");
+        assert!(body["reason"].as_str().unwrap().contains("registry"));
+        runtime.set_routing_loaded(true);
+        assert_eq!(ready(&runtime).status, 200);
     }
 
     #[test]

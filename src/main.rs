@@ -68,5 +68,5 @@ fn main() {
     // Before any listener or connection exists; with --check-config the
     // limit of the checking shell does not matter.
     mcp_gateway::fdlimit::raise_at_start();
-    mcp_gateway::app::run(settings)
+    mcp_gateway::app::run(settings, cli.config)
 }

@@ -1,34 +1,140 @@
-//! Everything the data plane reads, built once from [`Settings`] into an
-//! immutable structure: per-server auth and header policies, upstreams,
-//! metric handles. The request path never touches configuration text.
+//! The two kinds of state the data plane reads, never mixed: the process
+//! [`Runtime`], built once from [`Settings`], and the per-server runtime
+//! form ([`ServerRuntime`]) that the routing snapshot (`crate::snapshot`)
+//! is made of. The request path never touches configuration text.
 
-use crate::config::Settings;
-use crate::cors::CorsPolicy;
-use crate::headers::HeaderPolicy;
+use crate::config::{AuthSettings, ServerSpec, Settings};
+use crate::headers::{HeaderPolicy, UpstreamCredentialHeaders};
 use crate::identity::AuthPolicy;
 use crate::lifecycle::Lifecycle;
 use crate::local::MetricsToken;
 use crate::metrics::{Metrics, ServerMetrics};
-use crate::routing::RouteTable;
 use crate::session::{KeyError, SessionKeys};
-use crate::upstream::ServerUpstream;
+use crate::upstream::{HealthLog, ServerUpstream};
 use http::HeaderName;
 use pingora::lb::HealthRegistry;
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Everything a server spec needs from the settings to become a
+/// [`ServerRuntime`]; taken from [`Settings`] once, so a spec from a
+/// database row is built exactly as one from the YAML file.
+#[derive(Clone)]
+pub struct ServerDefaults {
+    /// The JWT and proxy-header settings a server's `auth_mode` refines.
+    pub auth: AuthSettings,
+    pub global_auth: AuthPolicy,
+    /// `ENABLE_HEADER_PASSTHROUGH`.
+    pub passthrough_enabled: bool,
+    pub default_passthrough: Vec<HeaderName>,
+    pub overwrite_base: bool,
+    /// `PROXY_USER_HEADER`.
+    pub proxy_user_header: HeaderName,
+    /// The CORS settings the snapshot's policy is built from (the allowed
+    /// request headers depend on the server set).
+    pub cors_enabled: bool,
+    pub allowed_origins: Vec<String>,
+}
+
+impl ServerDefaults {
+    pub fn from_settings(settings: &Settings) -> Self {
+        ServerDefaults {
+            auth: settings.auth.clone(),
+            global_auth: AuthPolicy::global(settings),
+            passthrough_enabled: settings.headers.enable_header_passthrough,
+            default_passthrough: settings.headers.default_passthrough_headers.clone(),
+            overwrite_base: settings.headers.enable_overwrite_base_headers,
+            proxy_user_header: settings.auth.proxy_user_header.clone(),
+            cors_enabled: settings.cors.enabled,
+            allowed_origins: settings.cors.allowed_origins.clone(),
+        }
+    }
+}
+
 pub struct ServerRuntime {
     pub name: String,
+    /// What it was built from: an unchanged spec keeps this runtime.
+    pub spec: ServerSpec,
     pub auth: AuthPolicy,
     pub headers: HeaderPolicy,
-    pub upstream: ServerUpstream,
+    /// Shared with the next snapshot while the replica URLs stay the same,
+    /// so a swap keeps health state and the round-robin position.
+    pub upstream: Arc<ServerUpstream>,
     pub metrics: ServerMetrics,
 }
 
-pub struct GatewayState {
-    pub servers: Vec<ServerRuntime>,
-    pub routes: RouteTable,
+/// A spec the data plane cannot serve as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub server: String,
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server {}: {}: {}",
+            self.server, self.field, self.problem
+        )
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+impl ServerRuntime {
+    /// The runtime form of one server. `identity_headers` is every identity
+    /// header name of the server set this server is part of; `upstream` is
+    /// its replicas (new, or the previous snapshot's for the same URLs).
+    pub fn build(
+        spec: &ServerSpec,
+        defaults: &ServerDefaults,
+        identity_headers: &[HeaderName],
+        upstream: Arc<ServerUpstream>,
+        metrics: &Metrics,
+    ) -> Result<Self, SpecError> {
+        let auth = AuthPolicy::for_server(&defaults.auth, &defaults.global_auth, spec);
+        let passthrough = if defaults.passthrough_enabled {
+            spec.passthrough_headers
+                .clone()
+                .unwrap_or_else(|| defaults.default_passthrough.clone())
+        } else {
+            Vec::new()
+        };
+        let credential = UpstreamCredentialHeaders::prepare(&spec.upstream_auth, identity_headers)
+            .map_err(|problem| SpecError {
+                server: spec.name.clone(),
+                field: "upstream_auth",
+                problem,
+            })?;
+        Ok(ServerRuntime {
+            name: spec.name.clone(),
+            spec: spec.clone(),
+            headers: HeaderPolicy {
+                passthrough,
+                overwrite_base: defaults.overwrite_base,
+                identity_headers: identity_headers.to_vec(),
+                identity_out: auth
+                    .proxy_header
+                    .clone()
+                    .unwrap_or_else(|| defaults.proxy_user_header.clone()),
+                credential,
+            },
+            auth,
+            upstream,
+            // The same series as before a change: a server's counters stay
+            // monotonic across reloads, and a removed server's stay too (a
+            // bounded set of names; dropping them would read as a reset).
+            metrics: metrics.server(&spec.name),
+        })
+    }
+}
+
+/// Process-wide state, built once: what does not depend on the server set.
+pub struct Runtime {
     pub global_auth: AuthPolicy,
     pub sessions: SessionKeys,
     pub session_ttl: Duration,
@@ -37,63 +143,27 @@ pub struct GatewayState {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub metrics_token: Option<MetricsToken>,
-    pub cors: CorsPolicy,
     pub stream_idle_timeout: Option<Duration>,
     /// The non-secret part of the configuration, shown by `/version`.
     pub public_config: serde_json::Value,
+    pub health: Arc<HealthRegistry>,
+    /// What the health checks saw of each backend, for the admin API.
+    pub health_log: Arc<HealthLog>,
+    pub defaults: ServerDefaults,
+    /// False until the first routing snapshot from the registry is in:
+    /// `/ready` answers 503 meanwhile.
+    routing_loaded: AtomicBool,
 }
 
-impl GatewayState {
+impl Runtime {
     /// Fails only if the session key must be random and the OS random
     /// source fails.
     pub fn build(
         settings: &Settings,
-        health: &Arc<HealthRegistry>,
+        health: Arc<HealthRegistry>,
+        health_log: Arc<HealthLog>,
         lifecycle: &'static Lifecycle,
     ) -> Result<Self, KeyError> {
-        let metrics = Metrics::new(settings.observability.metrics_max_users);
-        let global_auth = AuthPolicy::global(settings);
-        let identity_headers = identity_header_names(settings);
-        let servers: Vec<ServerRuntime> = settings
-            .servers
-            .iter()
-            .map(|spec| {
-                let auth = AuthPolicy::for_server(settings, &global_auth, spec);
-                let passthrough = if settings.headers.enable_header_passthrough {
-                    spec.passthrough_headers
-                        .clone()
-                        .unwrap_or_else(|| settings.headers.default_passthrough_headers.clone())
-                } else {
-                    Vec::new()
-                };
-                ServerRuntime {
-                    name: spec.name.clone(),
-                    headers: HeaderPolicy {
-                        passthrough,
-                        overwrite_base: settings.headers.enable_overwrite_base_headers,
-                        identity_headers: identity_headers.clone(),
-                        identity_out: auth
-                            .proxy_header
-                            .clone()
-                            .unwrap_or_else(|| settings.auth.proxy_user_header.clone()),
-                    },
-                    auth,
-                    upstream: ServerUpstream::new(&spec.name, &spec.urls, health),
-                    metrics: metrics.server(&spec.name),
-                }
-            })
-            .collect();
-        // Browsers may send every header some server may receive.
-        let passthrough: Vec<_> = servers
-            .iter()
-            .flat_map(|s| s.headers.passthrough.iter().cloned())
-            .collect();
-        let cors = CorsPolicy::new(
-            settings.cors.enabled,
-            &settings.cors.allowed_origins,
-            &passthrough,
-        );
-        let routes = RouteTable::new(servers.iter().map(|s| s.name.as_str()));
         let sessions = SessionKeys::from_secrets(
             settings.sessions.secret.as_ref().map(|s| s.expose()),
             settings.auth.jwt.secret.as_ref().map(|s| s.expose()),
@@ -106,15 +176,13 @@ impl GatewayState {
             "auth_required": settings.auth.auth_required,
             "trusted_proxies": settings.auth.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             "enable_header_passthrough": settings.headers.enable_header_passthrough,
-            "servers": settings.servers.len(),
         });
-        Ok(GatewayState {
-            servers,
-            routes,
-            global_auth,
+        let defaults = ServerDefaults::from_settings(settings);
+        Ok(Runtime {
+            global_auth: defaults.global_auth.clone(),
             sessions,
             session_ttl: settings.sessions.ttl,
-            metrics,
+            metrics: Metrics::new(settings.observability.metrics_max_users),
             lifecycle,
             connect_timeout: settings.upstream.connect_timeout,
             read_timeout: settings.upstream.read_timeout,
@@ -123,25 +191,38 @@ impl GatewayState {
                 .metrics_token
                 .as_ref()
                 .map(|t| MetricsToken::new(t.expose())),
-            cors,
             stream_idle_timeout: settings.upstream.stream_idle_timeout,
             public_config,
+            health,
+            health_log,
+            defaults,
+            routing_loaded: AtomicBool::new(true),
         })
+    }
+
+    pub fn routing_loaded(&self) -> bool {
+        self.routing_loaded.load(Ordering::Acquire)
+    }
+
+    /// The registry sync sets it false before its first load and true once
+    /// that load is applied; a YAML-only gateway never touches it.
+    #[allow(dead_code)] // until the registry sync (issue 8) calls it
+    pub fn set_routing_loaded(&self, loaded: bool) {
+        self.routing_loaded.store(loaded, Ordering::Release);
     }
 }
 
-/// Every header name that carries identity anywhere in the configuration:
+/// Every header name that carries identity anywhere in a server set:
 /// `PROXY_USER_HEADER` and each server's `proxy_header`. None is ever taken
 /// from a client, for any server: a server that trusts `X-Employee-Id`
 /// cannot tell the gateway's value from a client's that another server's
 /// passthrough list let through.
-pub fn identity_header_names(settings: &Settings) -> Vec<HeaderName> {
-    let mut names = vec![settings.auth.proxy_user_header.clone()];
-    for name in settings
-        .servers
-        .iter()
-        .filter_map(|s| s.proxy_header.as_ref())
-    {
+pub fn identity_header_names(
+    proxy_user_header: &HeaderName,
+    specs: &[ServerSpec],
+) -> Vec<HeaderName> {
+    let mut names = vec![proxy_user_header.clone()];
+    for name in specs.iter().filter_map(|s| s.proxy_header.as_ref()) {
         if !names.contains(name) {
             names.push(name.clone());
         }
@@ -166,7 +247,7 @@ mod tests {
             Some(("f", yaml)),
         )
         .unwrap();
-        let names: Vec<String> = identity_header_names(&s)
+        let names: Vec<String> = identity_header_names(&s.auth.proxy_user_header, &s.servers)
             .iter()
             .map(|n| n.as_str().to_string())
             .collect();

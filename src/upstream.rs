@@ -2,6 +2,10 @@
 //! round-robin selection among healthy backends, and the metadata that turns
 //! a selected backend into an upstream peer.
 
+mod health;
+
+pub use health::HealthLog;
+
 use crate::config::UpstreamUrl;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -189,6 +193,18 @@ impl ServerUpstream {
             .map(|c| (c.selected.addr, self.backends.ready(&c.backend)))
             .collect()
     }
+
+    /// Every discovered backend: its replica, address and health.
+    pub fn backends(&self) -> Vec<(&Replica, StdSocketAddr, bool)> {
+        self.candidates
+            .load()
+            .iter()
+            .filter_map(|c| {
+                let replica = self.replica(c.selected.replica)?;
+                Some((replica, c.selected.addr, self.backends.ready(&c.backend)))
+            })
+            .collect()
+    }
 }
 
 fn selected(b: &Backend) -> Option<SelectedBackend> {
@@ -199,12 +215,17 @@ fn selected(b: &Backend) -> Option<SelectedBackend> {
 }
 
 /// The one health registry shared by every server: a backend listed by two
-/// servers is probed once.
-pub fn health_registry() -> Arc<HealthRegistry> {
+/// servers is probed once. A server's `Backends` leaves it when dropped (the
+/// last snapshot holding it is gone), taking its backends out of the checks.
+pub fn health_registry() -> (Arc<HealthRegistry>, Arc<HealthLog>) {
     let registry = Arc::new(HealthRegistry::new());
+    let log = Arc::new(HealthLog::default());
     let mut check = TcpHealthCheck::new();
     check.consecutive_failure = 1;
     check.consecutive_success = 1;
-    registry.set_health_check(check);
-    registry
+    registry.set_health_check(Box::new(health::RecordingCheck {
+        inner: *check,
+        log: log.clone(),
+    }));
+    (registry, log)
 }

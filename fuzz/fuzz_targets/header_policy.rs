@@ -159,6 +159,7 @@ fn policy(input: &Input) -> Option<HeaderPolicy> {
         overwrite_base: settings.headers.enable_overwrite_base_headers,
         identity_headers,
         identity_out,
+        credential: Default::default(),
     })
 }
 

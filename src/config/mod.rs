@@ -267,7 +267,9 @@ impl Settings {
     /// file's (name, text), if any.
     pub fn load(src: &Source, servers_yaml: Option<(&str, &str)>) -> Result<Self, ConfigError> {
         let servers = match servers_yaml {
-            Some((name, text)) => servers::parse_servers_yaml(text, name)?,
+            Some((name, text)) => {
+                servers::parse_servers_yaml_with_env(text, name, &|var| src.string(var))?
+            }
             None => Vec::new(),
         };
         let settings = Settings {

@@ -4,7 +4,7 @@ use super::values::{parse_header_name, parse_identity_header_name, Secret};
 use super::ConfigError;
 use http::{HeaderName, Uri};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// How a server authenticates its callers; `Inherit` uses the global settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -29,7 +29,7 @@ pub struct UpstreamUrl {
     pub path: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {
     pub name: String,
     pub urls: Vec<UpstreamUrl>,
@@ -76,9 +76,79 @@ struct RawServer {
     proxy_header: Option<String>,
     jwt_audience: Option<String>,
     passthrough_headers: Option<Vec<String>>,
+    upstream_auth: Option<RawCredential>,
 }
 
+/// The YAML form of an [`UpstreamCredential`]: secrets are named by the
+/// environment variable holding them, never written in the file.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum RawCredential {
+    Bearer {
+        token_env: String,
+    },
+    Basic {
+        username: String,
+        password_env: String,
+    },
+    Headers {
+        headers_env: BTreeMap<String, String>,
+    },
+}
+
+/// Where a credential's secrets are read: the process environment over
+/// `.env`, as every other setting.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn credential(
+    raw: RawCredential,
+    env: EnvLookup,
+    field: &dyn Fn(&str) -> String,
+) -> Result<UpstreamCredential, ConfigError> {
+    let secret = |var: &str, at: &str| {
+        env(var).map(Secret::new).ok_or_else(|| {
+            ConfigError::new(
+                field(&format!("upstream_auth.{at}")),
+                format!("environment variable {var} is not set"),
+            )
+        })
+    };
+    Ok(match raw {
+        RawCredential::Bearer { token_env } => {
+            UpstreamCredential::Bearer(secret(&token_env, "token_env")?)
+        }
+        RawCredential::Basic {
+            username,
+            password_env,
+        } => UpstreamCredential::Basic {
+            username,
+            password: secret(&password_env, "password_env")?,
+        },
+        RawCredential::Headers { headers_env } => UpstreamCredential::Headers(
+            headers_env
+                .iter()
+                .map(|(name, var)| {
+                    let at = format!("headers_env.{name}");
+                    let name = parse_header_name(name)
+                        .map_err(|e| ConfigError::new(field(&format!("upstream_auth.{at}")), e))?;
+                    Ok((name, secret(var, &at)?))
+                })
+                .collect::<Result<_, ConfigError>>()?,
+        ),
+    })
+}
+
+/// The servers of a YAML file, credentials read from the process environment.
+#[cfg(test)]
 pub fn parse_servers_yaml(text: &str, file: &str) -> Result<Vec<ServerSpec>, ConfigError> {
+    parse_servers_yaml_with_env(text, file, &|var| std::env::var(var).ok())
+}
+
+pub fn parse_servers_yaml_with_env(
+    text: &str,
+    file: &str,
+    env: EnvLookup,
+) -> Result<Vec<ServerSpec>, ConfigError> {
     let doc: FileDoc = serde_yaml::from_str(text)
         .map_err(|e| ConfigError::new(file, format!("invalid YAML: {e}")))?;
     let mut seen = HashSet::new();
@@ -87,6 +157,10 @@ pub fn parse_servers_yaml(text: &str, file: &str) -> Result<Vec<ServerSpec>, Con
         .enumerate()
         .map(|(i, raw)| {
             let field = |f: &str| format!("{file}: servers[{i}].{f}");
+            let upstream_auth = match raw.upstream_auth {
+                Some(cred) => credential(cred, env, &field)?,
+                None => UpstreamCredential::None,
+            };
             let mut urls = raw.urls;
             urls.extend(raw.url);
             let fields = ServerFields {
@@ -96,7 +170,7 @@ pub fn parse_servers_yaml(text: &str, file: &str) -> Result<Vec<ServerSpec>, Con
                 proxy_header: raw.proxy_header.as_deref(),
                 jwt_audience: raw.jwt_audience.as_deref(),
                 passthrough_headers: raw.passthrough_headers.as_deref(),
-                upstream_auth: &UpstreamCredential::None,
+                upstream_auth: &upstream_auth,
             };
             let spec = validate_server(fields, &field)?;
             if !seen.insert(spec.name.clone()) {
@@ -329,6 +403,61 @@ servers:
         assert_eq!(gh.urls[0].authority, "10.0.0.5:3001");
         assert_eq!(gh.proxy_header.as_ref().unwrap().as_str(), "x-employee-id");
         assert_eq!(servers[1].jwt_audience.as_deref(), Some("external-clients"));
+    }
+
+    #[test]
+    fn upstream_credentials_come_from_the_environment() {
+        let yaml = r#"
+servers:
+  - name: a
+    url: http://h/mcp
+    upstream_auth: {type: bearer, token_env: A_TOKEN}
+  - name: b
+    url: http://h/mcp
+    upstream_auth: {type: basic, username: svc, password_env: B_PW}
+  - name: c
+    url: http://h/mcp
+    upstream_auth: {type: headers, headers_env: {X-Api-Key: C_KEY}}
+"#;
+        let env = |var: &str| match var {
+            "A_TOKEN" => Some("tok".to_string()),
+            "B_PW" => Some("pw".to_string()),
+            "C_KEY" => Some("key".to_string()),
+            _ => None,
+        };
+        let servers = parse_servers_yaml_with_env(yaml, "f", &env).unwrap();
+        assert_eq!(
+            servers[0].upstream_auth,
+            UpstreamCredential::Bearer(Secret::new("tok"))
+        );
+        assert_eq!(
+            servers[1].upstream_auth,
+            UpstreamCredential::Basic {
+                username: "svc".into(),
+                password: Secret::new("pw")
+            }
+        );
+        assert_eq!(
+            servers[2].upstream_auth,
+            UpstreamCredential::Headers(vec![(
+                HeaderName::from_static("x-api-key"),
+                Secret::new("key")
+            )])
+        );
+        let missing = |_: &str| None;
+        let e = parse_servers_yaml_with_env(yaml, "f", &missing).unwrap_err();
+        assert!(
+            e.to_string().contains("servers[0].upstream_auth.token_env"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("A_TOKEN"), "{e}");
+        // A secret in the file itself is not a field.
+        let inline =
+            "servers:\n  - {name: a, url: http://h/mcp, upstream_auth: {type: bearer, token: x}}\n";
+        assert!(parse_servers_yaml_with_env(inline, "f", &env).is_err());
+        let bad_name = "servers:\n  - {name: a, url: http://h/mcp, upstream_auth: {type: headers, headers_env: {\"a b\": C_KEY}}}\n";
+        let e = parse_servers_yaml_with_env(bad_name, "f", &env).unwrap_err();
+        assert!(e.to_string().contains("upstream_auth.headers_env"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::token_cache::TokenCache;
 use super::{unforwardable, AuthError, UserName};
-use crate::config::Settings;
+use crate::config::AuthSettings;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::header::AUTHORIZATION;
@@ -53,9 +53,9 @@ fn invalid(why: impl Into<String>) -> AuthError {
 }
 
 impl JwtVerifier {
-    pub fn new(settings: &Settings, audience: Option<&str>) -> Option<Self> {
-        let secret = settings.auth.jwt.secret.as_ref()?;
-        let mut validation = Validation::new(settings.auth.jwt.algorithm);
+    pub fn new(settings: &AuthSettings, audience: Option<&str>) -> Option<Self> {
+        let secret = settings.jwt.secret.as_ref()?;
+        let mut validation = Validation::new(settings.jwt.algorithm);
         validation.validate_nbf = true;
         validation.leeway = CLOCK_LEEWAY_SECS;
         // A configured audience or issuer must be present, not merely not wrong.
@@ -67,7 +67,7 @@ impl JwtVerifier {
             }
             None => validation.validate_aud = false,
         }
-        if let Some(iss) = &settings.auth.jwt.issuer {
+        if let Some(iss) = &settings.jwt.issuer {
             validation.set_issuer(&[iss]);
             required.push("iss");
         }

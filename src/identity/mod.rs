@@ -9,7 +9,7 @@ mod token_cache;
 pub use jwt::{JwtVerifier, CLOCK_LEEWAY_SECS};
 pub use proxy_header::MAX_PAYLOAD_LEN;
 
-use crate::config::{AuthMode, ServerSpec, Settings};
+use crate::config::{AuthMode, AuthSettings, ServerSpec, Settings};
 use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use std::fmt;
@@ -208,7 +208,7 @@ impl AuthPolicy {
             jwt: settings
                 .auth
                 .mcp_client_auth_enabled
-                .then(|| JwtVerifier::new(settings, settings.auth.jwt.audience.as_deref()))
+                .then(|| JwtVerifier::new(&settings.auth, settings.auth.jwt.audience.as_deref()))
                 .flatten()
                 .map(Arc::new),
             proxy_header: settings
@@ -219,13 +219,13 @@ impl AuthPolicy {
             trusted_proxies: settings.auth.trusted_proxies.clone().into(),
             auth_required: settings.auth.auth_required,
         };
-        policy.set_claim(settings);
+        policy.set_claim(&settings.auth);
         policy
     }
 
     /// A server's policy: `inherit` is the global one; `proxy` and `jwt`
     /// select exactly one method, as the server's own declaration.
-    pub fn for_server(settings: &Settings, global: &AuthPolicy, spec: &ServerSpec) -> Self {
+    pub fn for_server(settings: &AuthSettings, global: &AuthPolicy, spec: &ServerSpec) -> Self {
         let mut policy = match spec.auth_mode {
             AuthMode::Inherit => {
                 let mut policy = global.clone();
@@ -242,7 +242,7 @@ impl AuthPolicy {
                 proxy_header: Some(
                     spec.proxy_header
                         .clone()
-                        .unwrap_or_else(|| settings.auth.proxy_user_header.clone()),
+                        .unwrap_or_else(|| settings.proxy_user_header.clone()),
                 ),
                 proxy_claim: None,
                 trusted_proxies: global.trusted_proxies.clone(),
@@ -253,7 +253,7 @@ impl AuthPolicy {
                     settings,
                     spec.jwt_audience
                         .as_deref()
-                        .or(settings.auth.jwt.audience.as_deref()),
+                        .or(settings.jwt.audience.as_deref()),
                 )
                 .map(Arc::new),
                 proxy_header: None,
@@ -266,9 +266,9 @@ impl AuthPolicy {
         policy
     }
 
-    fn set_claim(&mut self, settings: &Settings) {
-        self.proxy_claim = match (&self.proxy_header, &settings.auth.proxy_user_claim) {
-            (Some(h), Some(claim)) if *h == settings.auth.proxy_user_header => {
+    fn set_claim(&mut self, settings: &AuthSettings) {
+        self.proxy_claim = match (&self.proxy_header, &settings.proxy_user_claim) {
+            (Some(h), Some(claim)) if *h == settings.proxy_user_header => {
                 Some(claim.as_str().into())
             }
             _ => None,
@@ -453,8 +453,8 @@ mod tests {
             Some(("f", yaml)),
         )
         .unwrap();
-        let internal = AuthPolicy::for_server(&s, &global, &s.servers[0]);
-        let external = AuthPolicy::for_server(&s, &global, &s.servers[1]);
+        let internal = AuthPolicy::for_server(&s.auth, &global, &s.servers[0]);
+        let external = AuthPolicy::for_server(&s.auth, &global, &s.servers[1]);
         assert_eq!(
             internal
                 .authenticate(&headers(&[("x-employee-id", "e1")]), LOCAL)
@@ -501,8 +501,8 @@ mod tests {
         .unwrap();
         let global = AuthPolicy::global(&s);
         assert_eq!(global.proxy_claim.as_deref(), Some("email"));
-        let a = AuthPolicy::for_server(&s, &global, &s.servers[0]);
-        let b = AuthPolicy::for_server(&s, &global, &s.servers[1]);
+        let a = AuthPolicy::for_server(&s.auth, &global, &s.servers[0]);
+        let b = AuthPolicy::for_server(&s.auth, &global, &s.servers[1]);
         assert_eq!(a.proxy_claim, None);
         assert_eq!(b.proxy_claim.as_deref(), Some("email"));
     }

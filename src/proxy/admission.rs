@@ -8,6 +8,7 @@ use crate::identity::{AuthError, Identity};
 use crate::refusal::Refusal;
 use crate::routing::{self, Endpoint};
 use crate::session::{PinnedSession, SessionError, SessionKind};
+use crate::snapshot::Snapshot;
 use crate::state::ServerRuntime;
 use crate::upstream::SelectedBackend;
 use http::Method;
@@ -21,7 +22,7 @@ impl Gateway {
         server: &ServerRuntime,
         session: &Session,
     ) -> std::result::Result<Identity, Refusal> {
-        let metrics = &self.state.metrics;
+        let metrics = &self.runtime.metrics;
         metrics.auth_attempts.inc();
         let started = Instant::now();
         let result = server
@@ -80,7 +81,7 @@ impl Gateway {
             Endpoint::Sse => return Ok(None),
         };
         let pinned = self
-            .state
+            .runtime
             .sessions
             .open(kind, &server.name, identity.principal(), token, now_secs())
             .map_err(|e: SessionError| {
@@ -97,13 +98,13 @@ impl Gateway {
     pub(super) fn route(
         &self,
         session: &Session,
+        snapshot: &Snapshot,
         name: &str,
         endpoint: Endpoint,
     ) -> std::result::Result<RouteCtx, Refusal> {
-        let Some(index) = self.state.routes.lookup(name) else {
+        let Some(server) = snapshot.server(name) else {
             return Err(Refusal::UnknownServer);
         };
-        let server = &self.state.servers[index];
         let method = &session.req_header().method;
         let (allowed, allow): (&[Method], &'static str) = match endpoint {
             Endpoint::Mcp => (
@@ -120,7 +121,7 @@ impl Gateway {
         let resumed = self.resume_session(server, endpoint, &identity, session)?;
         let (pinned, selected) = resumed.map_or((None, None), |(t, c)| (Some(t), Some(c)));
         Ok(RouteCtx {
-            server: index,
+            server: server.clone(),
             endpoint,
             identity,
             pinned,

@@ -18,7 +18,8 @@ use crate::refusal::{self, Refusal};
 use crate::responses::ErrorShape;
 use crate::routing::Endpoint;
 use crate::session::{self, PinnedSession, Reply, SessionError, SessionKind};
-use crate::state::{GatewayState, ServerRuntime};
+use crate::snapshot::{Routing, Snapshot};
+use crate::state::{Runtime, ServerRuntime};
 use crate::upstream::{Replica, SelectedBackend};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -34,12 +35,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub struct Gateway {
-    pub state: Arc<GatewayState>,
+    pub runtime: Arc<Runtime>,
+    pub routing: Arc<Routing>,
 }
 
 /// What one request carries from phase to phase.
 pub struct RequestCtx {
     _in_flight: InFlight,
+    /// The routing snapshot this request started with, kept to its end.
+    snapshot: Arc<Snapshot>,
     started: Instant,
     route: Option<RouteCtx>,
     /// A browser origin allowed to read the response (CORS).
@@ -47,7 +51,7 @@ pub struct RequestCtx {
 }
 
 struct RouteCtx {
-    server: usize,
+    server: Arc<ServerRuntime>,
     endpoint: Endpoint,
     identity: Identity,
     /// From the client's session token: the backend and the upstream's id.
@@ -80,9 +84,9 @@ fn framing_refusal(session: &Session) -> Option<&'static str> {
 }
 
 impl Gateway {
-    fn server<'a>(&'a self, ctx: &'a RequestCtx) -> Option<(&'a ServerRuntime, &'a RouteCtx)> {
+    fn server(ctx: &RequestCtx) -> Option<(&ServerRuntime, &RouteCtx)> {
         let route = ctx.route.as_ref()?;
-        Some((self.state.servers.get(route.server)?, route))
+        Some((&route.server, route))
     }
 
     /// Path and query the upstream sees for this request; without a query
@@ -127,7 +131,7 @@ impl Gateway {
             return Err(format!("unparsable endpoint ({} bytes)", upstream.len()));
         };
         let token = self
-            .state
+            .runtime
             .sessions
             .seal(
                 SessionKind::LegacySse,
@@ -137,7 +141,7 @@ impl Gateway {
                     replica: replica_id,
                     upstream_id: path,
                 },
-                now_secs() + self.state.session_ttl.as_secs(),
+                now_secs() + self.runtime.session_ttl.as_secs(),
             )
             .map_err(|e| e.to_string())?;
         Ok(Bytes::from(format!(
@@ -167,7 +171,7 @@ impl Gateway {
                 Err(_) => Some(Err(())),
             },
         };
-        let server = &self.state.servers[route.server];
+        let server = &route.server;
         let token = match (issue, route.selected.as_ref()) {
             (None, _) => session.req_header().headers.get(&MCP_SESSION_ID).cloned(),
             (Some(Ok(upstream_id)), Some(selected)) => {
@@ -175,8 +179,8 @@ impl Gateway {
                     replica: selected.replica,
                     upstream_id,
                 };
-                let expires = now_secs() + self.state.session_ttl.as_secs();
-                let sealed = self.state.sessions.seal(
+                let expires = now_secs() + self.runtime.session_ttl.as_secs();
+                let sealed = self.runtime.sessions.seal(
                     SessionKind::Streamable,
                     &server.name,
                     route.identity.principal(),
@@ -215,7 +219,8 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
-            _in_flight: self.state.lifecycle.track(),
+            _in_flight: self.runtime.lifecycle.track(),
+            snapshot: self.routing.current(),
             started: Instant::now(),
             route: None,
             origin: None,
@@ -248,7 +253,7 @@ impl ProxyHttp for Gateway {
             write_local(session, response).await?;
             return Ok(true);
         }
-        if self.state.lifecycle.is_draining() {
+        if self.runtime.lifecycle.is_draining() {
             session.set_keepalive(None);
         }
         match self.triage(session, ctx) {
@@ -273,11 +278,11 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let state = &self.state;
+        let runtime = &self.runtime;
         let Some(route) = ctx.route.as_mut() else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };
-        let server = &state.servers[route.server];
+        let server = &route.server;
         if route.pinned.is_none() {
             route.selected = server.upstream.select(&route.tried);
         }
@@ -293,15 +298,15 @@ impl ProxyHttp for Gateway {
             String::new()
         };
         let mut peer = HttpPeer::new(selected.addr, replica.url.tls, sni);
-        peer.options.connection_timeout = Some(state.connect_timeout);
-        peer.options.total_connection_timeout = Some(state.connect_timeout * 2);
+        peer.options.connection_timeout = Some(runtime.connect_timeout);
+        peer.options.total_connection_timeout = Some(runtime.connect_timeout * 2);
         let req = session.req_header();
         peer.options.read_timeout = streams::upstream_read_timeout(
             route.endpoint,
             &req.method,
             &req.headers,
-            state.read_timeout,
-            state.stream_idle_timeout,
+            runtime.read_timeout,
+            runtime.stream_idle_timeout,
         );
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
@@ -321,7 +326,7 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.as_mut() else {
             return e;
         };
-        let server = &self.state.servers[route.server];
+        let server = &route.server;
         log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
         if let Some(selected) = &route.selected {
             route.tried.push(selected.addr);
@@ -345,7 +350,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let Some((server, route)) = self.server(ctx) else {
+        let Some((server, route)) = Self::server(ctx) else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };
         let Some(replica) = route
@@ -406,7 +411,7 @@ impl ProxyHttp for Gateway {
             upstream_response.remove_header("content-length");
         }
         self.reply_session_id(_session, route, upstream_response)?;
-        if self.state.lifecycle.is_draining() {
+        if self.runtime.lifecycle.is_draining() {
             _session.set_keepalive(None);
         }
         Ok(())
@@ -439,7 +444,7 @@ impl ProxyHttp for Gateway {
             (None, true) => None,
             (None, false) => return Ok(None),
         };
-        let server = &self.state.servers[route.server];
+        let server = &route.server;
         let rewritten = match scanner.feed(input) {
             Scan::Hold => Ok(Bytes::new()),
             Scan::Pass(bytes) => Ok(bytes),
@@ -496,7 +501,7 @@ impl ProxyHttp for Gateway {
             }
         }
         if ctx.origin.is_some() {
-            for (name, value) in self.state.cors.response_headers(ctx.origin.as_deref()) {
+            for (name, value) in ctx.snapshot.cors.response_headers(ctx.origin.as_deref()) {
                 upstream_response.append_header(name, value)?;
             }
         }
@@ -533,7 +538,7 @@ impl ProxyHttp for Gateway {
             Some(Some(failure)) => failure.status(),
             None => session.response_written().map_or(0, |r| r.status.as_u16()),
         };
-        let Some((server, route)) = self.server(ctx) else {
+        let Some((server, route)) = Self::server(ctx) else {
             return;
         };
         let elapsed = ctx.started.elapsed();

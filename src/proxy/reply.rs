@@ -53,31 +53,34 @@ impl Gateway {
             Route::Server { .. } => ErrorShape::JsonRpc,
             _ => ErrorShape::Plain,
         };
-        let outcome = match self.state.cors.check(&req.method, &req.headers) {
+        let snapshot = &ctx.snapshot;
+        let outcome = match snapshot.cors.check(&req.method, &req.headers) {
             Check::Refuse => {
                 let origin = req.headers.get(http::header::ORIGIN);
                 log::info!("403 {}: origin {origin:?} not allowed", req.uri.path());
                 Err(self.refuse(&Refusal::OriginNotAllowed, shape))
             }
-            Check::Preflight(origin) => Err(self.state.cors.preflight(&origin)),
+            Check::Preflight(origin) => Err(snapshot.cors.preflight(&origin)),
             Check::Pass(origin) => {
                 ctx.origin = origin;
                 match route {
-                    Route::Local(endpoint) => {
-                        Err(
-                            local::respond(endpoint, &self.state, &req.headers, peer_ip(session))
-                                .unwrap_or_else(|r| self.refuse(&r, shape)),
-                        )
-                    }
+                    Route::Local(endpoint) => Err(local::respond(
+                        endpoint,
+                        &self.runtime,
+                        snapshot,
+                        &req.headers,
+                        peer_ip(session),
+                    )
+                    .unwrap_or_else(|r| self.refuse(&r, shape))),
                     Route::NotFound => Err(self.refuse(&Refusal::NotFound, shape)),
                     Route::Server { name, endpoint } => self
-                        .route(session, name, endpoint)
+                        .route(session, snapshot, name, endpoint)
                         .map_err(|r| self.refuse(&r, shape)),
                 }
             }
         };
         outcome.map_err(|mut response| {
-            let cors = self.state.cors.response_headers(ctx.origin.as_deref());
+            let cors = ctx.snapshot.cors.response_headers(ctx.origin.as_deref());
             response.extra_headers.extend(cors);
             response
         })
@@ -85,7 +88,7 @@ impl Gateway {
 
     /// The response for a refusal, counted under its reason.
     pub(super) fn refuse(&self, refusal: &Refusal, shape: ErrorShape) -> LocalResponse {
-        self.state.metrics.refused(refusal.reason());
+        self.runtime.metrics.refused(refusal.reason());
         refusal.response(shape)
     }
 
@@ -116,7 +119,7 @@ impl Gateway {
             ErrorShape::Plain
         };
         let mut response = self.refuse(&refusal, shape);
-        let cors = self.state.cors.response_headers(ctx.origin.as_deref());
+        let cors = ctx.snapshot.cors.response_headers(ctx.origin.as_deref());
         response.extra_headers.extend(cors);
         if let Err(write_error) = write_local(session, response).await {
             log::debug!("could not send error response: {write_error}");

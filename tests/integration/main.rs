@@ -15,6 +15,7 @@ mod keepalive;
 mod lifecycle;
 mod observability;
 mod refusals;
+mod reload;
 mod routing;
 mod sdk;
 mod sessions;

@@ -1,9 +1,15 @@
-//! SIGHUP: read the `--config` file again and apply its servers through
-//! the same [`Routing::apply`] the registry sync uses. A file that does not
-//! load is refused, its reason logged once, and the routes in effect stay.
+//! SIGHUP: read the `--config` file again and write its servers to the
+//! registry as the start-up does (configuration-owned records follow the
+//! file), then apply the registry's enabled servers at once, so the routes
+//! have changed when the one log line appears. A file that does not load,
+//! or a registry that cannot be written, is refused with its reason logged
+//! once, and the routes in effect stay.
 
 use crate::app::load_settings;
-use crate::snapshot::Routing;
+use crate::app::registry::RoutingApplier;
+use crate::registry::handle::RegistryHandle;
+use crate::registry::ConfigSummary;
+use crate::snapshot::ApplyReport;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -12,7 +18,8 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub struct ReloadOnHangup {
-    pub routing: Arc<Routing>,
+    pub registry: Arc<RegistryHandle>,
+    pub applier: Arc<RoutingApplier>,
     pub config: Option<PathBuf>,
 }
 
@@ -22,21 +29,41 @@ impl ReloadOnHangup {
             log::warn!("SIGHUP: no --config file to reload; nothing changed");
             return;
         };
-        let settings = match load_settings(Some(path)) {
-            Ok(settings) => settings,
-            Err(e) => {
-                log::error!("SIGHUP: reload refused, the current routes stay: {e}");
-                return;
-            }
-        };
-        match self.routing.apply(settings.servers).await {
-            Ok(report) if report.is_empty() => {
+        match self.write_and_apply(path).await {
+            Ok(summary) if summary.is_empty() => {
                 log::info!("SIGHUP: {} reloaded, no change", path.display())
             }
-            Ok(report) => log::info!("SIGHUP: {} reloaded: {}", path.display(), report.summary()),
-            Err(e) => log::error!("SIGHUP: reload refused, the current routes stay: {e}"),
+            Ok(summary) => log::info!("SIGHUP: {} reloaded: {summary}", path.display()),
+            Err(why) => log::error!("SIGHUP: reload refused, the current routes stay: {why}"),
         }
     }
+
+    async fn write_and_apply(&self, path: &std::path::Path) -> Result<String, String> {
+        let settings = load_settings(Some(path)).map_err(|e| e.to_string())?;
+        let registry = self.registry.get().map_err(|e| e.to_string())?;
+        let written = registry
+            .upsert_config(&settings.servers, &path.display().to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (generation, specs) = registry.load_enabled().await.map_err(|e| e.to_string())?;
+        // `None`: the sync applied this generation or a newer one first.
+        self.applier.apply(generation, specs).await;
+        Ok(if written.is_empty() {
+            String::new()
+        } else {
+            summary(written)
+        })
+    }
+}
+
+/// The file's changes in the words of the routing's own report.
+fn summary(written: ConfigSummary) -> String {
+    ApplyReport {
+        added: written.created,
+        changed: written.updated,
+        removed: written.removed,
+    }
+    .summary()
 }
 
 #[async_trait]

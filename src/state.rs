@@ -206,7 +206,6 @@ impl Runtime {
 
     /// The registry sync sets it false before its first load and true once
     /// that load is applied; a YAML-only gateway never touches it.
-    #[allow(dead_code)] // until the registry sync (issue 8) calls it
     pub fn set_routing_loaded(&self, loaded: bool) {
         self.routing_loaded.store(loaded, Ordering::Release);
     }

@@ -23,14 +23,12 @@ pub use effective::effective_config;
 pub use error::ApiError;
 
 use crate::registry::{HealthView, Registry};
-use async_trait::async_trait;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -188,39 +186,46 @@ pub async fn serve(
         .await
 }
 
-/// The admin service as a Pingora background service:
-/// `server.add_service(background_service("admin", service))`.
+/// The admin service, its socket bound at start-up so a taken
+/// `ADMIN_PORT` stops the gateway at once instead of leaving it without
+/// its admin API. The process runs it beside the registry sync (`app`).
 pub struct AdminService {
     pub addr: SocketAddr,
     pub state: AdminState,
+    listener: std::sync::Mutex<Option<std::net::TcpListener>>,
 }
 
 impl AdminService {
     /// Everything from the settings (`ADMIN_HOST:ADMIN_PORT`, the accounts,
-    /// the effective configuration); hashes the admin password, the one
-    /// slow step of start-up.
+    /// the effective configuration); binds the socket and hashes the admin
+    /// password, the one slow step of start-up.
     pub fn from_settings(
         settings: &crate::config::Settings,
         registry: Arc<dyn Registry>,
         health: Arc<dyn HealthView>,
     ) -> Result<Self, String> {
         let admin = &settings.admin.service;
+        let wanted = SocketAddr::new(admin.host, admin.port);
+        let listener = std::net::TcpListener::bind(wanted)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("ADMIN_HOST/ADMIN_PORT: cannot listen on {wanted}: {e}"))?;
         Ok(AdminService {
-            addr: SocketAddr::new(admin.host, admin.port),
+            addr: listener.local_addr().unwrap_or(wanted),
             state: AdminState::new(
                 registry,
                 health,
                 effective_config(settings),
                 AuthConfig::from_settings(settings),
             )?,
+            listener: std::sync::Mutex::new(Some(listener)),
         })
     }
-}
 
-#[async_trait]
-impl BackgroundService for AdminService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let listener = match tokio::net::TcpListener::bind(self.addr).await {
+    /// Serves until `shutdown` changes; a second call returns at once.
+    pub async fn run(&self, mut shutdown: ShutdownWatch) {
+        let taken = self.listener.lock().ok().and_then(|mut l| l.take());
+        let Some(listener) = taken else { return };
+        let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
                 log::error!("admin service: cannot listen on {}: {e}", self.addr);

@@ -8,6 +8,7 @@
 
 pub mod crypto;
 pub mod database_url;
+pub mod handle;
 pub mod migrate;
 pub mod model;
 mod rows;

@@ -27,9 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Receives the enabled servers every time they change (the routing
-/// snapshot's `apply`). Never called with what a failed read returned.
-pub type ApplySpecs = Arc<dyn Fn(Vec<ServerSpec>) + Send + Sync>;
+/// Receives the enabled servers every time they change, with the registry
+/// generation they were read at (so a late, older read can be told from a
+/// newer one). Never called with what a failed read returned.
+pub type ApplySpecs = Arc<dyn Fn(i64, Vec<ServerSpec>) + Send + Sync>;
 /// Called once, after the first servers were applied, with the open
 /// registry (for the admin API and `/ready`).
 pub type OnReady = Box<dyn FnOnce(Arc<SqlRegistry>) + Send>;
@@ -185,7 +186,7 @@ async fn open_and_load(
                     specs.len(),
                     url.redacted()
                 );
-                apply(specs);
+                apply(generation, specs);
                 return Ok(Some((registry, generation)));
             }
             Err(OpenError::Unreachable(why)) => {
@@ -235,7 +236,7 @@ impl Follower {
                 if let Some((generation, specs)) = loaded {
                     log::info!("registry: generation {generation}, {} servers", specs.len());
                     self.applied = generation;
-                    (self.apply)(specs);
+                    (self.apply)(generation, specs);
                 }
                 None
             }

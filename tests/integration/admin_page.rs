@@ -2,11 +2,6 @@
 //! admin page driven in Debian's headless Chromium
 //! (tests/browser/admin.spec.mjs, playwright-core from
 //! scripts/install-test-deps.sh).
-//!
-//! Both need the binary to open the registry and run the admin service
-//! (`AdminService::from_settings` with the `SqlRegistry` and a `HealthView`
-//! of the routing snapshot), which app.rs gains at the merge with the
-//! snapshot work; until then they are ignored.
 
 use crate::harness::*;
 use std::path::PathBuf;
@@ -29,7 +24,7 @@ fn start_admin() -> Admin {
     let db_dir =
         std::env::temp_dir().join(format!("mcp-gw-admin-{}-{admin_port}", std::process::id()));
     std::fs::create_dir_all(&db_dir).expect("db dir");
-    let db = format!("sqlite://{}/mcp.db", db_dir.display());
+    let db = format!("sqlite:///{}/mcp.db", db_dir.display());
     let mut env = PROXY_ENV.to_vec();
     env.extend([
         ("ADMIN_ENABLED", "true"),
@@ -57,7 +52,6 @@ fn start_admin() -> Admin {
 }
 
 #[test]
-#[ignore = "needs the registry and the admin service wired into app.rs (merge)"]
 fn admin_api_login_create_and_logout_over_a_socket() {
     let a = start_admin();
     let json = [("Content-Type", "application/json")];
@@ -104,7 +98,6 @@ fn admin_api_login_create_and_logout_over_a_socket() {
 }
 
 #[test]
-#[ignore = "needs the registry and the admin service wired into app.rs (merge)"]
 fn the_admin_page_in_headless_chromium() {
     let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(

@@ -178,7 +178,19 @@ pub fn servers_yaml(servers: &[(&str, &[String])]) -> String {
 }
 
 impl Gateway {
+    /// Starts the gateway and waits until `/ready`: listening, and the
+    /// registry's servers routed.
     pub fn start(env: &[(&str, &str)], yaml: &str) -> Gateway {
+        Self::start_until(env, yaml, "/ready")
+    }
+
+    /// Waits only until `/health`: for a gateway whose registry database
+    /// is out of reach.
+    pub fn start_live(env: &[(&str, &str)], yaml: &str) -> Gateway {
+        Self::start_until(env, yaml, "/health")
+    }
+
+    fn start_until(env: &[(&str, &str)], yaml: &str, probe: &str) -> Gateway {
         let port = free_port();
         let (mut cmd, dir) = gateway_command(env, yaml, port);
         let log = dir.join("gateway.log");
@@ -196,12 +208,12 @@ impl Gateway {
             if let Ok(Some(status)) = gw.proc.child.try_wait() {
                 panic!("gateway exited with {status}:\n{}", gw.proc.output());
             }
-            if try_request(&gw.addr, "GET", "/health", &[], "").is_ok_and(|r| r.status == 200) {
+            if try_request(&gw.addr, "GET", probe, &[], "").is_ok_and(|r| r.status == 200) {
                 return gw;
             }
             assert!(
                 Instant::now() < deadline,
-                "gateway not healthy:\n{}",
+                "gateway never answered {probe} with 200:\n{}",
                 gw.proc.output()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -37,7 +37,8 @@ fn health_ready_and_version_answer_json() {
 #[test]
 fn version_never_shows_a_secret() {
     let secret = "a-very-secret-jwt-key-nobody-may-see-0123";
-    let gw = Gateway::start(
+    // The database host does not resolve: the registry never opens.
+    let gw = Gateway::start_live(
         &[
             ("JWT_SECRET_KEY", secret),
             ("TRUST_PROXY_AUTH", "true"),
@@ -162,4 +163,23 @@ fn sigterm_turns_ready_503_then_exits() {
         .wait_exit(Duration::from_secs(15))
         .expect("exits within the grace period");
     assert!(status.success(), "{status}");
+}
+
+/// The registry database out of reach at start-up: the YAML file's servers
+/// are served at once and `/ready` says why it is not ready.
+#[test]
+fn an_unreachable_registry_leaves_the_yaml_servers_serving_and_ready_503() {
+    let demo = Demo::start("d");
+    let gw = Gateway::start_live(
+        &[
+            PROXY_ENV.to_vec(),
+            vec![("DATABASE_URL", "postgresql://u@127.0.0.1:1/mcp")],
+        ]
+        .concat(),
+        &servers_yaml(&[("d", &[demo.url()])]),
+    );
+    let ready = gw.request("GET", "/ready", &[], "");
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("registry"), "{}", ready.body);
+    assert_eq!(gw.initialize("d", &ALICE).0.status, 200);
 }

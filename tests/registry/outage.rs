@@ -66,7 +66,7 @@ async fn postgres_cut_and_restored_under_the_sync() {
     let mut options = SyncOptions::new(relayed, secret());
     options.retry_max = Duration::from_secs(1);
     options.recheck_interval = Duration::from_secs(1);
-    let apply: sync::ApplySpecs = Arc::new(move |specs: Vec<ServerSpec>| {
+    let apply: sync::ApplySpecs = Arc::new(move |_generation: i64, specs: Vec<ServerSpec>| {
         let _ = tx.send(specs.into_iter().map(|s| s.name).collect());
     });
     let task = tokio::spawn(sync::run(

@@ -22,7 +22,7 @@ fn start(options: SyncOptions) -> Running {
     let (tx, applied) = mpsc::unbounded_channel();
     let (ready_tx, ready) = oneshot::channel();
     let (stop, shutdown) = watch::channel(false);
-    let apply: sync::ApplySpecs = Arc::new(move |specs: Vec<ServerSpec>| {
+    let apply: sync::ApplySpecs = Arc::new(move |_generation: i64, specs: Vec<ServerSpec>| {
         let _ = tx.send(specs.into_iter().map(|s| s.name).collect());
     });
     let on_ready: sync::OnReady = Box::new(move |reg| {

@@ -1,10 +1,9 @@
-//! The background service: built from settings, serving on its socket,
+//! The service: built from settings (its socket bound then), serving,
 //! stopping when Pingora's shutdown is signalled.
 
 use super::*;
 use crate::admin::AdminService;
 use crate::config::{Settings, Source};
-use pingora::services::background::BackgroundService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -41,7 +40,7 @@ async fn built_from_settings_it_serves_until_shutdown() {
     let (stop, watch) = tokio::sync::watch::channel(false);
     let running = {
         let service = service.clone();
-        tokio::spawn(async move { service.start(watch).await })
+        tokio::spawn(async move { service.run(watch).await })
     };
     let reply = loop {
         // Until the listener is bound.

@@ -1,9 +1,15 @@
 //! Assembles the Pingora server from validated settings: the proxy service,
-//! the health checks, periodic re-discovery, and the draining shutdown.
+//! the health checks, periodic re-discovery, SIGHUP reload, the registry
+//! sync with the admin API, and the draining shutdown.
 
+pub(crate) mod registry;
+
+use crate::admin::AdminService;
 use crate::config::{ConfigError, Settings, Source};
 use crate::lifecycle::{DrainThenStop, Lifecycle};
 use crate::proxy::{Gateway, KeepAlive};
+use crate::registry::handle::RegistryHandle;
+use crate::registry::sync::SyncOptions;
 use crate::reload::ReloadOnHangup;
 use crate::snapshot::Routing;
 use crate::state::Runtime;
@@ -16,9 +22,10 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use registry::{RegistryService, RoutingApplier};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Per-connection read buffer. Pingora's default (64 KiB) is resident for
@@ -91,6 +98,30 @@ pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
+    // The YAML servers serve at once; `/ready` waits for the registry.
+    runtime.set_routing_loaded(false);
+    let registry = Arc::new(RegistryHandle::default());
+    let applier = Arc::new(RoutingApplier::new(routing.clone(), runtime.clone()));
+    let admin = if settings.admin.service.enabled {
+        match AdminService::from_settings(&settings, registry.clone(), routing.clone()) {
+            Ok(admin) => Some(admin),
+            Err(e) => {
+                eprintln!("mcp-gateway: {e}");
+                std::process::exit(2)
+            }
+        }
+    } else {
+        None
+    };
+    let mut sync = SyncOptions::new(
+        settings.admin.database_url.clone(),
+        settings.admin.encryption_secret.clone(),
+    );
+    // Without the file, the servers it declared stay as they are: a
+    // data-plane replica started without it must not remove them.
+    sync.config = config
+        .as_ref()
+        .map(|file| (settings.servers.clone(), file.display().to_string()));
 
     let conf = ServerConf {
         threads: settings.listen.worker_threads,
@@ -140,8 +171,18 @@ pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
     server.add_service(background_service(
         "reload",
         ReloadOnHangup {
-            routing: routing.clone(),
+            registry: registry.clone(),
+            applier: applier.clone(),
             config,
+        },
+    ));
+    server.add_service(background_service(
+        "registry",
+        RegistryService {
+            options: Mutex::new(Some(sync)),
+            applier,
+            registry,
+            admin,
         },
     ));
     log::info!(

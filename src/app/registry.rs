@@ -1,0 +1,111 @@
+//! The registry's side of the process: the sync that keeps the routing
+//! snapshot equal to the database's enabled servers, and the admin API over
+//! the same registry. Both run on one runtime because sqlx connections
+//! belong to the runtime that opened them.
+
+use crate::admin::AdminService;
+use crate::config::ServerSpec;
+use crate::registry::handle::RegistryHandle;
+use crate::registry::sync::{self, ApplySpecs, OnReady, SyncOptions};
+use crate::snapshot::{ApplyReport, Routing};
+use crate::state::Runtime;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::{Arc, Mutex};
+
+/// Applies registry reads to the routing snapshot in generation order: a
+/// read that reaches it after a newer one (the sync and a SIGHUP both
+/// load) is dropped instead of rolling the routes back.
+pub struct RoutingApplier {
+    routing: Arc<Routing>,
+    runtime: Arc<Runtime>,
+    applied: tokio::sync::Mutex<i64>,
+}
+
+impl RoutingApplier {
+    pub fn new(routing: Arc<Routing>, runtime: Arc<Runtime>) -> Self {
+        RoutingApplier {
+            routing,
+            runtime,
+            applied: tokio::sync::Mutex::new(i64::MIN),
+        }
+    }
+
+    /// `None` if `generation` is not newer than what runs. A server the data
+    /// plane refuses (a credential header that is another server's identity
+    /// header, which the registry cannot see when it validates one record)
+    /// is left out with an error logged, so one bad record does not hold
+    /// back every later change.
+    pub async fn apply(&self, generation: i64, mut specs: Vec<ServerSpec>) -> Option<ApplyReport> {
+        let mut applied = self.applied.lock().await;
+        if generation <= *applied {
+            return None;
+        }
+        let report = loop {
+            match self.routing.apply(specs.clone()).await {
+                Ok(report) => break report,
+                Err(refused) => {
+                    log::error!(
+                        "registry generation {generation}: {refused}; this server is left out of the routes"
+                    );
+                    let before = specs.len();
+                    specs.retain(|s| s.name != refused.server);
+                    if specs.len() == before {
+                        // Not one server's fault: keep the routes in effect.
+                        return None;
+                    }
+                }
+            }
+        };
+        *applied = generation;
+        if !report.is_empty() {
+            log::info!(
+                "registry generation {generation} applied: {}",
+                report.summary()
+            );
+        }
+        self.runtime.set_routing_loaded(true);
+        Some(report)
+    }
+}
+
+/// The sync (and the admin API when `ADMIN_ENABLED`) as one background
+/// service.
+pub struct RegistryService {
+    pub options: Mutex<Option<SyncOptions>>,
+    pub applier: Arc<RoutingApplier>,
+    pub registry: Arc<RegistryHandle>,
+    pub admin: Option<AdminService>,
+}
+
+#[async_trait]
+impl BackgroundService for RegistryService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let Some(options) = self.options.lock().ok().and_then(|mut o| o.take()) else {
+            return;
+        };
+        let applier = self.applier.clone();
+        let apply: ApplySpecs = Arc::new(move |generation, specs| {
+            let applier = applier.clone();
+            tokio::spawn(async move { applier.apply(generation, specs).await });
+        });
+        let handle = self.registry.clone();
+        let on_ready: OnReady = Box::new(move |opened| handle.set(opened));
+        let admin = async {
+            if let Some(admin) = &self.admin {
+                admin.run(shutdown.clone()).await;
+            }
+        };
+        let follow = async {
+            if let Err(e) = sync::run(options, apply, on_ready, shutdown.clone()).await {
+                // A newer schema, a failed migration, another
+                // AUTH_ENCRYPTION_SECRET: retrying cannot help.
+                log::error!("registry: {e}");
+                eprintln!("mcp-gateway: registry: {e}");
+                std::process::exit(1);
+            }
+        };
+        tokio::join!(admin, follow);
+    }
+}

@@ -6,7 +6,7 @@
 //! turn a rolling deploy into refused connections.
 
 use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -14,6 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 #[derive(Debug, Default)]
 pub struct Lifecycle {
     draining: AtomicBool,
+    upgrading: AtomicBool,
     in_flight: AtomicUsize,
 }
 
@@ -24,6 +25,12 @@ impl Lifecycle {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// SIGQUIT came: the listeners go to a new process, and what is in
+    /// flight here finishes within the grace period (see [`exit_when_idle`]).
+    pub fn is_upgrading(&self) -> bool {
+        self.upgrading.load(Ordering::Relaxed)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -67,7 +74,18 @@ impl ShutdownSignalWatch for DrainThenStop {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => return ShutdownSignal::FastShutdown,
-            _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
+            _ = quit.recv() => {
+                // Pingora sends the listeners to the new process now and
+                // keeps accepting beside it for 5 s; then it stops accepting
+                // and `exit_when_idle` waits for what is in flight.
+                self.lifecycle.upgrading.store(true, Ordering::Relaxed);
+                log::info!(
+                    "SIGQUIT: handing the listening sockets to the new process; \
+                     in-flight requests and streams get up to {:?} once it serves",
+                    self.grace
+                );
+                return ShutdownSignal::GracefulUpgrade;
+            }
         }
         self.lifecycle.start_draining();
         log::info!(
@@ -89,3 +107,63 @@ impl ShutdownSignalWatch for DrainThenStop {
         ShutdownSignal::GracefulTerminate
     }
 }
+
+/// Pingora's grace period is one fixed sleep for every shutdown; the
+/// gateway wants "until nothing is in flight, at most the grace". So the
+/// grace period is set longer than that, and this thread ends the process
+/// once Pingora's shutdown has started and, after an upgrade, the last
+/// request or stream has finished or `grace` has passed since the old
+/// process stopped accepting. After SIGTERM `DrainThenStop` has already
+/// waited for in-flight requests, so the process exits after the short
+/// pause Pingora's own grace period used to be.
+pub fn exit_when_idle(
+    lifecycle: &'static Lifecycle,
+    mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
+    grace: Duration,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let watcher = move || {
+        loop {
+            match phases.blocking_recv() {
+                Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                // Pingora is gone: its own exit path runs.
+                Err(RecvError::Closed) => return,
+            }
+        }
+        let started = Instant::now();
+        let deadline = started
+            + if lifecycle.is_upgrading() {
+                grace
+            } else {
+                Duration::ZERO
+            };
+        // Requests whose header was still being read are not counted yet.
+        std::thread::sleep(SETTLE);
+        while lifecycle.in_flight() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let left = lifecycle.in_flight();
+        if left > 0 {
+            log::warn!("grace period over with {left} requests in flight; closing them");
+        } else {
+            log::info!(
+                "nothing in flight after {:?} of the grace period",
+                started.elapsed()
+            );
+        }
+        log::info!("mcp-gateway stopped");
+        std::process::exit(0)
+    };
+    // Detached: it ends the process itself.
+    if let Err(e) = std::thread::Builder::new()
+        .name("exit-when-idle".into())
+        .spawn(watcher)
+    {
+        log::warn!("cannot start the exit thread ({e}); Pingora's whole grace period applies");
+    }
+}
+
+/// What Pingora's grace period was before [`exit_when_idle`]: time for a
+/// request already accepted to reach the proxy and be counted.
+const SETTLE: Duration = Duration::from_secs(1);

@@ -118,6 +118,8 @@ fn version(
     match state.global_auth.authenticate(headers, peer) {
         Ok(identity) if identity.is_authenticated() => {
             body["identity"] = json!({"user": identity.user, "source": identity.source.as_str()});
+            // Which process answered: during a binary upgrade two do.
+            body["pid"] = json!(std::process::id());
             body["config"] = state.public_config.clone();
             // The server set changes with reloads; the rest is fixed.
             body["config"]["servers"] = json!(snapshot.servers.len());

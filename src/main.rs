@@ -23,6 +23,11 @@ struct Cli {
     /// Validate the configuration, print the warnings, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Take the listening sockets from the running gateway (over
+    /// UPGRADE_SOCK), then send that one SIGQUIT: a binary upgrade
+    /// without refused connections (README, "Operations").
+    #[arg(long)]
+    upgrade: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -68,5 +73,5 @@ fn main() {
     // Before any listener or connection exists; with --check-config the
     // limit of the checking shell does not matter.
     mcp_gateway::fdlimit::raise_at_start();
-    mcp_gateway::app::run(settings, cli.config)
+    mcp_gateway::app::run(settings, cli.config, cli.upgrade)
 }

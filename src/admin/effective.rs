@@ -51,6 +51,7 @@ pub fn effective_config(s: &Settings) -> Value {
         "REQUEST_HEADER_TIMEOUT": s.listen.request_header_timeout.as_secs_f64(),
         "SHUTDOWN_DRAIN_SECONDS": s.listen.shutdown_drain.as_secs_f64(),
         "SHUTDOWN_GRACE_SECONDS": s.listen.shutdown_grace.as_secs_f64(),
+        "UPGRADE_SOCK": s.listen.upgrade_sock.display().to_string(),
         }),
         json!({
         "MCP_CLIENT_AUTH_ENABLED": s.auth.mcp_client_auth_enabled,

@@ -32,6 +32,7 @@ use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the admin service works with; cheap to clone.
 #[derive(Clone)]
@@ -192,25 +193,59 @@ pub async fn serve(
 pub struct AdminService {
     pub addr: SocketAddr,
     pub state: AdminState,
-    listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+    /// Taken by the first [`AdminService::run`].
+    listener: std::sync::Mutex<Option<Listener>>,
+}
+
+enum Listener {
+    Bound(std::net::TcpListener),
+    /// `--upgrade` and the old process still holds the port.
+    AfterUpgrade,
+}
+
+/// How long a process started with `--upgrade` keeps trying to bind
+/// `ADMIN_PORT` while the old process still holds it: the old one closes
+/// its admin listener when it stops accepting, 5 s after SIGQUIT; the rest
+/// is room for a slow operator.
+const UPGRADE_BIND_DEADLINE: Duration = Duration::from_secs(60);
+const UPGRADE_BIND_RETRY: Duration = Duration::from_millis(50);
+
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 impl AdminService {
     /// Everything from the settings (`ADMIN_HOST:ADMIN_PORT`, the accounts,
     /// the effective configuration); binds the socket and hashes the admin
-    /// password, the one slow step of start-up.
+    /// password, the one slow step of start-up. With `upgrade`, a port the
+    /// old process still holds is bound later, in [`AdminService::run`]:
+    /// the admin listener is not among the sockets Pingora hands over.
     pub fn from_settings(
         settings: &crate::config::Settings,
         registry: Arc<dyn Registry>,
         health: Arc<dyn HealthView>,
+        upgrade: bool,
     ) -> Result<Self, String> {
         let admin = &settings.admin.service;
         let wanted = SocketAddr::new(admin.host, admin.port);
-        let listener = std::net::TcpListener::bind(wanted)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| format!("ADMIN_HOST/ADMIN_PORT: cannot listen on {wanted}: {e}"))?;
+        let listener = match bind(wanted) {
+            Ok(listener) => Listener::Bound(listener),
+            Err(e) if upgrade && e.kind() == std::io::ErrorKind::AddrInUse => {
+                Listener::AfterUpgrade
+            }
+            Err(e) => {
+                return Err(format!(
+                    "ADMIN_HOST/ADMIN_PORT: cannot listen on {wanted}: {e}"
+                ))
+            }
+        };
         Ok(AdminService {
-            addr: listener.local_addr().unwrap_or(wanted),
+            addr: match &listener {
+                Listener::Bound(l) => l.local_addr().unwrap_or(wanted),
+                Listener::AfterUpgrade => wanted,
+            },
             state: AdminState::new(
                 registry,
                 health,
@@ -221,10 +256,58 @@ impl AdminService {
         })
     }
 
+    /// Binds `ADMIN_PORT` once the old process lets go of it, or gives up
+    /// at the deadline (or at shutdown) with an error logged: the data
+    /// plane has already taken over, so failing the process here would
+    /// turn a missing admin API into an outage.
+    async fn bind_after_upgrade(
+        &self,
+        shutdown: &mut ShutdownWatch,
+    ) -> Option<std::net::TcpListener> {
+        log::info!(
+            "admin service: {} is still the old process's; binding it once that one lets go",
+            self.addr
+        );
+        let started = std::time::Instant::now();
+        loop {
+            match bind(self.addr) {
+                Ok(listener) => {
+                    log::info!(
+                        "admin service: bound {} after {:?}",
+                        self.addr,
+                        started.elapsed()
+                    );
+                    return Some(listener);
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && started.elapsed() < UPGRADE_BIND_DEADLINE => {}
+                Err(e) => {
+                    log::error!(
+                        "admin service: cannot listen on {} ({e}); the admin API is off until a restart",
+                        self.addr
+                    );
+                    return None;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return None,
+                _ = tokio::time::sleep(UPGRADE_BIND_RETRY) => {}
+            }
+        }
+    }
+
     /// Serves until `shutdown` changes; a second call returns at once.
     pub async fn run(&self, mut shutdown: ShutdownWatch) {
         let taken = self.listener.lock().ok().and_then(|mut l| l.take());
-        let Some(listener) = taken else { return };
+        let listener = match taken {
+            None => return,
+            Some(Listener::Bound(listener)) => listener,
+            Some(Listener::AfterUpgrade) => match self.bind_after_upgrade(&mut shutdown).await {
+                Some(listener) => listener,
+                None => return,
+            },
+        };
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {

@@ -6,7 +6,7 @@ pub(crate) mod registry;
 
 use crate::admin::AdminService;
 use crate::config::{ConfigError, Settings, Source};
-use crate::lifecycle::{DrainThenStop, Lifecycle};
+use crate::lifecycle::{self, DrainThenStop, Lifecycle};
 use crate::proxy::{Gateway, KeepAlive};
 use crate::registry::handle::RegistryHandle;
 use crate::registry::sync::SyncOptions;
@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use pingora::lb::HealthCheckService;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
@@ -77,7 +77,9 @@ impl BackgroundService for Rediscovery {
 
 /// Runs the gateway until it is told to stop; never returns. `config` is
 /// the file SIGHUP reads again.
-pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
+/// With `upgrade` the listening sockets come from the running gateway
+/// over `UPGRADE_SOCK` (it sends them on SIGQUIT).
+pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
     let lifecycle: &'static Lifecycle = Box::leak(Box::default());
     let (health, health_log) = upstream::health_registry();
     let runtime = match Runtime::build(&settings, health.clone(), health_log, lifecycle) {
@@ -103,7 +105,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
     let registry = Arc::new(RegistryHandle::default());
     let applier = Arc::new(RoutingApplier::new(routing.clone(), runtime.clone()));
     let admin = if settings.admin.service.enabled {
-        match AdminService::from_settings(&settings, registry.clone(), routing.clone()) {
+        match AdminService::from_settings(&settings, registry.clone(), routing.clone(), upgrade) {
             Ok(admin) => Some(admin),
             Err(e) => {
                 eprintln!("mcp-gateway: {e}");
@@ -125,15 +127,35 @@ pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
 
     let conf = ServerConf {
         threads: settings.listen.worker_threads,
-        // Draining and the wait for in-flight requests happen before
-        // Pingora's shutdown starts (see `DrainThenStop`).
-        grace_period_seconds: Some(1),
+        // After SIGTERM the drain and the wait for in-flight requests
+        // happen before Pingora's shutdown starts (see `DrainThenStop`);
+        // after SIGQUIT they happen in Pingora's grace period, which
+        // `exit_when_idle` ends as soon as nothing is in flight. This is
+        // only the ceiling.
+        grace_period_seconds: Some(settings.listen.shutdown_grace.as_secs() + 2),
         graceful_shutdown_timeout_seconds: Some(5),
         ca_file: settings.upstream.ca_file.clone(),
+        upgrade_sock: settings.listen.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    if upgrade {
+        log::info!(
+            "--upgrade: waiting on {} for the running gateway's listening sockets \
+             (send it SIGQUIT now)",
+            settings.listen.upgrade_sock.display()
+        );
+    }
+    // With --upgrade this blocks until the old process sends its sockets,
+    // and exits 1 if none come within Pingora's retries (about 6 s).
     server.bootstrap();
+    if upgrade {
+        log::info!("--upgrade: listening sockets received");
+    }
 
     let listen = SocketAddr::new(settings.listen.host, settings.listen.port).to_string();
     let gateway = pingora::proxy::http_proxy(
@@ -196,6 +218,11 @@ pub fn run(settings: Settings, config: Option<PathBuf>) -> ! {
             crate::metrics::PER_USER_METRIC
         );
     }
+    lifecycle::exit_when_idle(
+        lifecycle,
+        server.watch_execution_phase(),
+        settings.listen.shutdown_grace,
+    );
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainThenStop {
             lifecycle,

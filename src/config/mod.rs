@@ -20,7 +20,7 @@ use jsonwebtoken::Algorithm;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use values::*;
 
@@ -77,6 +77,9 @@ pub struct ListenSettings {
     pub request_header_timeout: Duration,
     pub shutdown_drain: Duration,
     pub shutdown_grace: Duration,
+    /// `UPGRADE_SOCK`: the Unix socket over which a process started with
+    /// `--upgrade` receives the listening sockets of the running one.
+    pub upgrade_sock: PathBuf,
 }
 
 /// Who may call: the global identity rules.
@@ -469,6 +472,11 @@ impl ListenSettings {
                 "SHUTDOWN_GRACE_SECONDS",
                 Duration::from_secs(15),
                 parse_seconds,
+            )?,
+            upgrade_sock: src.get(
+                "UPGRADE_SOCK",
+                default_upgrade_sock(src.raw("RUNTIME_DIRECTORY")),
+                parse_upgrade_sock,
             )?,
         })
     }

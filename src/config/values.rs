@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A secret that never prints: `Debug` and `Display` show a placeholder, so
@@ -237,9 +238,50 @@ pub fn positive_seconds(raw: &str) -> Result<Duration, String> {
     })
 }
 
+/// Under systemd's `RuntimeDirectory=` (`$RUNTIME_DIRECTORY`, private to
+/// the service and not affected by `PrivateTmp=`), else in `/tmp`.
+pub(super) fn default_upgrade_sock(runtime_directory: Option<&str>) -> PathBuf {
+    // systemd joins several runtime directories with ':'; the first is ours.
+    match runtime_directory.and_then(|d| d.split(':').next()) {
+        Some(dir) if !dir.is_empty() => Path::new(dir).join("mcp-gateway-upgrade.sock"),
+        _ => PathBuf::from("/tmp/mcp-gateway-upgrade.sock"),
+    }
+}
+
+/// An absolute path short enough for `sun_path` (108 bytes with its NUL):
+/// Pingora panics on a longer one at the moment of the upgrade.
+pub(super) fn parse_upgrade_sock(raw: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(raw);
+    if !path.is_absolute() {
+        return Err(format!("{raw:?} is not an absolute path"));
+    }
+    if raw.len() > 100 {
+        return Err(format!(
+            "{} bytes is too long for a Unix socket path (at most 100)",
+            raw.len()
+        ));
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upgrade_socket_goes_to_systemds_runtime_directory_when_there_is_one() {
+        assert_eq!(
+            default_upgrade_sock(Some("/run/mcp-gateway:/run/other")),
+            Path::new("/run/mcp-gateway/mcp-gateway-upgrade.sock")
+        );
+        assert_eq!(
+            default_upgrade_sock(None),
+            Path::new("/tmp/mcp-gateway-upgrade.sock")
+        );
+        assert!(parse_upgrade_sock("/run/x.sock").is_ok());
+        assert!(parse_upgrade_sock("x.sock").is_err());
+        assert!(parse_upgrade_sock(&format!("/{}", "a".repeat(100))).is_err());
+    }
 
     #[test]
     fn booleans_follow_pydantic() {

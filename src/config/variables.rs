@@ -47,6 +47,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "REQUEST_HEADER_TIMEOUT",
     "SHUTDOWN_DRAIN_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
+    "UPGRADE_SOCK",
     "SSL",
     "CERT_FILE",
     "KEY_FILE",

@@ -142,7 +142,7 @@ const BASE_ENV: [(&str, &str); 6] = [
     ("LOG_LEVEL", "info"),
 ];
 
-fn gateway_command(env: &[(&str, &str)], yaml: &str, port: u16) -> (Command, PathBuf) {
+pub fn gateway_command(env: &[(&str, &str)], yaml: &str, port: u16) -> (Command, PathBuf) {
     let dir = scratch_dir();
     let config = dir.join("gateway.yaml");
     std::fs::write(&config, yaml).expect("write config");

@@ -22,4 +22,5 @@ mod sessions;
 mod spoofing;
 mod streams;
 mod tls;
+mod upgrade;
 mod wire;

@@ -28,6 +28,7 @@ async fn built_from_settings_it_serves_until_shutdown() {
             &settings,
             Arc::new(MemoryRegistry::default()),
             Arc::new(FixedHealth::default()),
+            false,
         )
         .expect("service"),
     );

@@ -1,0 +1,345 @@
+//! Binary upgrade: a second gateway started with `--upgrade` takes the
+//! listening sockets of the running one, which on SIGQUIT hands them over,
+//! finishes what it has in flight (an open event stream included) and
+//! exits by itself, while clients keep sending MCP requests throughout.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::io::{BufReader, ErrorKind, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const GRACE_SECONDS: &str = "6";
+
+/// What a load thread saw.
+#[derive(Default, Debug)]
+struct Tally {
+    ok: u64,
+    failures: Vec<String>,
+    /// Keep-alive connections the old process closed while they were idle
+    /// (at its shutdown); the request was then sent on a new connection,
+    /// as HTTP clients do (RFC 9112, 9.3.1). Reported, not hidden.
+    idle_closed: u64,
+    /// Which process answered `/version`, in order, repeats folded.
+    pids: Vec<u64>,
+    /// How many times the answering process changed.
+    switches: u64,
+    last_pid: u64,
+}
+
+fn ping_body(n: u64) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"ping"}}"#)
+}
+
+fn mcp_headers(sid: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("X-Authenticated-User", "alice"),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Mcp-Session-Id", sid),
+    ]
+}
+
+fn is_ping_result(r: &Response) -> bool {
+    r.status == 200 && r.body.contains("\"result\"")
+}
+
+/// MCP pings on one connection reused for as long as the server keeps it.
+fn keepalive_load(addr: String, sid: String, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>) {
+    let headers = mcp_headers(&sid);
+    let mut conn: Option<BufReader<TcpStream>> = None;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let req =
+            raw_keepalive_request(&addr, "POST", "/servers/demo/mcp", &headers, &ping_body(n));
+        let reused = conn.is_some();
+        let reader = match conn.take() {
+            Some(reader) => reader,
+            None => match TcpStream::connect(&addr) {
+                Ok(s) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
+                    BufReader::new(s)
+                }
+                Err(e) => {
+                    tally.lock().unwrap().failures.push(format!("connect: {e}"));
+                    continue;
+                }
+            },
+        };
+        let mut reader = reader;
+        let sent = reader.get_mut().write_all(req.as_bytes());
+        let answer = sent.and_then(|()| read_response(&mut reader));
+        let mut t = tally.lock().unwrap();
+        match answer {
+            Ok(r) if is_ping_result(&r) => {
+                t.ok += 1;
+                if !r
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
+                    conn = Some(reader);
+                }
+            }
+            Ok(r) => t
+                .failures
+                .push(format!("keep-alive: {} {}", r.status, r.body)),
+            Err(e)
+                if reused
+                    && matches!(
+                        e.kind(),
+                        ErrorKind::UnexpectedEof
+                            | ErrorKind::ConnectionReset
+                            | ErrorKind::BrokenPipe
+                    ) =>
+            {
+                t.idle_closed += 1;
+            }
+            Err(e) => t.failures.push(format!("keep-alive: {e}")),
+        }
+    }
+}
+
+/// A new connection for every request: an MCP ping, then `/version` to
+/// learn which process accepted it.
+fn new_connection_load(addr: String, sid: String, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>) {
+    let headers = mcp_headers(&sid);
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let ping = try_request(&addr, "POST", "/servers/demo/mcp", &headers, &ping_body(n));
+        let version = try_request(&addr, "GET", "/version", &ALICE, "");
+        let mut t = tally.lock().unwrap();
+        match ping {
+            Ok(r) if is_ping_result(&r) => t.ok += 1,
+            Ok(r) => t
+                .failures
+                .push(format!("new connection: {} {}", r.status, r.body)),
+            Err(e) => t.failures.push(format!("new connection: {e}")),
+        }
+        match version.map(|r| (r.status, serde_json::from_str::<Value>(&r.body))) {
+            Ok((200, Ok(v))) => {
+                let pid = v["pid"].as_u64().unwrap_or(0);
+                if t.pids.last() != Some(&pid) {
+                    t.switches += 1;
+                    if !t.pids.contains(&pid) {
+                        t.pids.push(pid);
+                    }
+                }
+                t.last_pid = pid;
+                t.ok += 1;
+            }
+            other => t.failures.push(format!("/version: {other:?}")),
+        }
+    }
+}
+
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn upgrade_under_load_drops_nothing_and_the_old_process_drains_then_exits() {
+    let demo = Demo::start("d");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let dir = std::env::temp_dir().join(format!("mcp-gw-upgrade-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let sock = dir.join("upgrade.sock").display().to_string();
+    let db = format!("sqlite:///{}/mcp.db", dir.display());
+    let admin_port = free_port().to_string();
+    let mut env = PROXY_ENV.to_vec();
+    env.extend([
+        ("UPGRADE_SOCK", sock.as_str()),
+        ("DATABASE_URL", db.as_str()),
+        ("SHUTDOWN_GRACE_SECONDS", GRACE_SECONDS),
+        ("ADMIN_ENABLED", "true"),
+        ("ADMIN_PORT", admin_port.as_str()),
+        ("PLATFORM_ADMIN_PASSWORD", "upgrade-test-password"),
+    ]);
+    let mut old = Gateway::start(&env, &yaml);
+    let admin = format!("127.0.0.1:{admin_port}");
+    let old_pid = u64::from(old.proc.child.id());
+
+    let sid = old.initialize("demo", &ALICE).1.expect("a session id");
+    let mut stream_headers = ALICE.to_vec();
+    stream_headers.push(("Mcp-Session-Id", &sid));
+    let mut stream = open_stream(&old, "/servers/demo/mcp", &stream_headers);
+    assert!(next_data(&mut stream).contains("\"tick\":0"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let keepalive = Arc::new(Mutex::new(Tally::default()));
+    let fresh = Arc::new(Mutex::new(Tally::default()));
+    let threads = [
+        {
+            let (a, s, st, t) = (
+                old.addr.clone(),
+                sid.clone(),
+                stop.clone(),
+                keepalive.clone(),
+            );
+            std::thread::spawn(move || keepalive_load(a, s, st, t))
+        },
+        {
+            let (a, s, st, t) = (old.addr.clone(), sid.clone(), stop.clone(), fresh.clone());
+            std::thread::spawn(move || new_connection_load(a, s, st, t))
+        },
+    ];
+    wait_for(
+        "load on the old process",
+        Duration::from_secs(10),
+        || fresh.lock().unwrap().ok > 5,
+        || old.proc.output(),
+    );
+
+    // The new binary: same port, same registry file, same socket path.
+    let port = old.addr.rsplit(':').next().expect("port").to_string();
+    env.push(("PORT", port.as_str()));
+    let (mut cmd, new_dir) = gateway_command(&env, &yaml, 0);
+    let new_log = new_dir.join("gateway.log");
+    let child = cmd
+        .arg("--upgrade")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&new_log).expect("log file"))
+        .spawn()
+        .expect("new gateway starts");
+    let mut new = Proc {
+        child,
+        log: new_log,
+    };
+    let new_pid = u64::from(new.child.id());
+    wait_for(
+        "the new process waits for the sockets",
+        Duration::from_secs(30),
+        || new.output().contains("waiting on"),
+        || new.output(),
+    );
+
+    old.proc.signal("-QUIT");
+    let quit = Instant::now();
+    wait_for(
+        "a new connection served by the new process",
+        Duration::from_secs(30),
+        || fresh.lock().unwrap().last_pid == new_pid,
+        || format!("old:\n{}\nnew:\n{}", old.proc.output(), new.output()),
+    );
+    let new_serves = quit.elapsed();
+    println!("new process served a new connection {new_serves:?} after SIGQUIT");
+
+    // The stream opened on the old process keeps flowing after that.
+    let mut ticks_after = 0;
+    let stream_end = loop {
+        let mut line = String::new();
+        match std::io::BufRead::read_line(&mut stream, &mut line) {
+            Ok(0) | Err(_) => break quit.elapsed(),
+            Ok(_) if line.starts_with("data:") && quit.elapsed() > new_serves => ticks_after += 1,
+            Ok(_) => {}
+        }
+    };
+    println!("old stream: {ticks_after} events after the new process served, ended {stream_end:?} after SIGQUIT");
+    assert!(
+        ticks_after >= 5,
+        "the stream was cut early: {ticks_after} events after the switch"
+    );
+
+    let status = old
+        .proc
+        .wait_exit(Duration::from_secs(60))
+        .expect("the old process exits by itself");
+    println!(
+        "old process exited {:?} after SIGQUIT: {status}",
+        quit.elapsed()
+    );
+    assert!(status.success(), "{status}\n{}", old.proc.output());
+
+    // Load on the new process alone for a moment, then stop.
+    let before = fresh.lock().unwrap().ok;
+    wait_for(
+        "load on the new process",
+        Duration::from_secs(10),
+        || fresh.lock().unwrap().ok > before + 5,
+        || new.output(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread");
+    }
+    let (k, f) = (keepalive.lock().unwrap(), fresh.lock().unwrap());
+    println!(
+        "keep-alive: {} ok, {} idle connections closed by the old process",
+        k.ok, k.idle_closed
+    );
+    println!(
+        "new connections: {} ok, served by pids {:?} (old {old_pid}, new {new_pid}), {} switches while both accepted",
+        f.ok, f.pids, f.switches
+    );
+    assert!(
+        k.failures.is_empty() && f.failures.is_empty(),
+        "failed requests: {:?} {:?}",
+        k.failures,
+        f.failures
+    );
+    assert_eq!(
+        (f.pids.as_slice(), f.last_pid),
+        (&[old_pid, new_pid][..], new_pid)
+    );
+
+    // The new process's registry (the same SQLite file) and admin API answer.
+    let r = request(&old.addr, "GET", "/ready", &[], "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(
+        "the new admin service",
+        Duration::from_secs(60),
+        || try_request(&admin, "GET", "/ready", &[], "").is_ok_and(|r| r.status == 200),
+        || new.output(),
+    );
+    assert!(
+        new.child.try_wait().expect("status").is_none(),
+        "the new process runs on"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn upgrade_without_a_running_gateway_exits_1_naming_the_socket() {
+    let dir = std::env::temp_dir().join(format!("mcp-gw-upgrade-none-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let sock = dir.join("upgrade.sock").display().to_string();
+    let started = Instant::now();
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("UPGRADE_SOCK", sock.as_str()));
+    let (code, out) = Gateway::run_to_exit(&env, "servers: []\n", &["--upgrade"]);
+    println!("gave up after {:?}", started.elapsed());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&sock), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_relative_or_overlong_upgrade_sock_is_a_configuration_error() {
+    let long = format!("/{}", "s".repeat(120));
+    for bad in ["relative.sock", long.as_str()] {
+        let (code, out) = Gateway::run_to_exit(
+            &[("UPGRADE_SOCK", bad)],
+            "servers: []\n",
+            &["--check-config"],
+        );
+        assert_eq!(code, 2, "{bad}: {out}");
+        assert!(out.contains("UPGRADE_SOCK"), "{out}");
+    }
+}

@@ -55,7 +55,8 @@ bench-load-smoke: deps
 
 ## Installs what `make build` made (run that first, as yourself; then this,
 ## as root): binaries in $(PREFIX)/bin, the systemd unit in
-## $(PREFIX)/lib/systemd/system (systemd reads units there for PREFIX=/usr/local;
+## $(PREFIX)/lib/systemd/system, also as the template mcp-gateway@.service that a
+## binary upgrade starts instances of (systemd reads units there for PREFIX=/usr/local;
 ## set UNITDIR=/etc/systemd/system otherwise), README, the example
 ## environment, server file and conf/ in $(PREFIX)/share/doc/mcp-gateway,
 ## and, only where absent, $(SYSCONFDIR)/mcp-gateway/{gateway.yaml,env}: an
@@ -73,6 +74,7 @@ install:
 	sed -e 's|/usr/local|$(PREFIX)|g' -e 's|/etc/mcp-gateway|$(SYSCONFDIR)/mcp-gateway|g' \
 	  systemd/mcp-gateway.service > $(DESTDIR)$(UNITDIR)/mcp-gateway.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/mcp-gateway.service
+	install -m 0644 $(DESTDIR)$(UNITDIR)/mcp-gateway.service $(DESTDIR)$(UNITDIR)/mcp-gateway@.service
 	install -m 0644 README.md systemd/mcp-gateway.env.example $(DESTDIR)$(DOCDIR)/
 	cp -R conf $(DESTDIR)$(DOCDIR)/
 	test -e $(DESTDIR)$(SYSCONFDIR)/mcp-gateway/gateway.yaml || \

@@ -7,6 +7,8 @@
 
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -58,6 +60,31 @@ pub struct DrainThenStop {
     pub lifecycle: &'static Lifecycle,
     pub drain: Duration,
     pub grace: Duration,
+    /// Where a process started with `--upgrade` waits for the sockets.
+    pub upgrade_sock: PathBuf,
+}
+
+/// How long SIGQUIT waits for a new process to wait on `UPGRADE_SOCK`
+/// (the order "SIGQUIT, then start the new binary" works too).
+const UPGRADE_PEER_WAIT: Duration = Duration::from_secs(5);
+
+impl DrainThenStop {
+    /// Whether a socket file is at `upgrade_sock`, waiting up to
+    /// [`UPGRADE_PEER_WAIT`]. Pingora's own SIGQUIT path shuts down even
+    /// when nobody takes the sockets, so a stray SIGQUIT would be an
+    /// outage. The file is only looked at: connecting to it would be taken
+    /// by the new process as the transfer itself.
+    async fn new_process_waits(&self) -> bool {
+        let deadline = Instant::now() + UPGRADE_PEER_WAIT;
+        loop {
+            let is_socket =
+                std::fs::metadata(&self.upgrade_sock).is_ok_and(|m| m.file_type().is_socket());
+            if is_socket || Instant::now() >= deadline {
+                return is_socket;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[async_trait]
@@ -71,21 +98,37 @@ impl ShutdownSignalWatch for DrainThenStop {
             log::error!("cannot install signal handlers; SIGTERM will not drain");
             return std::future::pending().await;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => return ShutdownSignal::FastShutdown,
-            _ = quit.recv() => {
-                // Pingora sends the listeners to the new process now and
-                // keeps accepting beside it for 5 s; then it stops accepting
-                // and `exit_when_idle` waits for what is in flight.
-                self.lifecycle.upgrading.store(true, Ordering::Relaxed);
-                log::info!(
-                    "SIGQUIT: handing the listening sockets to the new process; \
-                     in-flight requests and streams get up to {:?} once it serves",
-                    self.grace
-                );
-                return ShutdownSignal::GracefulUpgrade;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
+                _ = quit.recv() => {}
             }
+            if !self.new_process_waits().await {
+                log::error!(
+                    "SIGQUIT ignored: no `mcp-gateway --upgrade` waits on {}; still serving",
+                    self.upgrade_sock.display()
+                );
+                continue;
+            }
+            // Pingora sends the listeners to the new process now and keeps
+            // accepting beside it for 5 s; then it stops accepting and
+            // `exit_when_idle` waits for what is in flight.
+            self.lifecycle.upgrading.store(true, Ordering::Relaxed);
+            log::info!(
+                "SIGQUIT: handing the listening sockets to the new process; in-flight \
+                 requests and streams get up to {:?} once this one stops accepting (in 5 s)",
+                self.grace
+            );
+            // Pingora no longer listens for signals from here on; SIGINT
+            // must still end the process at once.
+            tokio::spawn(async move {
+                if int.recv().await.is_some() {
+                    log::warn!("SIGINT during the upgrade: exiting now");
+                    std::process::exit(0);
+                }
+            });
+            return ShutdownSignal::GracefulUpgrade;
         }
         self.lifecycle.start_draining();
         log::info!(

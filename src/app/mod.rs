@@ -228,6 +228,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
             lifecycle,
             drain: settings.listen.shutdown_drain,
             grace: settings.listen.shutdown_grace,
+            upgrade_sock: settings.listen.upgrade_sock.clone(),
         }),
     });
     log::info!("mcp-gateway stopped");

@@ -197,17 +197,24 @@ fn the_installed_unit_passes_systemd_analyze_verify() {
     ]);
     assert!(out.status.success(), "{out:?}");
     let unit = prefix.join("lib/systemd/system/mcp-gateway.service");
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&unit)
-        .output()
-        .expect("systemd-analyze runs (make deps-test installs it)");
-    let complaints = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success(), "{complaints}");
-    assert!(
-        complaints.trim().is_empty(),
-        "systemd-analyze: {complaints}"
-    );
+    // The template a binary upgrade starts instances of, as one instance.
+    let template = prefix.join("lib/systemd/system/mcp-gateway@.service");
+    let instance = root.join("mcp-gateway@green.service");
+    std::fs::copy(&template, &instance).expect("the template is installed");
+    for unit in [&unit, &instance] {
+        let verify = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(unit)
+            .output()
+            .expect("systemd-analyze runs (make deps-test installs it)");
+        let complaints = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success(), "{}: {complaints}", unit.display());
+        assert!(
+            complaints.trim().is_empty(),
+            "systemd-analyze {}: {complaints}",
+            unit.display()
+        );
+    }
 
     // The hardening stays: exposure at most 2.0 ("OK") out of 10.
     let security = Command::new("systemd-analyze")

@@ -343,3 +343,31 @@ fn a_relative_or_overlong_upgrade_sock_is_a_configuration_error() {
         assert!(out.contains("UPGRADE_SOCK"), "{out}");
     }
 }
+
+#[test]
+fn sigquit_with_no_new_process_waiting_is_ignored() {
+    let dir = std::env::temp_dir().join(format!("mcp-gw-upgrade-stray-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let sock = dir.join("upgrade.sock").display().to_string();
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("UPGRADE_SOCK", sock.as_str()));
+    let mut gw = Gateway::start(&env, "servers: []\n");
+    gw.proc.signal("-QUIT");
+    wait_for(
+        "the SIGQUIT is refused",
+        Duration::from_secs(30),
+        || gw.proc.output().contains("SIGQUIT ignored"),
+        || gw.proc.output(),
+    );
+    assert!(gw.proc.output().contains(&sock));
+    assert_eq!(gw.request("GET", "/health", &[], "").status, 200);
+    assert!(gw.proc.child.try_wait().expect("status").is_none());
+    // SIGTERM still drains and stops it.
+    gw.proc.signal("-TERM");
+    let status = gw
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

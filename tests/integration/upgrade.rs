@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// `SHUTDOWN_GRACE_SECONDS` of both processes.
 const GRACE_SECONDS: &str = "6";
 
 /// What a load thread saw.
@@ -255,6 +256,13 @@ fn upgrade_under_load_drops_nothing_and_the_old_process_drains_then_exits() {
     assert!(
         ticks_after >= 5,
         "the stream was cut early: {ticks_after} events after the switch"
+    );
+    // Not before the grace period was over: 5 s of both processes
+    // accepting, then GRACE_SECONDS (less a second for where `quit` was
+    // measured). A lower bound only: a slow machine makes it later.
+    assert!(
+        stream_end >= Duration::from_secs(5 + 6 - 1),
+        "the stream ended {stream_end:?} after SIGQUIT, before the grace period was over"
     );
 
     let status = old

@@ -29,4 +29,5 @@ pub(crate) mod responses;
 pub mod routing;
 pub mod session;
 pub(crate) mod state;
+pub(crate) mod tls;
 pub(crate) mod upstream;

@@ -78,7 +78,8 @@ impl GatewayState {
                             .unwrap_or_else(|| settings.auth.proxy_user_header.clone()),
                     },
                     auth,
-                    upstream: ServerUpstream::new(&spec.name, &spec.urls, health),
+                    upstream: ServerUpstream::new(&spec.name, &spec.urls, health)
+                        .with_tls(spec.tls.clone()),
                     metrics: metrics.server(&spec.name),
                 }
             })

@@ -2,7 +2,7 @@
 //! round-robin selection among healthy backends, and the metadata that turns
 //! a selected backend into an upstream peer.
 
-use crate::config::UpstreamUrl;
+use crate::config::{UpstreamTls, UpstreamUrl};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::{HeaderValue, Uri};
@@ -10,6 +10,7 @@ use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::health_check::TcpHealthCheck;
 use pingora::lb::{Backend, Backends, HealthRegistry};
 use pingora::protocols::l4::socket::SocketAddr;
+use pingora::upstreams::peer::HttpPeer;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr as StdSocketAddr;
@@ -116,6 +117,7 @@ pub struct ServerUpstream {
     candidates: ArcSwap<Vec<Candidate>>,
     next: AtomicUsize,
     replicas: Vec<Replica>,
+    tls: UpstreamTls,
 }
 
 impl ServerUpstream {
@@ -130,7 +132,19 @@ impl ServerUpstream {
             candidates: ArcSwap::from_pointee(Vec::new()),
             next: AtomicUsize::new(0),
             replicas,
+            tls: UpstreamTls::default(),
         }
+    }
+
+    /// The server's `tls:` block, applied to its `https://` peers.
+    pub fn with_tls(mut self, tls: UpstreamTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Fills an `https://` peer's TLS options from the server's `tls:` block.
+    pub fn apply_tls(&self, peer: &mut HttpPeer) {
+        apply_tls(&self.tls, peer);
     }
 
     /// Runs discovery; the candidate list changes only when membership does.
@@ -189,6 +203,26 @@ impl ServerUpstream {
             .map(|c| (c.selected.addr, self.backends.ready(&c.backend)))
             .collect()
     }
+}
+
+/// Without a block this leaves the peer as it was: the URL's host as SNI,
+/// verified against the system store or `UPSTREAM_CA_FILE`.
+pub fn apply_tls(tls: &UpstreamTls, peer: &mut HttpPeer) {
+    if !peer.is_tls() {
+        return;
+    }
+    if let Some(sni) = &tls.sni {
+        peer.sni.clone_from(sni);
+    }
+    if let Some(ca) = &tls.ca {
+        // Pingora's connection pool does not tell trust stores apart: a
+        // connection verified against another server's CA must not be reused.
+        peer.group_key = Arc::as_ptr(ca) as usize as u64;
+        peer.options.ca = Some(ca.clone());
+    }
+    peer.client_cert_key.clone_from(&tls.client_cert);
+    peer.options.verify_cert = tls.verify;
+    peer.options.verify_hostname = tls.verify;
 }
 
 fn selected(b: &Backend) -> Option<SelectedBackend> {

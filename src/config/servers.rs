@@ -1,5 +1,6 @@
 //! The YAML file that declares MCP servers (`--config conf/gateway.yaml`).
 
+use super::tls::{upstream_tls, RawUpstreamTls, UpstreamTls};
 use super::values::{parse_header_name, parse_identity_header_name, Secret};
 use super::ConfigError;
 use http::{HeaderName, Uri};
@@ -40,6 +41,8 @@ pub struct ServerSpec {
     pub passthrough_headers: Option<Vec<HeaderName>>,
     /// What the gateway itself presents to this server's replicas.
     pub upstream_auth: UpstreamCredential,
+    /// TLS to this server's `https://` replicas (its `tls:` block).
+    pub tls: UpstreamTls,
 }
 
 /// The credential the gateway presents upstream for a server (the
@@ -76,6 +79,7 @@ struct RawServer {
     proxy_header: Option<String>,
     jwt_audience: Option<String>,
     passthrough_headers: Option<Vec<String>>,
+    tls: Option<RawUpstreamTls>,
 }
 
 pub fn parse_servers_yaml(text: &str, file: &str) -> Result<Vec<ServerSpec>, ConfigError> {
@@ -151,6 +155,7 @@ fn validate_server(
                 .map_err(|e| ConfigError::new(field("passthrough_headers"), e))
         })
         .transpose()?;
+    let tls = upstream_tls(raw.tls.unwrap_or_default(), field)?;
     Ok(ServerSpec {
         name: raw.name,
         urls,
@@ -159,6 +164,7 @@ fn validate_server(
         jwt_audience: raw.jwt_audience,
         passthrough_headers,
         upstream_auth: UpstreamCredential::None,
+        tls,
     })
 }
 

@@ -11,7 +11,7 @@ pub use keepalive::KeepAlive;
 
 use crate::cors::UPSTREAM_CORS_HEADERS;
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
-use crate::identity::Identity;
+use crate::identity::{Identity, Peer};
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
 use crate::refusal::{self, Refusal};
@@ -68,6 +68,15 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// The peer as the identity rules see it: address, and the names of a
+/// verified client certificate (read once per connection at the handshake).
+fn peer(session: &Session) -> Peer<'_> {
+    Peer {
+        ip: peer_ip(session),
+        cert_names: crate::tls::client_cert_names(session.digest()),
+    }
 }
 
 /// Framing the gateway refuses (see `framing`); HTTP/1 only.
@@ -293,6 +302,7 @@ impl ProxyHttp for Gateway {
             String::new()
         };
         let mut peer = HttpPeer::new(selected.addr, replica.url.tls, sni);
+        server.upstream.apply_tls(&mut peer);
         peer.options.connection_timeout = Some(state.connect_timeout);
         peer.options.total_connection_timeout = Some(state.connect_timeout * 2);
         let req = session.req_header();
@@ -355,11 +365,10 @@ impl ProxyHttp for Gateway {
         else {
             return Error::e_explain(ErrorType::InternalError, "no backend selected");
         };
-        let peer = peer_ip(session);
         let facts = RequestFacts {
             identity: &route.identity,
-            peer,
-            peer_trusted: server.auth.peer_is_trusted(peer),
+            peer: peer_ip(session),
+            peer_trusted: server.auth.peer_is_trusted(peer(session)),
             upstream_host: &replica.host_header,
             upstream_session: route
                 .pinned

@@ -12,6 +12,7 @@
 //! what a request path denotes; a *pinned session* is what a client's
 //! session token names (replica and upstream session id).
 
+pub mod access_log;
 pub mod app;
 pub mod config;
 pub(crate) mod cors;

@@ -1,6 +1,7 @@
 //! The Pingora adapter: each phase gathers plain inputs, calls one of the
 //! decision modules, and applies the result.
 
+mod access;
 mod admission;
 mod framing;
 mod keepalive;
@@ -9,6 +10,7 @@ mod streams;
 
 pub use keepalive::KeepAlive;
 
+use crate::access_log;
 use crate::cors::UPSTREAM_CORS_HEADERS;
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
 use crate::identity::{Identity, Peer};
@@ -44,6 +46,8 @@ pub struct RequestCtx {
     route: Option<RouteCtx>,
     /// A browser origin allowed to read the response (CORS).
     origin: Option<String>,
+    /// `X-Request-Id`: a trusted proxy's, or made up; sent up and back.
+    request_id: Option<http::HeaderValue>,
 }
 
 struct RouteCtx {
@@ -78,6 +82,8 @@ fn peer(session: &Session) -> Peer<'_> {
         cert_names: crate::tls::client_cert_names(session.digest()),
     }
 }
+
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Framing the gateway refuses (see `framing`); HTTP/1 only.
 fn framing_refusal(session: &Session) -> Option<&'static str> {
@@ -228,6 +234,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             route: None,
             origin: None,
+            request_id: None,
         }
     }
 
@@ -251,6 +258,7 @@ impl ProxyHttp for Gateway {
     /// Answers local endpoints and refusals; otherwise resolves server,
     /// identity and session for the later phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        ctx.request_id = Some(self.request_id(session));
         if let Some(why) = framing_refusal(session) {
             session.set_keepalive(None);
             let response = self.refuse(&Refusal::MalformedRequest(why), ErrorShape::Plain);
@@ -396,6 +404,9 @@ impl ProxyHttp for Gateway {
         }
         let uri = Self::upstream_uri(replica, route, session.req_header().uri.query())?;
         upstream_request.set_uri(uri);
+        if let Some(id) = &ctx.request_id {
+            upstream_request.insert_header(X_REQUEST_ID, id.clone())?;
+        }
         Ok(())
     }
 
@@ -509,6 +520,9 @@ impl ProxyHttp for Gateway {
                 upstream_response.append_header(name, value)?;
             }
         }
+        if let Some(id) = &ctx.request_id {
+            upstream_response.insert_header(X_REQUEST_ID, id.clone())?;
+        }
         Ok(())
     }
 
@@ -533,7 +547,7 @@ impl ProxyHttp for Gateway {
         refusal::is_client_gone(error.etype(), error.esource())
     }
 
-    /// Request counts and durations per server; the access log at debug level.
+    /// Request counts and durations per server, and the access line.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
         // A failure decides the status even after a 200 went out: a stream
         // the upstream broke is counted as the 502/504 it is, not a success.
@@ -542,24 +556,20 @@ impl ProxyHttp for Gateway {
             Some(Some(failure)) => failure.status(),
             None => session.response_written().map_or(0, |r| r.status.as_u16()),
         };
-        let Some((server, route)) = self.server(ctx) else {
-            return;
-        };
         let elapsed = ctx.started.elapsed();
-        server.metrics.observe(status, elapsed);
-        if log::log_enabled!(target: "access", log::Level::Debug) {
-            let req = session.req_header();
+        let routed = self.server(ctx);
+        if let Some((server, _)) = routed {
+            server.metrics.observe(status, elapsed);
+        }
+        if let Some(format) = access_log::enabled() {
+            let line = self.access_line(session, ctx, status, elapsed, format);
+            log::info!(target: access_log::TARGET, "{line}");
+        }
+        if let (Some(e), Some((server, _))) = (error, routed) {
             log::debug!(
-                target: "access",
-                "{} {} {} server={} user={} backend={} {:?}{}",
-                req.method,
-                req.uri.path(),
-                status,
+                "server {}: {} failed: {e}",
                 server.name,
-                route.identity.user,
-                route.selected.as_ref().map_or("-".into(), |c| c.addr.to_string()),
-                elapsed,
-                error.map_or(String::new(), |e| format!(" error={e}")),
+                session.req_header().uri.path()
             );
         }
     }

@@ -173,9 +173,12 @@ impl Gateway {
         let port = free_port();
         let (mut cmd, dir) = gateway_command(env, yaml, port);
         let log = dir.join("gateway.log");
+        // The log (access lines included) goes to stdout, start-up errors to
+        // stderr: one file holds both, in order.
+        let file = std::fs::File::create(&log).expect("log file");
         let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
             .spawn()
             .expect("gateway starts");
         let mut gw = Gateway {

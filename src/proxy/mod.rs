@@ -258,11 +258,15 @@ impl ProxyHttp for Gateway {
     /// Answers local endpoints and refusals; otherwise resolves server,
     /// identity and session for the later phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        ctx.request_id = Some(self.request_id(session));
+        let request_id = self.request_id(session);
+        // Local answers and refusals carry it too: a refused client can
+        // quote it to whoever reads the access log.
+        let id_text = request_id.to_str().unwrap_or("-").to_string();
+        ctx.request_id = Some(request_id);
         if let Some(why) = framing_refusal(session) {
             session.set_keepalive(None);
             let response = self.refuse(&Refusal::MalformedRequest(why), ErrorShape::Plain);
-            write_local(session, response).await?;
+            write_local(session, response.with_header("x-request-id", id_text)).await?;
             return Ok(true);
         }
         if self.state.lifecycle.is_draining() {
@@ -278,7 +282,7 @@ impl ProxyHttp for Gateway {
                 Ok(false)
             }
             Err(response) => {
-                write_local(session, response).await?;
+                write_local(session, response.with_header("x-request-id", id_text)).await?;
                 Ok(true)
             }
         }

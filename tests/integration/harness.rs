@@ -170,6 +170,18 @@ pub fn servers_yaml(servers: &[(&str, &[String])]) -> String {
 
 impl Gateway {
     pub fn start(env: &[(&str, &str)], yaml: &str) -> Gateway {
+        Gateway::start_probing(env, yaml, &|addr| {
+            try_request(addr, "GET", "/health", &[], "").is_ok_and(|r| r.status == 200)
+        })
+    }
+
+    /// Starts it and waits until `healthy(addr)` (a TLS listener needs
+    /// another client than this harness's plain sockets).
+    pub fn start_probing(
+        env: &[(&str, &str)],
+        yaml: &str,
+        healthy: &dyn Fn(&str) -> bool,
+    ) -> Gateway {
         let port = free_port();
         let (mut cmd, dir) = gateway_command(env, yaml, port);
         let log = dir.join("gateway.log");
@@ -190,7 +202,7 @@ impl Gateway {
             if let Ok(Some(status)) = gw.proc.child.try_wait() {
                 panic!("gateway exited with {status}:\n{}", gw.proc.output());
             }
-            if try_request(&gw.addr, "GET", "/health", &[], "").is_ok_and(|r| r.status == 200) {
+            if healthy(&gw.addr) {
                 return gw;
             }
             assert!(

@@ -5,11 +5,13 @@ mod harness;
 
 mod config;
 mod cors;
+mod downstream_tls;
 mod headers;
 mod identity;
 mod keepalive;
 mod lifecycle;
 mod observability;
+mod pki;
 mod refusals;
 mod routing;
 mod sdk;

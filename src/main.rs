@@ -60,6 +60,9 @@ fn main() {
 fn init_logger(filter: &str, format: LogFormat) {
     use std::io::Write;
     env_logger::Builder::new()
+        // Pingora's debug lines print whole request headers, credentials
+        // included: a debug level stays ours unless RUST_LOG names pingora.
+        .filter_module("pingora", log::LevelFilter::Info)
         .parse_filters(filter)
         .target(env_logger::Target::Stdout)
         .write_style(env_logger::WriteStyle::Never)

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access_log;
 mod config;
 mod cors;
 mod downstream_tls;

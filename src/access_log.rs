@@ -204,6 +204,43 @@ pub fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Any other log line, with its newline: `time LEVEL target: message` with
+/// control characters blanked (a message may quote client input), or one
+/// JSON object with `time`, `level`, `target`, `message`.
+pub fn format_message(
+    time: SystemTime,
+    level: &str,
+    target: &str,
+    message: &str,
+    format: LogFormat,
+) -> String {
+    let mut line = String::with_capacity(64 + message.len());
+    match format {
+        LogFormat::Text => {
+            rfc3339(time, &mut line);
+            let _ = write!(line, " {level} {target}: ");
+            line.extend(
+                message
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c }),
+            );
+        }
+        LogFormat::Json => {
+            line.push_str("{\"time\":\"");
+            rfc3339(time, &mut line);
+            line.push_str("\",\"level\":");
+            json_string(&mut line, level);
+            line.push_str(",\"target\":");
+            json_string(&mut line, target);
+            line.push_str(",\"message\":");
+            json_string(&mut line, message);
+            line.push('}');
+        }
+    }
+    line.push('\n');
+    line
+}
+
 /// `2026-11-29T01:02:03.456Z`.
 pub fn rfc3339(time: SystemTime, out: &mut String) {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -349,6 +386,24 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn other_lines_stay_one_line() {
+        let text = format_message(
+            UNIX_EPOCH,
+            "WARN",
+            "mcp_gateway",
+            "a\nb\u{85}c",
+            LogFormat::Text,
+        );
+        assert_eq!(text, "1970-01-01T00:00:00.000Z WARN mcp_gateway: a b c\n");
+        let json = format_message(UNIX_EPOCH, "INFO", "t", "say \"hi\"\n", LogFormat::Json);
+        assert_eq!(json.matches('\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["message"], "say \"hi\"\n");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -67,42 +67,18 @@ fn init_logger(filter: &str, format: LogFormat) {
         .target(env_logger::Target::Stdout)
         .write_style(env_logger::WriteStyle::Never)
         .format(move |buf, record| {
-            let mut line = String::with_capacity(128);
             if record.target() == access_log::TARGET {
-                line = record.args().to_string();
-            } else {
-                let message = record.args().to_string();
-                let mut time = String::with_capacity(24);
-                access_log::rfc3339(std::time::SystemTime::now(), &mut time);
-                match format {
-                    LogFormat::Text => {
-                        line.push_str(&time);
-                        line.push(' ');
-                        line.push_str(record.level().as_str());
-                        line.push(' ');
-                        line.push_str(record.target());
-                        line.push_str(": ");
-                        // A message may quote client input: one line it stays.
-                        line.extend(
-                            message
-                                .chars()
-                                .map(|c| if c.is_control() { ' ' } else { c }),
-                        );
-                    }
-                    LogFormat::Json => {
-                        line.push_str("{\"time\":\"");
-                        line.push_str(&time);
-                        line.push_str("\",\"level\":");
-                        access_log::json_string(&mut line, record.level().as_str());
-                        line.push_str(",\"target\":");
-                        access_log::json_string(&mut line, record.target());
-                        line.push_str(",\"message\":");
-                        access_log::json_string(&mut line, &message);
-                        line.push('}');
-                    }
-                }
+                // Formatted already; env_logger buffers the record and
+                // writes it to stdout with one write.
+                return writeln!(buf, "{}", record.args());
             }
-            line.push('\n');
+            let line = access_log::format_message(
+                std::time::SystemTime::now(),
+                record.level().as_str(),
+                record.target(),
+                &record.args().to_string(),
+                format,
+            );
             buf.write_all(line.as_bytes())
         })
         .init();

@@ -242,3 +242,29 @@ pub fn health_registry() -> Arc<HealthRegistry> {
     registry.set_health_check(check);
     registry
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_block_fills_https_peers_only() {
+        let mut tls = UpstreamTls::default();
+        let mut peer = HttpPeer::new("127.0.0.1:443", true, "mcp.example".into());
+        apply_tls(&tls, &mut peer);
+        assert!(peer.options.verify_cert && peer.options.verify_hostname);
+        assert_eq!(peer.sni, "mcp.example");
+        assert!(peer.options.ca.is_none() && peer.client_cert_key.is_none());
+
+        tls.sni = Some("internal.example".into());
+        tls.verify = false;
+        apply_tls(&tls, &mut peer);
+        assert_eq!(peer.sni, "internal.example");
+        assert!(!peer.options.verify_cert && !peer.options.verify_hostname);
+
+        let mut plain = HttpPeer::new("127.0.0.1:80", false, String::new());
+        apply_tls(&tls, &mut plain);
+        assert_eq!(plain.sni, "");
+        assert!(plain.options.verify_cert, "left as Pingora made it");
+    }
+}

@@ -248,6 +248,20 @@ mod tests {
     }
 
     #[test]
+    fn cert_names_need_verified_client_certificates() {
+        let e = super::super::Settings::load(
+            &src(&[
+                ("MCP_CLIENT_AUTH_ENABLED", "false"),
+                ("TRUST_PROXY_AUTH", "true"),
+                ("TRUSTED_PROXY_CERT_NAMES", "proxy.internal"),
+            ]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "TRUSTED_PROXY_CERT_NAMES");
+    }
+
+    #[test]
     fn cert_names_are_a_lower_cased_list() {
         assert_eq!(
             trusted_cert_names(&src(&[("TRUSTED_PROXY_CERT_NAMES", "Proxy.Example, b ,")]))

@@ -1,5 +1,5 @@
 # The commands a newcomer needs; each installs missing build prerequisites first.
-.PHONY: deps deps-test build run test lint bench bench-smoke fuzz clean
+.PHONY: deps deps-test build run test lint bench bench-smoke fuzz clean install
 
 deps:
 	@scripts/install-deps.sh
@@ -52,3 +52,30 @@ bench-load: deps
 ## One short round of everything: does the benchmark still run? (no figures)
 bench-load-smoke: deps
 	MODE=smoke BENCH_COMMAND="make bench-load-smoke" benches/load/run.sh
+
+## Installs what `make build` made (run that first, as yourself; then this,
+## as root): binaries in $(PREFIX)/bin, the systemd unit in
+## $(PREFIX)/lib/systemd/system (systemd reads units there for PREFIX=/usr/local;
+## set UNITDIR=/etc/systemd/system otherwise), README, the example
+## environment, server file and conf/ in $(PREFIX)/share/doc/mcp-gateway,
+## and, only where absent, $(SYSCONFDIR)/mcp-gateway/{gateway.yaml,env}: an
+## upgrade never overwrites a configuration. DESTDIR stages for packaging;
+## BUILD_DIR picks other binaries (the tests install the debug ones).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/mcp-gateway
+BUILD_DIR ?= target/release
+install:
+	@test -x $(BUILD_DIR)/mcp-gateway || { echo "make install: $(BUILD_DIR)/mcp-gateway is missing: run make build first" >&2; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/mcp-gateway
+	install -m 0755 $(BUILD_DIR)/mcp-gateway $(BUILD_DIR)/mcp-demo-server $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|/usr/local|$(PREFIX)|g' -e 's|/etc/mcp-gateway|$(SYSCONFDIR)/mcp-gateway|g' \
+	  systemd/mcp-gateway.service > $(DESTDIR)$(UNITDIR)/mcp-gateway.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mcp-gateway.service
+	install -m 0644 README.md systemd/mcp-gateway.env.example $(DESTDIR)$(DOCDIR)/
+	cp -R conf $(DESTDIR)$(DOCDIR)/
+	test -e $(DESTDIR)$(SYSCONFDIR)/mcp-gateway/gateway.yaml || \
+	  install -m 0644 conf/gateway.yaml $(DESTDIR)$(SYSCONFDIR)/mcp-gateway/gateway.yaml
+	test -e $(DESTDIR)$(SYSCONFDIR)/mcp-gateway/env || \
+	  install -m 0600 systemd/mcp-gateway.env.example $(DESTDIR)$(SYSCONFDIR)/mcp-gateway/env

@@ -15,6 +15,30 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 VENV=$TARGET_DIR/tmp/mcp-sdk-venv
 MARKER=$VENV/.installed
 
+# Real programs the deployment tests run (tests/integration/deploy.rs,
+# conf_files.rs, behind_proxies.rs): nginx and Caddy in front of the
+# gateway, promtool for the alert rules, systemd-analyze for the unit.
+missing_packages=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing_packages+=(nginx-light)
+command -v caddy >/dev/null 2>&1 || missing_packages+=(caddy)
+command -v promtool >/dev/null 2>&1 || missing_packages+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing_packages+=(systemd)
+command -v openssl >/dev/null 2>&1 || missing_packages+=(openssl)
+if [ ${#missing_packages[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${missing_packages[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo apt-get update -qq
+    # --no-install-recommends: no prometheus exporters or services pulled in.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${missing_packages[@]}" >/dev/null
+  else
+    echo "install-test-deps: please install ${missing_packages[*]}" >&2
+    exit 1
+  fi
+fi
+
 if [ -x "$VENV/bin/python" ] && [ -f "$MARKER" ] && cmp -s "$REQUIREMENTS" "$MARKER"; then
   exit 0
 fi

@@ -18,6 +18,7 @@ pub mod config;
 pub(crate) mod cors;
 pub mod fdlimit;
 pub mod headers;
+pub mod healthcheck;
 pub mod identity;
 pub(crate) mod legacy_sse;
 pub(crate) mod lifecycle;

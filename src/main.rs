@@ -1,6 +1,6 @@
 //! The `mcp-gateway` binary: parse arguments, load settings, run.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use mcp_gateway::access_log;
 use mcp_gateway::config::LogFormat;
 use std::path::PathBuf;
@@ -20,11 +20,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     /// YAML file declaring the MCP servers.
-    #[arg(long, env = "MCP_GATEWAY_CONFIG")]
+    #[arg(long, env = "MCP_GATEWAY_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Validate the configuration, print the warnings, and exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ask the gateway at HOST:PORT for /health; exit 0 on 200, 1 otherwise
+    /// (for a container HEALTHCHECK: no curl needed).
+    Healthcheck,
 }
 
 fn main() {
@@ -33,9 +42,21 @@ fn main() {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("mcp-gateway: configuration error: {e}");
-            std::process::exit(2);
+            // A health probe reports one failure code, whatever the cause.
+            let code = if cli.command.is_some() { 1 } else { 2 };
+            std::process::exit(code);
         }
     };
+    if let Some(Command::Healthcheck) = cli.command {
+        let addr = mcp_gateway::healthcheck::target(settings.listen.host, settings.listen.port);
+        match mcp_gateway::healthcheck::probe(addr, mcp_gateway::healthcheck::TIMEOUT) {
+            Ok(()) => return,
+            Err(e) => {
+                eprintln!("mcp-gateway healthcheck: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let filter =
         std::env::var("RUST_LOG").unwrap_or_else(|_| settings.observability.log_level.clone());
     init_logger(&filter, settings.log.format);

@@ -6,6 +6,7 @@ mod logging;
 mod servers;
 mod tls;
 mod values;
+mod variables;
 
 pub use logging::{LogFormat, LogSettings};
 pub use servers::{
@@ -13,6 +14,7 @@ pub use servers::{
 };
 pub use tls::{read_certificates, ListenerTls, UpstreamTls};
 pub use values::Secret;
+pub use variables::KNOWN_VARIABLES;
 
 use http::HeaderName;
 use ipnet::IpNet;
@@ -175,6 +177,8 @@ pub struct ObservabilitySettings {
     /// `METRICS_TOKEN`: a scrape bearing it sees the per-user series;
     /// without it nobody does.
     pub metrics_token: Option<Secret>,
+    /// Set variables that look like the gateway's but are not read (typos).
+    pub unrecognised_variables: Vec<String>,
 }
 
 /// Everything the gateway is configured with, parsed and validated once.
@@ -391,6 +395,12 @@ impl Settings {
                 self.admin.set_but_not_in_effect.join(", ")
             ));
         }
+        if !self.observability.unrecognised_variables.is_empty() {
+            out.push(format!(
+                "{} set but not read by the gateway (a typo?); the variables are listed in README.md",
+                self.observability.unrecognised_variables.join(", ")
+            ));
+        }
         if !self.listen.host.is_loopback() {
             log::info!(
                 "binding {}:{} (not loopback)",
@@ -585,6 +595,7 @@ impl ObservabilitySettings {
                 parse_u64(r).map(|n| n as usize)
             })?,
             metrics_token: src.get("METRICS_TOKEN", None, |r| parse_bearer_token(r).map(Some))?,
+            unrecognised_variables: variables::unrecognised(src.vars.keys().map(String::as_str)),
         })
     }
 }

@@ -4,8 +4,11 @@
 mod harness;
 
 mod access_log;
+mod behind_proxies;
+mod conf_files;
 mod config;
 mod cors;
+mod deploy;
 mod downstream_tls;
 mod headers;
 mod identity;

@@ -49,7 +49,8 @@ fn main() {
     };
     if let Some(Command::Healthcheck) = cli.command {
         let addr = mcp_gateway::healthcheck::target(settings.listen.host, settings.listen.port);
-        match mcp_gateway::healthcheck::probe(addr, mcp_gateway::healthcheck::TIMEOUT) {
+        let tls = settings.tls.is_some();
+        match mcp_gateway::healthcheck::probe_over(addr, mcp_gateway::healthcheck::TIMEOUT, tls) {
             Ok(()) => return,
             Err(e) => {
                 eprintln!("mcp-gateway healthcheck: {e}");

@@ -85,6 +85,20 @@ fn peer(session: &Session) -> Peer<'_> {
 
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
+/// Longest wait for the rest of an HTTP/2 request body before a local answer.
+const H2_BODY_SETTLE: Duration = Duration::from_secs(1);
+
+/// HTTP/2: a local answer completed while the client's body is still
+/// arriving resets the stream (the h2 library drops the unread body), and
+/// clients such as curl then report the reset, not the answer. The body,
+/// usually already here, is read first, for at most [`H2_BODY_SETTLE`].
+async fn settle_h2_body(session: &mut Session) {
+    if matches!(session.as_downstream(), ServerSession::H2(_)) {
+        let drain = session.as_downstream_mut().drain_request_body();
+        let _ = tokio::time::timeout(H2_BODY_SETTLE, drain).await;
+    }
+}
+
 /// Framing the gateway refuses (see `framing`); HTTP/1 only.
 fn framing_refusal(session: &Session) -> Option<&'static str> {
     let ServerSession::H1(h1) = session.as_downstream() else {
@@ -282,6 +296,7 @@ impl ProxyHttp for Gateway {
                 Ok(false)
             }
             Err(response) => {
+                settle_h2_body(session).await;
                 write_local(session, response.with_header("x-request-id", id_text)).await?;
                 Ok(true)
             }

@@ -118,6 +118,20 @@ fn tls_serves_mcp_over_http1_and_http2_and_refuses_plain_http() {
         assert!(!text.contains("PRIVATE KEY") && !text.contains(key_line));
     }
     assert!(gw.proc.output().contains("listening on https://"));
+
+    // The container HEALTHCHECK's subcommand speaks TLS to a TLS listener.
+    let port = gw.addr.rsplit(':').next().expect("port").to_string();
+    let mut env: Vec<(&str, String)> = tls_env(&pki);
+    env.extend(PROXY_ENV.iter().map(|(k, v)| (*k, v.to_string())));
+    env.push(("PORT", port));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .env_clear()
+        .envs(env)
+        .current_dir(&pki.dir)
+        .arg("healthcheck")
+        .output()
+        .expect("healthcheck runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 #[test]

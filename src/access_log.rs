@@ -76,11 +76,36 @@ pub fn new_request_id() -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(out, "{b:02x}");
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
     }
     out
+}
+
+/// `n` in decimal, at least `width` digits: the access line is formatted on
+/// every request, and `write!` costs several times this.
+fn push_decimal(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    while n > 0 || digits.len() - i < width.max(1) {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    for &d in &digits[i..] {
+        out.push(d as char);
+    }
+}
+
+/// Milliseconds with three decimals, from the duration's microseconds.
+fn push_millis(out: &mut String, d: Duration) {
+    let micros = d.as_micros().min(u128::from(u64::MAX)) as u64;
+    push_decimal(out, micros / 1000, 1);
+    out.push('.');
+    push_decimal(out, micros % 1000, 3);
 }
 
 /// The first hex digits of the SHA-256 of a session id.
@@ -112,15 +137,18 @@ fn format_text(r: &AccessRecord, out: &mut String) {
     ] {
         text_field(out, key, value);
     }
-    let backend = r.backend.map(|b| b.to_string());
-    text_field(out, "backend", backend.as_deref());
-    let _ = write!(
-        out,
-        " status={} duration_ms={:.3} bytes={}",
-        r.status,
-        r.duration.as_secs_f64() * 1000.0,
-        r.bytes
-    );
+    match r.backend {
+        Some(b) => {
+            let _ = write!(out, " backend={b}");
+        }
+        None => out.push_str(" backend=-"),
+    }
+    out.push_str(" status=");
+    push_decimal(out, u64::from(r.status), 1);
+    out.push_str(" duration_ms=");
+    push_millis(out, r.duration);
+    out.push_str(" bytes=");
+    push_decimal(out, r.bytes as u64, 1);
     text_field(out, "user", r.user);
     text_field(out, "identity_source", Some(r.identity_source));
     text_field(out, "session", session.as_deref());
@@ -149,21 +177,24 @@ fn text_field(out: &mut String, key: &str, value: Option<&str>) {
 
 fn format_json(r: &AccessRecord, out: &mut String) {
     let session = r.session.map(session_hash);
-    let backend = r.backend.map(|b| b.to_string());
     out.push_str("{\"time\":\"");
     rfc3339(r.time, out);
     out.push('"');
     json_field(out, "method", Some(r.method));
     json_field(out, "path", Some(r.path));
     json_field(out, "server", r.server);
-    json_field(out, "backend", backend.as_deref());
-    let _ = write!(
-        out,
-        ",\"status\":{},\"duration_ms\":{:.3},\"bytes\":{}",
-        r.status,
-        r.duration.as_secs_f64() * 1000.0,
-        r.bytes
-    );
+    match r.backend {
+        Some(b) => {
+            let _ = write!(out, ",\"backend\":\"{b}\"");
+        }
+        None => out.push_str(",\"backend\":null"),
+    }
+    out.push_str(",\"status\":");
+    push_decimal(out, u64::from(r.status), 1);
+    out.push_str(",\"duration_ms\":");
+    push_millis(out, r.duration);
+    out.push_str(",\"bytes\":");
+    push_decimal(out, r.bytes as u64, 1);
     json_field(out, "user", r.user);
     json_field(out, "identity_source", Some(r.identity_source));
     json_field(out, "session", session.as_deref());
@@ -247,14 +278,20 @@ pub fn rfc3339(time: SystemTime, out: &mut String) {
     let secs = since.as_secs();
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        since.subsec_millis()
-    );
+    push_decimal(out, y.max(0) as u64, 4);
+    out.push('-');
+    push_decimal(out, u64::from(m), 2);
+    out.push('-');
+    push_decimal(out, u64::from(d), 2);
+    out.push('T');
+    push_decimal(out, rest / 3600, 2);
+    out.push(':');
+    push_decimal(out, rest / 60 % 60, 2);
+    out.push(':');
+    push_decimal(out, rest % 60, 2);
+    out.push('.');
+    push_decimal(out, u64::from(since.subsec_millis()), 3);
+    out.push('Z');
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
@@ -404,6 +441,22 @@ mod tests {
         assert_eq!(v["message"], "say \"hi\"\n");
         assert_eq!(v["level"], "INFO");
         assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn numbers() {
+        let mut s = String::new();
+        push_decimal(&mut s, 0, 1);
+        s.push(' ');
+        push_decimal(&mut s, 7, 3);
+        s.push(' ');
+        push_decimal(&mut s, 18_446_744_073_709_551_615, 1);
+        s.push(' ');
+        push_millis(&mut s, Duration::from_micros(12_034_005));
+        s.push(' ');
+        push_millis(&mut s, Duration::ZERO);
+        assert_eq!(s, "0 007 18446744073709551615 12034.005 0.000");
+        assert_eq!(hex(&[0x00, 0x9f, 0xff]), "009fff");
     }
 
     #[test]

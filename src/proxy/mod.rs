@@ -272,15 +272,20 @@ impl ProxyHttp for Gateway {
     /// Answers local endpoints and refusals; otherwise resolves server,
     /// identity and session for the later phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        let request_id = self.request_id(session);
+        ctx.request_id = Some(self.request_id(session));
         // Local answers and refusals carry it too: a refused client can
         // quote it to whoever reads the access log.
-        let id_text = request_id.to_str().unwrap_or("-").to_string();
-        ctx.request_id = Some(request_id);
+        let id_text = |ctx: &RequestCtx| {
+            ctx.request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
         if let Some(why) = framing_refusal(session) {
             session.set_keepalive(None);
             let response = self.refuse(&Refusal::MalformedRequest(why), ErrorShape::Plain);
-            write_local(session, response.with_header("x-request-id", id_text)).await?;
+            write_local(session, response.with_header("x-request-id", id_text(ctx))).await?;
             return Ok(true);
         }
         if self.state.lifecycle.is_draining() {
@@ -297,7 +302,7 @@ impl ProxyHttp for Gateway {
             }
             Err(response) => {
                 settle_h2_body(session).await;
-                write_local(session, response.with_header("x-request-id", id_text)).await?;
+                write_local(session, response.with_header("x-request-id", id_text(ctx))).await?;
                 Ok(true)
             }
         }

@@ -1,8 +1,10 @@
 //! `mcp-gateway healthcheck`: asks the local gateway's `/health` and says
 //! whether it answered 200, so a container's `HEALTHCHECK` or a supervisor
-//! needs no curl. Plain `std::net`, because the probe must work in a
-//! runtime image that has nothing but this binary.
+//! needs no curl. Plain `std::net` (and the OpenSSL the binary links for a
+//! TLS listener), because the probe must work in a runtime image that has
+//! nothing but this binary.
 
+use pingora_core::tls::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -48,16 +50,66 @@ pub fn status_code(head: &[u8]) -> Result<u16, String> {
 
 /// `GET /health` on `addr` within `timeout`; Ok when it answers 200.
 pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    probe_over(addr, timeout, false)
+}
+
+/// The same over TLS when the listener has `SSL=true`. The certificate is
+/// not verified: this is the gateway probing its own local listener, and
+/// the certificate names the public host. (With `CLIENT_CA_FILE` the probe
+/// has no client certificate and is refused: probe such a gateway over TCP.)
+pub fn probe_over(addr: SocketAddr, timeout: Duration, tls: bool) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
+    let tcp = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    if !tls {
+        return exchange(tcp, addr, deadline, timeout);
+    }
+    for set in [TcpStream::set_read_timeout, TcpStream::set_write_timeout] {
+        set(&tcp, Some(timeout)).map_err(|e| e.to_string())?;
+    }
+    let mut connector = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+    connector.set_verify(SslVerifyMode::NONE);
+    let stream = connector
+        .build()
+        .configure()
+        .map_err(|e| e.to_string())?
+        .verify_hostname(false)
+        .connect("localhost", tcp)
+        .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
+    exchange(stream, addr, deadline, timeout)
+}
+
+/// A connection the probe can set deadlines on.
+trait ProbeStream: Read + Write {
+    fn socket(&self) -> &TcpStream;
+}
+
+impl ProbeStream for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl ProbeStream for SslStream<TcpStream> {
+    fn socket(&self) -> &TcpStream {
+        self.get_ref()
+    }
+}
+
+fn exchange(
+    mut stream: impl ProbeStream,
+    addr: SocketAddr,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), String> {
     let remaining = || {
         deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .ok_or_else(|| format!("no answer from {addr} within {}s", timeout.as_secs_f32()))
     };
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream
+        .socket()
         .set_write_timeout(Some(remaining()?))
         .map_err(|e| e.to_string())?;
     let request =
@@ -69,6 +121,7 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     let mut buf = [0u8; 1024];
     while !head.contains(&b'\n') && head.len() < MAX_HEAD {
         stream
+            .socket()
             .set_read_timeout(Some(remaining()?))
             .map_err(|e| e.to_string())?;
         match stream.read(&mut buf) {

@@ -12,6 +12,7 @@
 //! what a request path denotes; a *pinned session* is what a client's
 //! session token names (replica and upstream session id).
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod config;
@@ -33,4 +34,5 @@ pub mod routing;
 pub mod session;
 pub(crate) mod snapshot;
 pub(crate) mod state;
+pub(crate) mod tls;
 pub(crate) mod upstream;

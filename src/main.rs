@@ -1,6 +1,8 @@
 //! The `mcp-gateway` binary: parse arguments, load settings, run.
 
 use clap::{Parser, Subcommand};
+use mcp_gateway::access_log;
+use mcp_gateway::config::LogFormat;
 use std::path::PathBuf;
 
 // glibc's malloc takes an arena lock when memory is freed on another thread
@@ -52,7 +54,8 @@ fn main() {
     };
     if let Some(Command::Healthcheck) = cli.command {
         let addr = mcp_gateway::healthcheck::target(settings.listen.host, settings.listen.port);
-        match mcp_gateway::healthcheck::probe(addr, mcp_gateway::healthcheck::TIMEOUT) {
+        let tls = settings.tls.is_some();
+        match mcp_gateway::healthcheck::probe_over(addr, mcp_gateway::healthcheck::TIMEOUT, tls) {
             Ok(()) => return,
             Err(e) => {
                 eprintln!("mcp-gateway healthcheck: {e}");
@@ -62,7 +65,8 @@ fn main() {
     }
     let filter =
         std::env::var("RUST_LOG").unwrap_or_else(|_| settings.observability.log_level.clone());
-    env_logger::Builder::new().parse_filters(&filter).init();
+    init_logger(&filter, settings.log.format);
+    mcp_gateway::access_log::configure(settings.log);
     for warning in settings.warnings() {
         log::warn!("{warning}");
     }
@@ -74,4 +78,35 @@ fn main() {
     // limit of the checking shell does not matter.
     mcp_gateway::fdlimit::raise_at_start();
     mcp_gateway::app::run(settings, cli.config, cli.upgrade)
+}
+
+/// Every log line to standard output (journald, `docker logs` and
+/// Kubernetes collect it there), as text or, with `LOG_FORMAT=json`, one
+/// JSON object a line. Access lines arrive formatted and are written as
+/// they are; each record is one `write` of a whole line.
+fn init_logger(filter: &str, format: LogFormat) {
+    use std::io::Write;
+    env_logger::Builder::new()
+        // Pingora's debug lines print whole request headers, credentials
+        // included: a debug level stays ours unless RUST_LOG names pingora.
+        .filter_module("pingora", log::LevelFilter::Info)
+        .parse_filters(filter)
+        .target(env_logger::Target::Stdout)
+        .write_style(env_logger::WriteStyle::Never)
+        .format(move |buf, record| {
+            if record.target() == access_log::TARGET {
+                // Formatted already; env_logger buffers the record and
+                // writes it to stdout with one write.
+                return writeln!(buf, "{}", record.args());
+            }
+            let line = access_log::format_message(
+                std::time::SystemTime::now(),
+                record.level().as_str(),
+                record.target(),
+                &record.args().to_string(),
+                format,
+            );
+            buf.write_all(line.as_bytes())
+        })
+        .init();
 }

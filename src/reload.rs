@@ -41,6 +41,7 @@ impl ReloadOnHangup {
     async fn write_and_apply(&self, path: &std::path::Path) -> Result<String, String> {
         let settings = load_settings(Some(path)).map_err(|e| e.to_string())?;
         let registry = self.registry.get().map_err(|e| e.to_string())?;
+        self.applier.set_file_servers(&settings.servers);
         let written = registry
             .upsert_config(&settings.servers, &path.display().to_string())
             .await

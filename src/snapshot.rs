@@ -139,10 +139,14 @@ impl Routing {
         let mut fresh = Vec::new();
         for spec in &specs {
             let upstream = match old.server(&spec.name) {
-                Some(prior) if prior.spec.urls == spec.urls => prior.upstream.clone(),
+                Some(prior) if prior.spec.urls == spec.urls && prior.spec.tls == spec.tls => {
+                    prior.upstream.clone()
+                }
                 _ => {
-                    let upstream =
-                        Arc::new(ServerUpstream::new(&spec.name, &spec.urls, &runtime.health));
+                    let upstream = Arc::new(
+                        ServerUpstream::new(&spec.name, &spec.urls, &runtime.health)
+                            .with_tls(spec.tls.clone()),
+                    );
                     fresh.push((spec.name.clone(), upstream.clone()));
                     upstream
                 }

@@ -6,7 +6,7 @@ mod health;
 
 pub use health::HealthLog;
 
-use crate::config::UpstreamUrl;
+use crate::config::{UpstreamTls, UpstreamUrl};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::{HeaderValue, Uri};
@@ -14,6 +14,7 @@ use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::health_check::TcpHealthCheck;
 use pingora::lb::{Backend, Backends, HealthRegistry};
 use pingora::protocols::l4::socket::SocketAddr;
+use pingora::upstreams::peer::HttpPeer;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr as StdSocketAddr;
@@ -120,6 +121,7 @@ pub struct ServerUpstream {
     candidates: ArcSwap<Vec<Candidate>>,
     next: AtomicUsize,
     replicas: Vec<Replica>,
+    tls: UpstreamTls,
 }
 
 impl ServerUpstream {
@@ -134,7 +136,19 @@ impl ServerUpstream {
             candidates: ArcSwap::from_pointee(Vec::new()),
             next: AtomicUsize::new(0),
             replicas,
+            tls: UpstreamTls::default(),
         }
+    }
+
+    /// The server's `tls:` block, applied to its `https://` peers.
+    pub fn with_tls(mut self, tls: UpstreamTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Fills an `https://` peer's TLS options from the server's `tls:` block.
+    pub fn apply_tls(&self, peer: &mut HttpPeer) {
+        apply_tls(&self.tls, peer);
     }
 
     /// Runs discovery; the candidate list changes only when membership does.
@@ -207,6 +221,26 @@ impl ServerUpstream {
     }
 }
 
+/// Without a block this leaves the peer as it was: the URL's host as SNI,
+/// verified against the system store or `UPSTREAM_CA_FILE`.
+pub fn apply_tls(tls: &UpstreamTls, peer: &mut HttpPeer) {
+    if !peer.is_tls() {
+        return;
+    }
+    if let Some(sni) = &tls.sni {
+        peer.sni.clone_from(sni);
+    }
+    if let Some(ca) = &tls.ca {
+        // Pingora's connection pool does not tell trust stores apart: a
+        // connection verified against another server's CA must not be reused.
+        peer.group_key = Arc::as_ptr(ca) as usize as u64;
+        peer.options.ca = Some(ca.clone());
+    }
+    peer.client_cert_key.clone_from(&tls.client_cert);
+    peer.options.verify_cert = tls.verify;
+    peer.options.verify_hostname = tls.verify;
+}
+
 fn selected(b: &Backend) -> Option<SelectedBackend> {
     Some(SelectedBackend {
         addr: *b.addr.as_inet()?,
@@ -228,4 +262,30 @@ pub fn health_registry() -> (Arc<HealthRegistry>, Arc<HealthLog>) {
         log: log.clone(),
     }));
     (registry, log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_block_fills_https_peers_only() {
+        let mut tls = UpstreamTls::default();
+        let mut peer = HttpPeer::new("127.0.0.1:443", true, "mcp.example".into());
+        apply_tls(&tls, &mut peer);
+        assert!(peer.options.verify_cert && peer.options.verify_hostname);
+        assert_eq!(peer.sni, "mcp.example");
+        assert!(peer.options.ca.is_none() && peer.client_cert_key.is_none());
+
+        tls.sni = Some("internal.example".into());
+        tls.verify = false;
+        apply_tls(&tls, &mut peer);
+        assert_eq!(peer.sni, "internal.example");
+        assert!(!peer.options.verify_cert && !peer.options.verify_hostname);
+
+        let mut plain = HttpPeer::new("127.0.0.1:80", false, String::new());
+        apply_tls(&tls, &mut plain);
+        assert_eq!(plain.sni, "");
+        assert!(plain.options.verify_cert, "left as Pingora made it");
+    }
 }

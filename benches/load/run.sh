@@ -23,6 +23,10 @@
 #   IDLE_CONNECTIONS=10000                                         (RSS)
 #   STREAMS=1000 STREAM_SETTLE=5 STREAM_MEASURE=10                 (streams)
 #   SKIP_BUILD=1  KEEP_TMP=1  WRITE_RESULTS=0|1  SETTLE_SECONDS=60
+#   TARGETS="1 2 3 7 4 5 6"  the targets measured, in this order; (8) is the
+#     gateway in proxy-header mode with the access log on (LOG_LEVEL=info,
+#     stdout to its log file, as journald would take it) next to (4), whose
+#     LOG_LEVEL=warn leaves it off: MODE=throughput TARGETS="4 8"
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -35,7 +39,7 @@ HERE=$ROOT/benches/load
 
 # What was asked for, as BENCHMARKS.md records it.
 overrides=""
-for var in MODE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE; do
+for var in MODE TARGETS DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE; do
   if [ -n "${!var:-}" ]; then overrides+="$var=${!var} "; fi
 done
 BENCH_COMMAND="$overrides${BENCH_COMMAND:-benches/load/run.sh}"
@@ -78,7 +82,7 @@ STREAM_MEASURE=${STREAM_MEASURE:-10}
 # Only a complete run may replace the published figures.
 if [ "$MODE" = full ]; then WRITE_RESULTS=${WRITE_RESULTS:-1}; else WRITE_RESULTS=${WRITE_RESULTS:-0}; fi
 
-TARGETS=(1 2 3 7 4 5 6)
+read -r -a TARGETS <<<"${TARGETS:-1 2 3 7 4 5 6}"
 declare -A NAME URL HEADERS PID_OF
 PIDS=()
 WORK=""
@@ -319,6 +323,14 @@ start_gateway_proxy_mode() {
   HEADERS[4]="X-Authenticated-User: bench@example.com"
 }
 
+# (8): (4) with the access log on, one line per request to its log file.
+start_gateway_access_log() {
+  start_gateway 8 "$GATEWAY_ACCESS_LOG_PORT" "${PROXY_MODE[@]}" LOG_LEVEL=info ACCESS_LOG=true
+  NAME[8]="gateway, proxy header + access log"
+  URL[8]="http://127.0.0.1:$GATEWAY_ACCESS_LOG_PORT/servers/bench/mcp"
+  HEADERS[8]="X-Authenticated-User: bench@example.com"
+}
+
 start_gateway_jwt() {
   # 30 random bytes, base64: a 40-byte key.
   local secret token
@@ -373,7 +385,7 @@ check_target() {
 start_targets() {
   read -r UPSTREAM_PORT NGINX_PROXY_PORT PASSTHROUGH_PORT GATEWAY_PROXY_PORT \
     GATEWAY_JWT_PORT GATEWAY_PASSTHROUGH_PORT RSS_PORT RSS_PASSTHROUGH_PORT \
-    PASSTHROUGH_FORWARDED_PORT < <(free_ports 9)
+    PASSTHROUGH_FORWARDED_PORT GATEWAY_ACCESS_LOG_PORT < <(free_ports 10)
   write_gateway_config
   start_upstream
   wait_until_serving upstream "http://127.0.0.1:$UPSTREAM_PORT/"
@@ -386,6 +398,10 @@ start_targets() {
   wait_until_serving passthrough "http://127.0.0.1:$PASSTHROUGH_PORT/"
   local id
   for id in 4 5 6; do wait_until_serving "$id" "${URL[$id]%/servers/*}/health"; done
+  if [[ " ${TARGETS[*]} " == *" 8 "* ]]; then
+    start_gateway_access_log
+    wait_until_serving 8 "${URL[8]%/servers/*}/health"
+  fi
   start_passthrough_forwarded
   wait_until_serving 7 "http://127.0.0.1:$PASSTHROUGH_FORWARDED_PORT/"
   for id in "${TARGETS[@]}"; do check_target "$id"; done
@@ -497,7 +513,8 @@ idle_rss() {
 instructions() {
   log "instructions: callgrind, wrk -t$THREADS -c$CONNECTIONS -d$DURATION per target"
   local id key pid out dump line
-  for id in 3 7 4 5 6; do
+  for id in "${TARGETS[@]}"; do
+    case "$id" in 1 | 2) continue ;; esac # not Pingora: no callgrind
     key=$id
     [ "$id" = 3 ] && key=passthrough
     pid=${PID_OF[$key]}

@@ -104,6 +104,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
     runtime.set_routing_loaded(false);
     let registry = Arc::new(RegistryHandle::default());
     let applier = Arc::new(RoutingApplier::new(routing.clone(), runtime.clone()));
+    applier.set_file_servers(&settings.servers);
     let admin = if settings.admin.service.enabled {
         match AdminService::from_settings(&settings, registry.clone(), routing.clone(), upgrade) {
             Ok(admin) => Some(admin),
@@ -173,10 +174,18 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
             settings.listen.request_header_timeout,
         ),
     );
-    proxy.add_listener(
-        ListenerConfig::tcp(listen.clone())
-            .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
-    );
+    let mut listener = ListenerConfig::tcp(listen.clone())
+        .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER));
+    if let Some(tls) = &settings.tls {
+        match crate::tls::listener_settings(tls) {
+            Ok(tls) => listener = listener.tls(tls),
+            Err(e) => {
+                eprintln!("mcp-gateway: configuration error: {e}");
+                std::process::exit(2)
+            }
+        }
+    }
+    proxy.add_listener(listener);
 
     let mut checks = HealthCheckService::new(health);
     checks.health_check_frequency = Some(settings.upstream.health_check_interval);
@@ -208,8 +217,13 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         },
     ));
     log::info!(
-        "mcp-gateway {} listening on http://{listen} with {} server(s)",
+        "mcp-gateway {} listening on {}://{listen} with {} server(s)",
         env!("CARGO_PKG_VERSION"),
+        match &settings.tls {
+            Some(t) if t.client_ca_file.is_some() => "https (client certificates required)",
+            Some(_) => "https",
+            None => "http",
+        },
         routing.current().servers.len()
     );
     if runtime.metrics_token.is_none() {

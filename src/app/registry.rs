@@ -4,7 +4,7 @@
 //! belong to the runtime that opened them.
 
 use crate::admin::AdminService;
-use crate::config::ServerSpec;
+use crate::config::{ServerSpec, UpstreamTls};
 use crate::registry::handle::RegistryHandle;
 use crate::registry::sync::{self, ApplySpecs, OnReady, SyncOptions};
 use crate::snapshot::{ApplyReport, Routing};
@@ -12,6 +12,7 @@ use crate::state::Runtime;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Applies registry reads to the routing snapshot in generation order: a
@@ -21,6 +22,10 @@ pub struct RoutingApplier {
     routing: Arc<Routing>,
     runtime: Arc<Runtime>,
     applied: tokio::sync::Mutex<i64>,
+    /// Each YAML server's `tls:` block. The registry does not store TLS
+    /// files, so the file's blocks are laid over the records of the same
+    /// name (the configuration-owned ones).
+    file_tls: Mutex<HashMap<String, UpstreamTls>>,
 }
 
 impl RoutingApplier {
@@ -29,6 +34,19 @@ impl RoutingApplier {
             routing,
             runtime,
             applied: tokio::sync::Mutex::new(i64::MIN),
+            file_tls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The YAML file's servers, at start-up and on every reload.
+    pub fn set_file_servers(&self, specs: &[ServerSpec]) {
+        let blocks = specs
+            .iter()
+            .filter(|s| s.tls != UpstreamTls::default())
+            .map(|s| (s.name.clone(), s.tls.clone()))
+            .collect();
+        if let Ok(mut tls) = self.file_tls.lock() {
+            *tls = blocks;
         }
     }
 
@@ -41,6 +59,13 @@ impl RoutingApplier {
         let mut applied = self.applied.lock().await;
         if generation <= *applied {
             return None;
+        }
+        if let Ok(tls) = self.file_tls.lock() {
+            for spec in &mut specs {
+                if let Some(block) = tls.get(&spec.name) {
+                    spec.tls = block.clone();
+                }
+            }
         }
         let report = loop {
             match self.routing.apply(specs.clone()).await {

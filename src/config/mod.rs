@@ -2,14 +2,18 @@
 //! into an immutable, validated [`Settings`]. Every other module receives the
 //! part it needs from here and never reads the environment itself.
 
+mod logging;
 mod servers;
+mod tls;
 mod values;
 mod variables;
 
+pub use logging::{LogFormat, LogSettings};
 pub use servers::{
     is_valid_server_name, parse_upstream_url, validate_server, AuthMode, ServerFields, ServerSpec,
     UpstreamCredential, UpstreamUrl,
 };
+pub use tls::{read_certificates, ListenerTls, UpstreamTls};
 pub use values::Secret;
 pub use variables::KNOWN_VARIABLES;
 
@@ -94,6 +98,9 @@ pub struct AuthSettings {
     pub auth_required: bool,
     /// Empty means any peer may send the proxy identity header.
     pub trusted_proxies: Vec<IpNet>,
+    /// `TRUSTED_PROXY_CERT_NAMES`, lower-cased: the header counts only over
+    /// mTLS from a client certificate carrying one of these names.
+    pub trusted_proxy_cert_names: Vec<String>,
     pub jwt: JwtSettings,
 }
 
@@ -202,6 +209,9 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub cors: CorsSettings,
     pub observability: ObservabilitySettings,
+    pub log: LogSettings,
+    /// The listener's TLS; `None` is plain HTTP.
+    pub tls: Option<ListenerTls>,
     pub servers: Vec<ServerSpec>,
 }
 
@@ -284,6 +294,8 @@ impl Settings {
             admin: AdminSettings::load(src)?,
             cors: CorsSettings::load(src)?,
             observability: ObservabilitySettings::load(src)?,
+            log: LogSettings::load(src)?,
+            tls: tls::listener_tls(src)?,
             servers,
         };
         settings.validate()?;
@@ -301,13 +313,27 @@ impl Settings {
                  (for an auth-proxy deployment set MCP_CLIENT_AUTH_ENABLED=false and TRUST_PROXY_AUTH=true)",
             ));
         }
-        if self.auth.proxy_user_claim.is_some() && self.auth.trusted_proxies.is_empty() {
+        let mtls = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
+        if !self.auth.trusted_proxy_cert_names.is_empty() && !mtls {
+            return Err(ConfigError::new(
+                "TRUSTED_PROXY_CERT_NAMES",
+                "needs verified client certificates: set SSL=true and CLIENT_CA_FILE",
+            ));
+        }
+        if self.auth.proxy_user_claim.is_some()
+            && self.auth.trusted_proxies.is_empty()
+            && self.auth.trusted_proxy_cert_names.is_empty()
+        {
             // Once the proxy has verified the JWT the payload is plain
             // base64: any peer that can reach the gateway could write one.
             return Err(ConfigError::new(
                 "TRUSTED_PROXIES",
                 "required when PROXY_USER_CLAIM is set: list the auth proxy's addresses \
-                 (for an Istio sidecar, 127.0.0.0/8)",
+                 (for an Istio sidecar, 127.0.0.0/8), or its certificate names in \
+                 TRUSTED_PROXY_CERT_NAMES",
             ));
         }
         if self.admin.cache_type == CacheType::Redis && self.admin.redis_url.expose().is_empty() {
@@ -348,7 +374,16 @@ impl Settings {
         }
         let proxy_in_use = self.auth.trust_proxy_auth
             || self.servers.iter().any(|s| s.auth_mode == AuthMode::Proxy);
-        if proxy_in_use && self.auth.trusted_proxies.is_empty() {
+        for server in self.servers.iter().filter(|s| !s.tls.verify) {
+            out.push(format!(
+                "server {}: upstream TLS certificates are not verified (tls.verify: false)",
+                server.name
+            ));
+        }
+        if proxy_in_use
+            && self.auth.trusted_proxies.is_empty()
+            && self.auth.trusted_proxy_cert_names.is_empty()
+        {
             out.push(
                 "TRUSTED_PROXIES is empty: identity headers are accepted from any peer; \
                  make sure only the auth proxy can reach the gateway"
@@ -496,6 +531,7 @@ impl AuthSettings {
                 .get("PROXY_USER_CLAIM", None, |r| parse_claim_name(r).map(Some))?,
             auth_required: src.get("AUTH_REQUIRED", true, parse_bool)?,
             trusted_proxies: src.get("TRUSTED_PROXIES", Vec::new(), parse_cidr_list)?,
+            trusted_proxy_cert_names: tls::trusted_cert_names(src)?,
             jwt: JwtSettings {
                 secret: src.secret("JWT_SECRET_KEY"),
                 algorithm: src.get("JWT_ALGORITHM", Algorithm::HS256, parse_algorithm)?,

@@ -1,5 +1,6 @@
 //! The YAML file that declares MCP servers (`--config conf/gateway.yaml`).
 
+use super::tls::{upstream_tls, RawUpstreamTls, UpstreamTls};
 use super::values::{parse_header_name, parse_identity_header_name, Secret};
 use super::ConfigError;
 use http::{HeaderName, Uri};
@@ -40,6 +41,8 @@ pub struct ServerSpec {
     pub passthrough_headers: Option<Vec<HeaderName>>,
     /// What the gateway itself presents to this server's replicas.
     pub upstream_auth: UpstreamCredential,
+    /// TLS to this server's `https://` replicas (its `tls:` block).
+    pub tls: UpstreamTls,
 }
 
 /// The credential the gateway presents upstream for a server (the
@@ -77,6 +80,7 @@ struct RawServer {
     jwt_audience: Option<String>,
     passthrough_headers: Option<Vec<String>>,
     upstream_auth: Option<RawCredential>,
+    tls: Option<RawUpstreamTls>,
 }
 
 /// The YAML form of an [`UpstreamCredential`]: secrets are named by the
@@ -172,7 +176,8 @@ pub fn parse_servers_yaml_with_env(
                 passthrough_headers: raw.passthrough_headers.as_deref(),
                 upstream_auth: &upstream_auth,
             };
-            let spec = validate_server(fields, &field)?;
+            let mut spec = validate_server(fields, &field)?;
+            spec.tls = upstream_tls(raw.tls.unwrap_or_default(), &field)?;
             if !seen.insert(spec.name.clone()) {
                 return Err(ConfigError::new(
                     field("name"),
@@ -258,6 +263,8 @@ pub fn validate_server(
         jwt_audience: raw.jwt_audience.map(str::to_string),
         passthrough_headers,
         upstream_auth: raw.upstream_auth.clone(),
+        // Per-server TLS files are the YAML file's alone (see the parser).
+        tls: UpstreamTls::default(),
     })
 }
 

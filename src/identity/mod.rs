@@ -17,6 +17,25 @@ use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
+/// Who is on the other end of the connection: its address and, on an mTLS
+/// connection, the names of its verified client certificate (DNS SANs and
+/// subject CN, lower-cased).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer<'a> {
+    pub ip: Option<IpAddr>,
+    /// `None`: no verified client certificate on this connection.
+    pub cert_names: Option<&'a [String]>,
+}
+
+impl From<Option<IpAddr>> for Peer<'_> {
+    fn from(ip: Option<IpAddr>) -> Self {
+        Peer {
+            ip,
+            cert_names: None,
+        }
+    }
+}
+
 /// Longest identity forwarded upstream; real user ids and emails are far shorter.
 pub const MAX_IDENTITY_LEN: usize = 512;
 
@@ -199,6 +218,9 @@ pub struct AuthPolicy {
     pub proxy_claim: Option<Arc<str>>,
     /// Empty: any peer may send the identity header.
     pub trusted_proxies: Arc<[IpNet]>,
+    /// `TRUSTED_PROXY_CERT_NAMES`; when set, the identity header also
+    /// needs a verified client certificate carrying one of them.
+    pub trusted_cert_names: Arc<[String]>,
     pub auth_required: bool,
 }
 
@@ -217,6 +239,7 @@ impl AuthPolicy {
                 .then(|| settings.auth.proxy_user_header.clone()),
             proxy_claim: None,
             trusted_proxies: settings.auth.trusted_proxies.clone().into(),
+            trusted_cert_names: settings.auth.trusted_proxy_cert_names.clone().into(),
             auth_required: settings.auth.auth_required,
         };
         policy.set_claim(&settings.auth);
@@ -246,6 +269,7 @@ impl AuthPolicy {
                 ),
                 proxy_claim: None,
                 trusted_proxies: global.trusted_proxies.clone(),
+                trusted_cert_names: global.trusted_cert_names.clone(),
                 auth_required: true,
             },
             AuthMode::Jwt => AuthPolicy {
@@ -259,6 +283,7 @@ impl AuthPolicy {
                 proxy_header: None,
                 proxy_claim: None,
                 trusted_proxies: global.trusted_proxies.clone(),
+                trusted_cert_names: global.trusted_cert_names.clone(),
                 auth_required: true,
             },
         };
@@ -275,16 +300,30 @@ impl AuthPolicy {
         };
     }
 
-    pub fn peer_is_trusted(&self, peer: Option<IpAddr>) -> bool {
-        peer_in(&self.trusted_proxies, peer)
+    /// Both rules that are configured must hold: the address is in
+    /// `TRUSTED_PROXIES` and the client certificate carries a name of
+    /// `TRUSTED_PROXY_CERT_NAMES`. Neither configured: any peer.
+    pub fn peer_is_trusted<'a>(&self, peer: impl Into<Peer<'a>>) -> bool {
+        let peer = peer.into();
+        peer_in(&self.trusted_proxies, peer.ip)
+            && (self.trusted_cert_names.is_empty()
+                || peer
+                    .cert_names
+                    .is_some_and(|names| names_match(&self.trusted_cert_names, names)))
+    }
+
+    /// Whether some rule restricts who may send the identity header.
+    pub fn restricts_peers(&self) -> bool {
+        !self.trusted_proxies.is_empty() || !self.trusted_cert_names.is_empty()
     }
 
     /// Decides who is calling. Every branch is a row of DESIGN.md's table.
-    pub fn authenticate(
+    pub fn authenticate<'a>(
         &self,
         headers: &HeaderMap,
-        peer: Option<IpAddr>,
+        peer: impl Into<Peer<'a>>,
     ) -> Result<Identity, AuthError> {
+        let peer = peer.into();
         if self.jwt.is_none() && self.proxy_header.is_none() {
             return Ok(Identity::anonymous());
         }
@@ -312,6 +351,12 @@ impl AuthPolicy {
             Ok(Identity::anonymous())
         }
     }
+}
+
+/// Certificate names are DNS names or CNs: compared without case (both
+/// sides are lower-cased when read).
+fn names_match(trusted: &[String], presented: &[String]) -> bool {
+    presented.iter().any(|p| trusted.iter().any(|t| t == p))
 }
 
 pub fn peer_in(nets: &[IpNet], peer: Option<IpAddr>) -> bool {
@@ -505,5 +550,69 @@ mod tests {
         let b = AuthPolicy::for_server(&s.auth, &global, &s.servers[1]);
         assert_eq!(a.proxy_claim, None);
         assert_eq!(b.proxy_claim.as_deref(), Some("email"));
+    }
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::testing::*;
+    use super::*;
+
+    fn with_names(pairs: &[(&str, &str)], names: &[&str]) -> AuthPolicy {
+        let mut p = policy(pairs);
+        p.trusted_cert_names = names.iter().map(|n| n.to_string()).collect();
+        p
+    }
+
+    #[test]
+    fn cert_names_alone_need_a_certificate_with_one_of_them() {
+        let p = with_names(&[("TRUST_PROXY_AUTH", "true")], &["proxy.internal"]);
+        let h = headers(&[("X-Authenticated-User", "carol")]);
+        let good = ["proxy.internal".to_string()];
+        let other = ["other.internal".to_string()];
+        let from = |names: Option<&'static [String]>| Peer {
+            ip: Some(IpAddr::from([10, 9, 9, 9])),
+            cert_names: names,
+        };
+        let good: &'static [String] = Box::leak(Box::new(good));
+        let other: &'static [String] = Box::leak(Box::new(other));
+        assert_eq!(p.authenticate(&h, from(Some(good))).unwrap().user, "carol");
+        assert_eq!(
+            p.authenticate(&h, from(Some(other))),
+            Err(AuthError::UntrustedPeer)
+        );
+        assert_eq!(
+            p.authenticate(&h, from(None)),
+            Err(AuthError::UntrustedPeer)
+        );
+        assert_eq!(p.authenticate(&h, LOCAL), Err(AuthError::UntrustedPeer));
+    }
+
+    #[test]
+    fn with_trusted_proxies_both_must_hold() {
+        let p = with_names(
+            &[
+                ("TRUST_PROXY_AUTH", "true"),
+                ("TRUSTED_PROXIES", "127.0.0.1"),
+            ],
+            &["proxy.internal"],
+        );
+        let names = ["proxy.internal".to_string()];
+        let inside = Peer {
+            ip: LOCAL,
+            cert_names: Some(&names),
+        };
+        let outside = Peer {
+            ip: Some(IpAddr::from([10, 0, 0, 1])),
+            cert_names: Some(&names),
+        };
+        assert!(p.peer_is_trusted(inside));
+        assert!(!p.peer_is_trusted(outside));
+        assert!(!p.peer_is_trusted(LOCAL));
+        // Without names configured the certificate is not looked at.
+        let ips_only = policy(&[("TRUSTED_PROXIES", "127.0.0.1")]);
+        assert!(ips_only.peer_is_trusted(LOCAL));
+        assert!(ips_only.restricts_peers() && p.restricts_peers());
+        assert!(!policy(&[]).restricts_peers());
     }
 }

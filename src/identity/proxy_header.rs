@@ -3,7 +3,7 @@
 //! `PROXY_USER_CLAIM`, a base64 JSON payload to take one claim from (Istio's
 //! `outputPayloadToHeader`, Envoy's `forward_payload_header`).
 
-use super::{unforwardable, AuthError, AuthPolicy, UserName};
+use super::{unforwardable, AuthError, AuthPolicy, Peer, UserName};
 use crate::headers::connection_nominates;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -11,7 +11,6 @@ use base64::{alphabet, Engine};
 use http::{HeaderMap, HeaderName};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
-use std::net::IpAddr;
 
 /// Longest payload header accepted. A JWT payload with group claims runs to
 /// several KiB (Azure AD caps groups at 200 before switching to an overage
@@ -34,7 +33,7 @@ pub(super) fn identity(
     policy: &AuthPolicy,
     name: &HeaderName,
     headers: &HeaderMap,
-    peer: Option<IpAddr>,
+    peer: Peer<'_>,
 ) -> Result<Option<UserName>, AuthError> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
@@ -48,8 +47,7 @@ pub(super) fn identity(
     }
     // A payload is unsigned by the time it reaches us: configuration makes
     // TRUSTED_PROXIES mandatory with PROXY_USER_CLAIM; this keeps it so.
-    if !policy.peer_is_trusted(peer)
-        || (policy.proxy_claim.is_some() && policy.trusted_proxies.is_empty())
+    if !policy.peer_is_trusted(peer) || (policy.proxy_claim.is_some() && !policy.restricts_peers())
     {
         return Err(AuthError::UntrustedPeer);
     }

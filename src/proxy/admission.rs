@@ -2,7 +2,7 @@
 //! method, the caller's identity and the session it resumes. Each refusal
 //! is a [`Refusal`]; `request_filter` writes it.
 
-use super::{now_secs, peer_ip, Gateway, RouteCtx};
+use super::{now_secs, peer, peer_ip, Gateway, RouteCtx};
 use crate::headers::MCP_SESSION_ID;
 use crate::identity::{AuthError, Identity};
 use crate::refusal::Refusal;
@@ -27,7 +27,7 @@ impl Gateway {
         let started = Instant::now();
         let result = server
             .auth
-            .authenticate(&session.req_header().headers, peer_ip(session));
+            .authenticate(&session.req_header().headers, peer(session));
         metrics
             .auth_latency
             .observe(started.elapsed().as_secs_f64());

@@ -1,6 +1,7 @@
 //! The Pingora adapter: each phase gathers plain inputs, calls one of the
 //! decision modules, and applies the result.
 
+mod access;
 mod admission;
 mod framing;
 mod keepalive;
@@ -9,9 +10,10 @@ mod streams;
 
 pub use keepalive::KeepAlive;
 
+use crate::access_log;
 use crate::cors::UPSTREAM_CORS_HEADERS;
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
-use crate::identity::Identity;
+use crate::identity::{Identity, Peer};
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
 use crate::refusal::{self, Refusal};
@@ -48,6 +50,8 @@ pub struct RequestCtx {
     route: Option<RouteCtx>,
     /// A browser origin allowed to read the response (CORS).
     origin: Option<String>,
+    /// `X-Request-Id`: a trusted proxy's, or made up; sent up and back.
+    request_id: Option<http::HeaderValue>,
 }
 
 struct RouteCtx {
@@ -72,6 +76,31 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// The peer as the identity rules see it: address, and the names of a
+/// verified client certificate (read once per connection at the handshake).
+fn peer(session: &Session) -> Peer<'_> {
+    Peer {
+        ip: peer_ip(session),
+        cert_names: crate::tls::client_cert_names(session.digest()),
+    }
+}
+
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Longest wait for the rest of an HTTP/2 request body before a local answer.
+const H2_BODY_SETTLE: Duration = Duration::from_secs(1);
+
+/// HTTP/2: a local answer completed while the client's body is still
+/// arriving resets the stream (the h2 library drops the unread body), and
+/// clients such as curl then report the reset, not the answer. The body,
+/// usually already here, is read first, for at most [`H2_BODY_SETTLE`].
+async fn settle_h2_body(session: &mut Session) {
+    if matches!(session.as_downstream(), ServerSession::H2(_)) {
+        let drain = session.as_downstream_mut().drain_request_body();
+        let _ = tokio::time::timeout(H2_BODY_SETTLE, drain).await;
+    }
 }
 
 /// Framing the gateway refuses (see `framing`); HTTP/1 only.
@@ -224,6 +253,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             route: None,
             origin: None,
+            request_id: None,
         }
     }
 
@@ -247,10 +277,20 @@ impl ProxyHttp for Gateway {
     /// Answers local endpoints and refusals; otherwise resolves server,
     /// identity and session for the later phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        ctx.request_id = Some(self.request_id(session));
+        // Local answers and refusals carry it too: a refused client can
+        // quote it to whoever reads the access log.
+        let id_text = |ctx: &RequestCtx| {
+            ctx.request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
         if let Some(why) = framing_refusal(session) {
             session.set_keepalive(None);
             let response = self.refuse(&Refusal::MalformedRequest(why), ErrorShape::Plain);
-            write_local(session, response).await?;
+            write_local(session, response.with_header("x-request-id", id_text(ctx))).await?;
             return Ok(true);
         }
         if self.runtime.lifecycle.is_draining() {
@@ -266,7 +306,8 @@ impl ProxyHttp for Gateway {
                 Ok(false)
             }
             Err(response) => {
-                write_local(session, response).await?;
+                settle_h2_body(session).await;
+                write_local(session, response.with_header("x-request-id", id_text(ctx))).await?;
                 Ok(true)
             }
         }
@@ -298,6 +339,7 @@ impl ProxyHttp for Gateway {
             String::new()
         };
         let mut peer = HttpPeer::new(selected.addr, replica.url.tls, sni);
+        server.upstream.apply_tls(&mut peer);
         peer.options.connection_timeout = Some(runtime.connect_timeout);
         peer.options.total_connection_timeout = Some(runtime.connect_timeout * 2);
         let req = session.req_header();
@@ -360,11 +402,10 @@ impl ProxyHttp for Gateway {
         else {
             return Error::e_explain(ErrorType::InternalError, "no backend selected");
         };
-        let peer = peer_ip(session);
         let facts = RequestFacts {
             identity: &route.identity,
-            peer,
-            peer_trusted: server.auth.peer_is_trusted(peer),
+            peer: peer_ip(session),
+            peer_trusted: server.auth.peer_is_trusted(peer(session)),
             upstream_host: &replica.host_header,
             upstream_session: route
                 .pinned
@@ -392,6 +433,9 @@ impl ProxyHttp for Gateway {
         }
         let uri = Self::upstream_uri(replica, route, session.req_header().uri.query())?;
         upstream_request.set_uri(uri);
+        if let Some(id) = &ctx.request_id {
+            upstream_request.insert_header(X_REQUEST_ID, id.clone())?;
+        }
         Ok(())
     }
 
@@ -505,6 +549,9 @@ impl ProxyHttp for Gateway {
                 upstream_response.append_header(name, value)?;
             }
         }
+        if let Some(id) = &ctx.request_id {
+            upstream_response.insert_header(X_REQUEST_ID, id.clone())?;
+        }
         Ok(())
     }
 
@@ -529,7 +576,7 @@ impl ProxyHttp for Gateway {
         refusal::is_client_gone(error.etype(), error.esource())
     }
 
-    /// Request counts and durations per server; the access log at debug level.
+    /// Request counts and durations per server, and the access line.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
         // A failure decides the status even after a 200 went out: a stream
         // the upstream broke is counted as the 502/504 it is, not a success.
@@ -538,24 +585,20 @@ impl ProxyHttp for Gateway {
             Some(Some(failure)) => failure.status(),
             None => session.response_written().map_or(0, |r| r.status.as_u16()),
         };
-        let Some((server, route)) = Self::server(ctx) else {
-            return;
-        };
         let elapsed = ctx.started.elapsed();
-        server.metrics.observe(status, elapsed);
-        if log::log_enabled!(target: "access", log::Level::Debug) {
-            let req = session.req_header();
+        let routed = Self::server(ctx);
+        if let Some((server, _)) = routed {
+            server.metrics.observe(status, elapsed);
+        }
+        if let Some(format) = access_log::enabled() {
+            let line = self.access_line(session, ctx, status, elapsed, format);
+            log::info!(target: access_log::TARGET, "{line}");
+        }
+        if let (Some(e), Some((server, _))) = (error, routed) {
             log::debug!(
-                target: "access",
-                "{} {} {} server={} user={} backend={} {:?}{}",
-                req.method,
-                req.uri.path(),
-                status,
+                "server {}: {} failed: {e}",
                 server.name,
-                route.identity.user,
-                route.selected.as_ref().map_or("-".into(), |c| c.addr.to_string()),
-                elapsed,
-                error.map_or(String::new(), |e| format!(" error={e}")),
+                session.req_header().uri.path()
             );
         }
     }

@@ -181,22 +181,35 @@ impl Gateway {
     /// Starts the gateway and waits until `/ready`: listening, and the
     /// registry's servers routed.
     pub fn start(env: &[(&str, &str)], yaml: &str) -> Gateway {
-        Self::start_until(env, yaml, "/ready")
+        Gateway::start_probing(env, yaml, &|addr| {
+            try_request(addr, "GET", "/ready", &[], "").is_ok_and(|r| r.status == 200)
+        })
     }
 
     /// Waits only until `/health`: for a gateway whose registry database
     /// is out of reach.
     pub fn start_live(env: &[(&str, &str)], yaml: &str) -> Gateway {
-        Self::start_until(env, yaml, "/health")
+        Gateway::start_probing(env, yaml, &|addr| {
+            try_request(addr, "GET", "/health", &[], "").is_ok_and(|r| r.status == 200)
+        })
     }
 
-    fn start_until(env: &[(&str, &str)], yaml: &str, probe: &str) -> Gateway {
+    /// Starts it and waits until `healthy(addr)` (a TLS listener needs
+    /// another client than this harness's plain sockets).
+    pub fn start_probing(
+        env: &[(&str, &str)],
+        yaml: &str,
+        healthy: &dyn Fn(&str) -> bool,
+    ) -> Gateway {
         let port = free_port();
         let (mut cmd, dir) = gateway_command(env, yaml, port);
         let log = dir.join("gateway.log");
+        // The log (access lines included) goes to stdout, start-up errors to
+        // stderr: one file holds both, in order.
+        let file = std::fs::File::create(&log).expect("log file");
         let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
             .spawn()
             .expect("gateway starts");
         let mut gw = Gateway {
@@ -208,12 +221,12 @@ impl Gateway {
             if let Ok(Some(status)) = gw.proc.child.try_wait() {
                 panic!("gateway exited with {status}:\n{}", gw.proc.output());
             }
-            if try_request(&gw.addr, "GET", probe, &[], "").is_ok_and(|r| r.status == 200) {
+            if healthy(&gw.addr) {
                 return gw;
             }
             assert!(
                 Instant::now() < deadline,
-                "gateway never answered {probe} with 200:\n{}",
+                "gateway never became ready:\n{}",
                 gw.proc.output()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -3,17 +3,20 @@
 
 mod harness;
 
+mod access_log;
 mod admin_page;
 mod behind_proxies;
 mod conf_files;
 mod config;
 mod cors;
 mod deploy;
+mod downstream_tls;
 mod headers;
 mod identity;
 mod keepalive;
 mod lifecycle;
 mod observability;
+mod pki;
 mod refusals;
 mod reload;
 mod routing;

@@ -213,10 +213,12 @@ fn upgrade_under_load_drops_nothing_and_the_old_process_drains_then_exits() {
     env.push(("PORT", port.as_str()));
     let (mut cmd, new_dir) = gateway_command(&env, &yaml, 0);
     let new_log = new_dir.join("gateway.log");
+    // Log lines go to stdout, start-up errors to stderr: one file for both.
+    let file = std::fs::File::create(&new_log).expect("log file");
     let child = cmd
         .arg("--upgrade")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&new_log).expect("log file"))
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
         .spawn()
         .expect("new gateway starts");
     let mut new = Proc {

@@ -1,0 +1,238 @@
+//! The access log: one line per request on stdout, text or JSON, with the
+//! request id a trusted proxy sent or one the gateway made up; and no
+//! secret in the log of a whole run.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Stops the gateway and returns everything it logged: after the exit no
+/// line can still be on its way.
+fn stop_and_read(mut gw: Gateway) -> String {
+    gw.proc.signal("-TERM");
+    gw.proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("the gateway stops");
+    gw.proc.output()
+}
+
+/// Waits for a log line containing `needle` (the line is written after the
+/// response went out) and returns it.
+fn log_line(gw: &Gateway, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(line) = gw.proc.output().lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {needle:?}:\n{}",
+            gw.proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_request_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[test]
+fn text_lines_and_a_trusted_proxys_request_id() {
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("TRUSTED_PROXIES", "127.0.0.1"));
+    let gw = Gateway::start(&env, &yaml);
+
+    let mut headers = ALICE.to_vec();
+    headers.push(("X-Request-Id", "proxy-id-1"));
+    let (r, sid) = gw.initialize("demo", &headers);
+    assert_eq!(r.header("x-request-id"), Some("proxy-id-1"), "{r:?}");
+    let sid = sid.expect("session id");
+    let line = log_line(&gw, "request_id=proxy-id-1");
+    let backend = format!("backend={}", demo.addr);
+    for part in [
+        "method=POST",
+        "path=/servers/demo/mcp",
+        "server=demo",
+        &backend,
+        "status=200",
+        "user=alice",
+        "identity_source=proxy",
+        "session=-",
+        " duration_ms=",
+        " bytes=",
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
+    assert!(line.starts_with("time=20"), "{line}");
+
+    // Passed upstream as sent; the session shows as a hash, never the token.
+    let mut headers = ALICE.to_vec();
+    headers.push(("X-Request-Id", "proxy-id-2"));
+    let seen = gw.whoami("demo", &headers, &sid);
+    assert_eq!(seen["headers"]["x-request-id"], "proxy-id-2");
+    let line = log_line(&gw, "request_id=proxy-id-2");
+    assert!(!line.contains(&sid), "{line}");
+    let hash = line
+        .split(" session=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("a session field");
+    assert_eq!(hash.len(), 12, "{line}");
+
+    // No query string; a refusal is logged too, with a fresh id.
+    let r = gw.request(
+        "POST",
+        "/servers/demo/mcp?api_key=in-the-query",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Request-Id", "a b"),
+        ],
+        PING,
+    );
+    assert_eq!(r.status, 401);
+    let id = r.header("x-request-id").expect("an id on a refusal");
+    assert!(is_request_id(id), "an insane id is replaced: {id}");
+    let line = log_line(&gw, id);
+    assert!(
+        line.contains("status=401") && line.contains("identity_source=none"),
+        "{line}"
+    );
+    assert!(!stop_and_read(gw).contains("in-the-query"));
+}
+
+#[test]
+fn json_lines_and_an_untrusted_clients_request_id() {
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let mut env = PROXY_ENV.to_vec();
+    env.extend([
+        ("TRUSTED_PROXIES", "10.0.0.0/8"),
+        ("AUTH_REQUIRED", "false"),
+        ("LOG_FORMAT", "json"),
+    ]);
+    let gw = Gateway::start(&env, &yaml);
+    let (r, sid) = gw.initialize("demo", &[("X-Request-Id", "chosen-by-client")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = r.header("x-request-id").expect("an id").to_string();
+    assert!(is_request_id(&id), "{id}");
+    let seen = gw.whoami(
+        "demo",
+        &[("X-Request-Id", "chosen-by-client")],
+        &sid.expect("sid"),
+    );
+    let upstream_id = seen["headers"]["x-request-id"].as_str().expect("sent up");
+    assert!(is_request_id(upstream_id) && upstream_id != id);
+
+    let line: Value = serde_json::from_str(&log_line(&gw, &id)).expect("a JSON line");
+    let expected = json!({
+        "method": "POST", "path": "/servers/demo/mcp", "server": "demo",
+        "backend": demo.addr, "status": 200, "user": "anonymous",
+        "identity_source": "anonymous", "session": null, "request_id": id,
+    });
+    for (key, value) in expected.as_object().expect("object") {
+        assert_eq!(&line[key], value, "{key} in {line}");
+    }
+    for key in ["time", "duration_ms", "bytes"] {
+        assert!(line.get(key).is_some(), "{key} in {line}");
+    }
+    // Every line is JSON, the gateway's other messages included.
+    let log = stop_and_read(gw);
+    assert!(!log.contains("chosen-by-client"));
+    for l in log.lines().filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v.get("time").is_some(), "{l}");
+    }
+    assert!(log.contains("\"level\":\"INFO\""));
+}
+
+#[test]
+fn access_log_off_writes_no_access_line() {
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("ACCESS_LOG", "false"));
+    let gw = Gateway::start(&env, &yaml);
+    assert_eq!(gw.initialize("demo", &ALICE).0.status, 200);
+    let log = stop_and_read(gw);
+    assert!(log.contains("listening on"), "{log}");
+    assert!(!log.contains("request_id="), "{log}");
+}
+
+/// A whole run in JWT mode at debug level, with every kind of credential a
+/// client sends: none of them may appear in the log.
+#[test]
+fn no_secret_reaches_the_log() {
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let metrics_token = "metrics-token-0123456789abcdef";
+    let env = [
+        ("JWT_SECRET_KEY", SECRET),
+        ("METRICS_TOKEN", metrics_token),
+        ("ENABLE_HEADER_PASSTHROUGH", "true"),
+        ("LOG_LEVEL", "debug"),
+    ];
+    let gw = Gateway::start(&env, &yaml);
+    let token = jwt(json!({"sub": "alice", "exp": in_an_hour()}));
+    let auth = bearer(&token);
+    let cookie_value = "cookie-secret-value-42";
+    let cookie = format!("session={cookie_value}");
+    let upstream_auth = "Bearer upstream-credential-secret";
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Cookie", cookie.as_str()),
+        ("X-Upstream-Authorization", upstream_auth),
+    ];
+    let (r, sid) = gw.initialize("demo", &headers);
+    assert_eq!(r.status, 200, "{r:?}");
+    let sid = sid.expect("sid");
+    gw.whoami("demo", &headers, &sid);
+    // A forged token and a bad metrics token are refused, and not logged.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let forged_auth = bearer(&forged);
+    let r = gw
+        .initialize("demo", &[("Authorization", forged_auth.as_str())])
+        .0;
+    assert_eq!(r.status, 401);
+    gw.metrics_as(metrics_token);
+    let wrong = bearer("wrong-metrics-token-value");
+    gw.request("GET", "/metrics", &[("Authorization", &wrong)], "");
+    // The legacy transport's session token travels in the query string.
+    let mut stream = open_stream(&gw, "/servers/demo/sse", &[("Authorization", &auth)]);
+    let endpoint = next_data(&mut stream);
+    let legacy = endpoint
+        .split("sessionId=")
+        .nth(1)
+        .expect("a session token")
+        .to_string();
+    gw.request(
+        "POST",
+        &endpoint,
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        PING,
+    );
+    drop(stream);
+
+    let log = stop_and_read(gw);
+    assert!(log.contains("request_id="), "the access log ran: {log}");
+    let jwt_payload = token.split('.').nth(1).expect("payload");
+    for secret in [
+        token.as_str(),
+        jwt_payload,
+        forged.as_str(),
+        sid.as_str(),
+        legacy.as_str(),
+        cookie_value,
+        "upstream-credential-secret",
+        metrics_token,
+        "wrong-metrics-token-value",
+        SECRET,
+    ] {
+        assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
+    }
+}

@@ -7,7 +7,6 @@ use crate::harness::*;
 use serde_json::Value;
 use std::io::{BufReader, ErrorKind, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -47,12 +47,16 @@ impl ReloadOnHangup {
             .await
             .map_err(|e| e.to_string())?;
         let (generation, specs) = registry.load_enabled().await.map_err(|e| e.to_string())?;
-        // `None`: the sync applied this generation or a newer one first.
-        self.applier.apply(generation, specs).await;
-        Ok(if written.is_empty() {
-            String::new()
-        } else {
+        // `None`: the sync applied a newer generation first.
+        let applied = self.applier.reapply(generation, specs).await;
+        Ok(if !written.is_empty() {
             summary(written)
+        } else {
+            // Only the TLS files changed, which the registry does not hold.
+            applied
+                .filter(|report| !report.is_empty())
+                .map(|report| report.summary())
+                .unwrap_or_default()
         })
     }
 }

@@ -55,9 +55,27 @@ impl RoutingApplier {
     /// header, which the registry cannot see when it validates one record)
     /// is left out with an error logged, so one bad record does not hold
     /// back every later change.
-    pub async fn apply(&self, generation: i64, mut specs: Vec<ServerSpec>) -> Option<ApplyReport> {
+    pub async fn apply(&self, generation: i64, specs: Vec<ServerSpec>) -> Option<ApplyReport> {
+        self.apply_if(generation, specs, |g, applied| g > applied)
+            .await
+    }
+
+    /// As [`apply`](Self::apply), also for the generation that runs: a
+    /// reload whose file changed only in its TLS files leaves the registry
+    /// as it was, and the new certificates must still take effect.
+    pub async fn reapply(&self, generation: i64, specs: Vec<ServerSpec>) -> Option<ApplyReport> {
+        self.apply_if(generation, specs, |g, applied| g >= applied)
+            .await
+    }
+
+    async fn apply_if(
+        &self,
+        generation: i64,
+        mut specs: Vec<ServerSpec>,
+        newer: impl Fn(i64, i64) -> bool,
+    ) -> Option<ApplyReport> {
         let mut applied = self.applied.lock().await;
-        if generation <= *applied {
+        if !newer(generation, *applied) {
             return None;
         }
         if let Ok(tls) = self.file_tls.lock() {

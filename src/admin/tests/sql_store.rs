@@ -123,3 +123,29 @@ async fn the_api_over_the_sqlite_store() {
         assert!(!r.text.contains(SECRET), "{path}: {}", r.text);
     }
 }
+
+/// A URL carrying credentials or a query is refused without echoing the
+/// secret in the 400 (which clients and proxies log): the real store
+/// validates, the double does not.
+#[tokio::test]
+async fn a_refused_url_does_not_echo_its_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let f = over_the_store(dir.path()).await;
+    let bearer = f.bearer().await;
+    for url in [
+        "http://bot:hunter2@127.0.0.1:9/mcp",
+        "http://127.0.0.1:9/mcp?token=hunter2",
+    ] {
+        let body = format!(r#"{{"name":"leaky","urls":["{url}"]}}"#);
+        let r = f
+            .call(
+                "POST",
+                "/api/servers",
+                &[("authorization", &bearer)],
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert!(!r.text.contains("hunter2"), "{}", r.text);
+    }
+}

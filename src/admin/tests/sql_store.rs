@@ -149,3 +149,63 @@ async fn a_refused_url_does_not_echo_its_secret() {
         assert!(!r.text.contains("hunter2"), "{}", r.text);
     }
 }
+
+/// The database going away under a running service: every route that
+/// needs it answers the JSON 503 at once, nothing hangs or panics, and
+/// the database's own words stay in the log.
+#[tokio::test]
+async fn a_database_gone_mid_service_is_a_json_503() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url =
+        DatabaseUrl::parse(&format!("sqlite:///{}/mcp.db", dir.path().display())).expect("url");
+    let store = Arc::new(
+        SqlRegistry::connect(&url, &Secret::new("an-encryption-secret-for-tests"))
+            .await
+            .expect("store"),
+    );
+    let health = Arc::new(FixedHealth::default());
+    let state = AdminState::new(
+        store.clone(),
+        health.clone(),
+        serde_json::json!({}),
+        auth_config(),
+    )
+    .expect("state");
+    let f = Fixture {
+        state,
+        registry: Arc::new(MemoryRegistry::default()),
+        health,
+    };
+    let auth = f.bearer().await;
+    store.close().await;
+    let server = r#"{"name":"n","urls":["http://127.0.0.1:9/mcp"]}"#;
+    for (method, path, body) in [
+        ("GET", "/api/servers", None),
+        ("GET", "/api/servers/n", None),
+        ("POST", "/api/servers", Some(server)),
+        (
+            "PUT",
+            "/api/servers/n",
+            Some(r#"{"name":"n","urls":["http://127.0.0.1:9/mcp"],"version":1}"#),
+        ),
+        ("PATCH", "/api/servers/n", Some(r#"{"enabled":false}"#)),
+        ("DELETE", "/api/servers/n", None),
+        ("GET", "/api/servers/n/health", None),
+        ("GET", "/api/audit", None),
+        ("GET", "/ready", None),
+    ] {
+        let started = std::time::Instant::now();
+        let r = f
+            .call(method, path, &[("authorization", &auth)], body)
+            .await;
+        println!("{method} {path}: {} in {:?}", r.status, started.elapsed());
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {path}: {}",
+            r.text
+        );
+        r.error();
+        assert!(!r.text.contains("closed"), "{method} {path}: {}", r.text);
+    }
+}

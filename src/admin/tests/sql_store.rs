@@ -209,3 +209,60 @@ async fn a_database_gone_mid_service_is_a_json_503() {
         assert!(!r.text.contains("closed"), "{method} {path}: {}", r.text);
     }
 }
+
+/// Writers who read the same version race: exactly one PUT wins, the
+/// others get 409 with the version now current, and the audit log holds
+/// one update.
+#[tokio::test]
+async fn concurrent_puts_at_one_version_let_exactly_one_through() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let f = Arc::new(over_the_store(dir.path()).await);
+    let auth = f.bearer().await;
+    let create = r#"{"name":"raced","urls":["http://127.0.0.1:9/mcp"]}"#;
+    let r = f
+        .call(
+            "POST",
+            "/api/servers",
+            &[("authorization", &auth)],
+            Some(create),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let (f, auth) = (f.clone(), auth.clone());
+            tokio::spawn(async move {
+                let body = format!(
+                    r#"{{"name":"raced","urls":["http://127.0.0.1:9/mcp"],"description":"writer {i}","version":1}}"#
+                );
+                f.call("PUT", "/api/servers/raced", &[("authorization", &auth)], Some(&body))
+                    .await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for w in writers {
+        let r = w.await.expect("writer");
+        if r.status == StatusCode::CONFLICT {
+            assert_eq!(r.json()["error"]["current_version"], 2, "{}", r.text);
+        }
+        statuses.push(r.status.as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
+    let r = f
+        .call(
+            "GET",
+            "/api/audit?server=raced",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    let actions: Vec<_> = r.json()["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(actions, ["update", "create"]);
+}

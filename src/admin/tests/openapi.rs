@@ -4,7 +4,7 @@ use super::*;
 use crate::admin::ROUTES;
 use std::collections::BTreeSet;
 
-fn document() -> Value {
+pub(super) fn document() -> Value {
     serde_json::from_str(crate::admin::openapi::DOCUMENT).expect("openapi.json is JSON")
 }
 
@@ -124,8 +124,18 @@ fn schema<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
 
 /// `value` has every required property of `node` and no property the
 /// schema does not describe, down through objects and arrays.
-fn conforms(doc: &Value, node: &Value, value: &Value, at: &str) {
-    let node = schema(doc, node);
+pub(super) fn conforms(doc: &Value, node: &Value, value: &Value, at: &str) {
+    let mut node = schema(doc, node);
+    // `oneOf` here is always "a shape or null": an object takes the shape.
+    if let (Some(alternatives), true) = (node["oneOf"].as_array(), value.is_object()) {
+        if let Some(shape) = alternatives
+            .iter()
+            .map(|a| schema(doc, a))
+            .find(|a| a["properties"].is_object())
+        {
+            node = shape;
+        }
+    }
     if let (Some(props), Some(object)) = (node["properties"].as_object(), value.as_object()) {
         for key in object.keys() {
             assert!(props.contains_key(key), "{at}.{key}: not in the schema");
@@ -145,7 +155,12 @@ fn conforms(doc: &Value, node: &Value, value: &Value, at: &str) {
     }
 }
 
-fn response_schema<'a>(doc: &'a Value, path: &str, method: &str, status: u16) -> &'a Value {
+pub(super) fn response_schema<'a>(
+    doc: &'a Value,
+    path: &str,
+    method: &str,
+    status: u16,
+) -> &'a Value {
     &doc["paths"][path][method]["responses"][status.to_string()]["content"]["application/json"]
         ["schema"]
 }

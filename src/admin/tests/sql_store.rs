@@ -266,3 +266,36 @@ async fn concurrent_puts_at_one_version_let_exactly_one_through() {
         .collect();
     assert_eq!(actions, ["update", "create"]);
 }
+
+/// The real store's audit entries (its own redacted before/after, not the
+/// double's) have the documented shape; schemathesis found they did not.
+#[tokio::test]
+async fn the_stores_audit_entries_have_the_documented_shape() {
+    use super::openapi::{conforms, document, response_schema};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let f = over_the_store(dir.path()).await;
+    let auth = f.bearer().await;
+    let h = [("authorization", auth.as_str())];
+    let create = r#"{"name":"shaped","urls":["http://127.0.0.1:9/mcp"],
+        "upstream_auth":{"type":"bearer","token":"t"}}"#;
+    let r = f.call("POST", "/api/servers", &h, Some(create)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = f
+        .call(
+            "PATCH",
+            "/api/servers/shaped",
+            &h,
+            Some(r#"{"enabled":false}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let doc = document();
+    let r = f.call("GET", "/api/audit", &h, None).await;
+    assert_eq!(r.json()["total"], 3, "{}", r.text);
+    conforms(
+        &doc,
+        response_schema(&doc, "/api/audit", "get", 200),
+        &r.json(),
+        "audit",
+    );
+}

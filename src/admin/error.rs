@@ -185,6 +185,16 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Malformed JSON, a wrong type, a missing or unknown field: 400 naming
 /// the field where there is one.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde's derived structs also accept a JSON array, field by position
+    // (`[null, null]` was a valid, empty PATCH): every body is an object.
+    // Other non-objects fail as the wrong type anyway.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();
@@ -266,6 +276,19 @@ mod tests {
             field_of(r#"{"name":"a","inner":{"port":1,"x":2}}"#).as_deref(),
             Some("inner.x")
         );
+    }
+
+    #[test]
+    fn only_an_object_is_a_body() {
+        for body in ["[\"a\", null]", " [null]", "[]", "\"a\"", "1", "null"] {
+            let e = parse_json::<Outer>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body}");
+        }
+        assert_eq!(
+            parse_json::<Outer>(br#" ["a", null]"#).unwrap_err().message,
+            "the body must be a JSON object"
+        );
+        assert!(parse_json::<Outer>(br#" {"name":"a"}"#).is_ok());
     }
 
     #[test]

@@ -172,3 +172,31 @@ async fn a_write_that_would_unroute_another_server_is_refused() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+/// schemathesis: `[null, null]` was a valid PATCH (serde reads a struct
+/// from an array too) and bumped the version changing nothing.
+#[tokio::test]
+async fn an_array_is_not_a_body() {
+    let f = Fixture::new();
+    let bearer = f.bearer().await;
+    let auth = [("authorization", bearer.as_str())];
+    let r = f
+        .call(
+            "POST",
+            "/api/servers",
+            &auth,
+            Some(r#"["made",["http://127.0.0.1:9/mcp"]]"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    r.error();
+    let create = r#"{"name":"arr","urls":["http://127.0.0.1:9/mcp"]}"#;
+    let r = f.call("POST", "/api/servers", &auth, Some(create)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = f
+        .call("PATCH", "/api/servers/arr", &auth, Some("[null, null]"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = f.call("GET", "/api/servers/arr", &auth, None).await;
+    assert_eq!(r.json()["version"], 1, "{}", r.text);
+}

@@ -379,6 +379,18 @@ pub fn parse_upstream_url(raw: &str) -> Result<UpstreamUrl, String> {
     if host.is_empty() {
         return Err(format!("{shown:?} has no host"));
     }
+    // `http://h:abc/` parses, its port then unreadable: refused, not 80.
+    let text = authority.as_str();
+    let after_host = match text.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(_, rest)| rest),
+        None => text,
+    };
+    let port_text = after_host.rsplit_once(':').map(|(_, port)| port);
+    if port_text.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(format!(
+            "{shown:?}: the port is not a number from 0 to 65535"
+        ));
+    }
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = match uri.path() {
         "" => "/".to_string(),
@@ -402,6 +414,16 @@ pub fn parse_upstream_url(raw: &str) -> Result<UpstreamUrl, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_that_is_not_a_number_is_refused() {
+        for raw in ["https://h8:afM", "http://h:HHgf3/mcp", "http://h:/mcp"] {
+            let e = parse_upstream_url(raw).map(|u| u.port);
+            assert!(e.is_err(), "{raw}: {e:?}");
+        }
+        assert_eq!(parse_upstream_url("http://h:8080/mcp").unwrap().port, 8080);
+        assert_eq!(parse_upstream_url("https://h/mcp").unwrap().port, 443);
+    }
 
     #[test]
     fn a_refused_url_is_named_without_its_secrets() {

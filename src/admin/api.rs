@@ -2,15 +2,16 @@
 //! configuration, and the service's own liveness and readiness.
 
 use super::auth::{LoginError, Principal, SESSION_COOKIE};
-use super::error::{ApiError, JsonBody};
+use super::conflicts::refuse_identity_clash;
+use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
 use super::guard::{bearer_token, session_cookie, ClientAddr};
 use super::json::{
     audit_json, backend_json, health_status, list_query, paging, server_json, ServerIn,
     ServerPatchIn,
 };
 use super::AdminState;
-use crate::registry::{Actor, AuditQuery, RegistryError};
-use axum::extract::{Path, Query, State};
+use crate::registry::{apply_patch, Actor, AuditQuery, RegistryError};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -100,7 +101,12 @@ pub fn session_cookie_header(token: &str, max_age: u64, secure: bool) -> HeaderV
 /// Revokes the session named by the bearer token or the cookie, and
 /// clears the cookie. Idempotent.
 pub async fn logout(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Some(token) = bearer_token(&headers).or_else(|| session_cookie(&headers)) {
+    // Both, when both are sent: a page's script may hold the bearer token
+    // of the same browser whose cookie must stop working too.
+    for token in [bearer_token(&headers), session_cookie(&headers)]
+        .into_iter()
+        .flatten()
+    {
         state.auth.logout(token);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -124,7 +130,7 @@ pub async fn ready(State(state): State<AdminState>) -> Result<Json<Value>, ApiEr
 
 pub async fn list_servers(
     State(state): State<AdminState>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let query = list_query(&params)?;
     let page = state.registry.list(&query).await?;
@@ -148,6 +154,7 @@ pub async fn create_server(
         ));
     }
     let draft = body.into_draft(Default::default())?;
+    refuse_identity_clash(state.registry.as_ref(), &draft).await?;
     let record = state.registry.create(draft, &Actor(who.actor)).await?;
     let location = format!("/api/servers/{}", record.draft.name);
     let mut response = (StatusCode::CREATED, Json(server_json(&record))).into_response();
@@ -159,7 +166,7 @@ pub async fn create_server(
 
 pub async fn get_server(
     State(state): State<AdminState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(server_json(&state.registry.get(&name).await?)))
 }
@@ -167,7 +174,7 @@ pub async fn get_server(
 pub async fn replace_server(
     State(state): State<AdminState>,
     Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     JsonBody(body): JsonBody<ServerIn>,
 ) -> Result<Json<Value>, ApiError> {
     let Some(version) = body.version else {
@@ -196,6 +203,7 @@ pub async fn replace_server(
         .into());
     }
     let draft = body.into_draft(current.draft.upstream_auth)?;
+    refuse_identity_clash(state.registry.as_ref(), &draft).await?;
     let record = state
         .registry
         .update(&name, draft, version, &Actor(who.actor))
@@ -206,10 +214,18 @@ pub async fn replace_server(
 pub async fn patch_server(
     State(state): State<AdminState>,
     Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     JsonBody(body): JsonBody<ServerPatchIn>,
 ) -> Result<Json<Value>, ApiError> {
     let (patch, version) = body.into_patch()?;
+    // The store applies the patch to the row it locks; checked here on the
+    // record as read, which the version check (when sent) keeps current.
+    let current = state.registry.get(&name).await?;
+    refuse_identity_clash(
+        state.registry.as_ref(),
+        &apply_patch(current.draft, patch.clone()),
+    )
+    .await?;
     let record = state
         .registry
         .patch(&name, patch, version, &Actor(who.actor))
@@ -220,8 +236,8 @@ pub async fn patch_server(
 pub async fn delete_server(
     State(state): State<AdminState>,
     Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     let mut version = None;
     for (key, value) in &params {
@@ -246,7 +262,7 @@ pub async fn delete_server(
 
 pub async fn server_health(
     State(state): State<AdminState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (backends, routed) = match state.health.server_health(&name) {
         Some(backends) => (backends, true),
@@ -267,7 +283,7 @@ pub async fn server_health(
 
 pub async fn audit(
     State(state): State<AdminState>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let mut query = AuditQuery::default();
     for key in params.keys() {

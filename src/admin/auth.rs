@@ -180,13 +180,15 @@ impl Authenticator {
         client: Option<IpAddr>,
         now: Instant,
     ) -> Result<String, LoginError> {
-        let keys = throttle_keys(email, client);
-        if let Some(wait) = self.throttle.wait(&keys, now) {
-            return Err(LoginError::Throttled(wait));
-        }
         let Some(hash) = &self.password_hash else {
             return Err(LoginError::Disabled);
         };
+        let keys = throttle_keys(email, client);
+        // Counted as a failure before the (slow) check, so that attempts
+        // sent together cannot all pass the throttle; a success clears it.
+        self.throttle
+            .attempt(&keys, now)
+            .map_err(LoginError::Throttled)?;
         let email_ok = normalise_email(email)
             .as_bytes()
             .ct_eq(normalise_email(&self.config.admin_email).as_bytes());
@@ -198,7 +200,6 @@ impl Authenticator {
             self.open_session(&self.config.admin_email, now)
                 .ok_or(LoginError::NoRandomness)
         } else {
-            self.throttle.fail(&keys, now);
             Err(LoginError::Invalid)
         }
     }
@@ -402,6 +403,39 @@ mod tests {
             auth.login("admin@example.com", "correct horse", ip, t0),
             Err(LoginError::Throttled(_))
         ));
+    }
+
+    /// Guesses sent together all used to pass the throttle before the
+    /// first had failed: argon2 takes long enough for hundreds to be in
+    /// flight.
+    #[test]
+    fn concurrent_guesses_cannot_outrun_the_throttle() {
+        let mut c = config();
+        // Slow enough that every thread is past the throttle check before
+        // the first verification ends, if the check does not reserve.
+        c.argon2_params = argon2::Params::new(4096, 3, 1, None).unwrap();
+        let auth = std::sync::Arc::new(Authenticator::new(c).unwrap());
+        let guesses = 16;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(guesses));
+        let t0 = Instant::now();
+        let threads: Vec<_> = (0..guesses)
+            .map(|i| {
+                let (auth, barrier) = (auth.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    auth.login("admin@example.com", &format!("guess {i}"), None, t0)
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let checked = outcomes
+            .iter()
+            .filter(|o| **o == Err(LoginError::Invalid))
+            .count();
+        assert_eq!(
+            checked, FREE_FAILURES as usize,
+            "passwords checked out of {guesses} concurrent guesses: {outcomes:?}"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use crate::registry::RegistryError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -140,12 +141,60 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// `Path`, with axum's plain-text rejection (a name that is not UTF-8)
+/// turned into the API's JSON error.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|r| ApiError::new(client_status(r.status()), r.body_text()))
+    }
+}
+
+/// `Query`, likewise (a query string that does not decode).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|r| ApiError::new(client_status(r.status()), r.body_text()))
+    }
+}
+
+/// The rejection's status when it blames the request, else 400.
+fn client_status(status: StatusCode) -> StatusCode {
+    if status.is_client_error() {
+        status
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
 /// Largest request body the admin service reads.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Malformed JSON, a wrong type, a missing or unknown field: 400 naming
 /// the field where there is one.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde's derived structs also accept a JSON array, field by position
+    // (`[null, null]` was a valid, empty PATCH): every body is an object.
+    // Other non-objects fail as the wrong type anyway.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();
@@ -227,6 +276,19 @@ mod tests {
             field_of(r#"{"name":"a","inner":{"port":1,"x":2}}"#).as_deref(),
             Some("inner.x")
         );
+    }
+
+    #[test]
+    fn only_an_object_is_a_body() {
+        for body in ["[\"a\", null]", " [null]", "[]", "\"a\"", "1", "null"] {
+            let e = parse_json::<Outer>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body}");
+        }
+        assert_eq!(
+            parse_json::<Outer>(br#" ["a", null]"#).unwrap_err().message,
+            "the body must be a JSON object"
+        );
+        assert!(parse_json::<Outer>(br#" {"name":"a"}"#).is_ok());
     }
 
     #[test]

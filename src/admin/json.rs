@@ -32,10 +32,19 @@ pub enum AuthModeWire {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum UpstreamAuthIn {
-    None,
-    Bearer { token: String },
-    Basic { username: String, password: String },
-    Headers { headers: BTreeMap<String, String> },
+    /// A struct variant: serde ignores unknown fields beside the tag of a
+    /// unit variant, whatever `deny_unknown_fields` says.
+    None {},
+    Bearer {
+        token: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Headers {
+        headers: BTreeMap<String, String>,
+    },
 }
 
 /// A whole server, for create (POST) and replace (PUT). `origin`,
@@ -167,7 +176,7 @@ impl UpstreamAuthIn {
             }
         };
         Ok(match self {
-            UpstreamAuthIn::None => UpstreamCredential::None,
+            UpstreamAuthIn::None {} => UpstreamCredential::None,
             UpstreamAuthIn::Bearer { token } => {
                 nonempty("token", &token)?;
                 UpstreamCredential::Bearer(Secret::new(token))
@@ -473,6 +482,9 @@ mod tests {
             field(&with(r#"{"type":"headers","headers":{"bad name":"v"}}"#)).as_deref(),
             Some("upstream_auth.headers.bad name")
         );
+        assert!(field(&with(r#"{"type":"none","extra":42}"#))
+            .unwrap()
+            .starts_with("upstream_auth"));
         assert!(field(&with(r#"{"type":"magic"}"#))
             .unwrap()
             .starts_with("upstream_auth"));

@@ -5,6 +5,7 @@
 
 mod api;
 pub mod auth;
+mod conflicts;
 mod effective;
 mod error;
 mod guard;

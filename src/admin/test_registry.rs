@@ -3,7 +3,6 @@
 //! persistence. The real store replaces it at merge; this lives in test
 //! code only.
 
-use super::json::server_json;
 use crate::config::is_valid_server_name;
 use crate::registry::*;
 use async_trait::async_trait;
@@ -62,8 +61,9 @@ impl MemoryRegistry {
             actor: actor.0.clone(),
             action: action.into(),
             server: server.into(),
-            before: before.map(server_json),
-            after: after.map(server_json),
+            // What the real store records, so tests see its shape.
+            before: before.map(redacted_json),
+            after: after.map(redacted_json),
         });
     }
 }

@@ -59,6 +59,7 @@ pub struct Throttle {
 
 impl Throttle {
     /// The longest wait any of `keys` imposes at `now`.
+    #[cfg(test)]
     pub fn wait(&self, keys: &[String], now: Instant) -> Option<Duration> {
         let map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         keys.iter()
@@ -66,8 +67,31 @@ impl Throttle {
             .max()
     }
 
+    /// Checks and, if allowed, counts the attempt as a failure in one
+    /// step under the lock: concurrent attempts cannot all pass the check
+    /// before any failure is recorded (argon2 takes long enough for
+    /// hundreds of guesses to be in flight at once). A success then clears
+    /// the keys with [`Throttle::succeed`].
+    pub fn attempt(&self, keys: &[String], now: Instant) -> Result<(), Duration> {
+        let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = keys
+            .iter()
+            .filter_map(|k| map.get(k).and_then(|f| f.wait(now)))
+            .max();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        Self::record(&mut map, keys, now);
+        Ok(())
+    }
+
+    #[cfg(test)]
     pub fn fail(&self, keys: &[String], now: Instant) {
         let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        Self::record(&mut map, keys, now);
+    }
+
+    fn record(map: &mut HashMap<String, Failures>, keys: &[String], now: Instant) {
         if map.len() >= MAX_KEYS {
             map.retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
             if map.len() >= MAX_KEYS {
@@ -120,6 +144,18 @@ mod tests {
         let t0 = Instant::now();
         let f = Failures { count: 9, last: t0 };
         assert_eq!(Failures::record(Some(f), t0 + FORGET_AFTER).count, 1);
+    }
+
+    #[test]
+    fn an_attempt_counts_before_its_outcome_is_known() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        let keys = vec!["account:a@b".to_string()];
+        // Attempts in flight together: only the free ones get through.
+        let admitted = (0..20).filter(|_| t.attempt(&keys, now).is_ok()).count();
+        assert_eq!(admitted, FREE_FAILURES as usize);
+        t.succeed(&keys);
+        assert!(t.attempt(&keys, now).is_ok());
     }
 
     #[test]

@@ -341,27 +341,62 @@ pub fn is_valid_server_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// `raw` with what may be a secret hidden: the user-information part
+/// (`user:password@`) and the query string (`?api_key=...`).
+pub fn url_for_messages(raw: &str) -> String {
+    let (before_query, query) = match raw.split_once('?') {
+        Some((b, _)) => (b, "?***"),
+        None => (raw, ""),
+    };
+    let (scheme, rest) = match before_query.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), before_query),
+    };
+    let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    format!("{scheme}{authority}{path}{query}")
+}
+
 pub fn parse_upstream_url(raw: &str) -> Result<UpstreamUrl, String> {
+    // Refusals are logged, printed at start-up and returned by the admin
+    // API: they show the URL without the secrets it may wrongly carry.
+    let shown = url_for_messages(raw);
     let uri: Uri = raw
         .parse()
-        .map_err(|e| format!("{raw:?} is not a valid URL: {e}"))?;
+        .map_err(|e| format!("{shown:?} is not a valid URL: {e}"))?;
     let tls = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err(format!("{raw:?} must be an http:// or https:// URL")),
+        _ => return Err(format!("{shown:?} must be an http:// or https:// URL")),
     };
     let authority = uri
         .authority()
-        .ok_or_else(|| format!("{raw:?} has no host"))?;
+        .ok_or_else(|| format!("{shown:?} has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!("{raw:?}: credentials in URLs are not supported"));
+        return Err(format!("{shown:?}: credentials in URLs are not supported"));
     }
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
     if host.is_empty() {
-        return Err(format!("{raw:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
+    }
+    // `http://h:abc/` parses, its port then unreadable: refused, not 80.
+    let text = authority.as_str();
+    let after_host = match text.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(_, rest)| rest),
+        None => text,
+    };
+    let port_text = after_host.rsplit_once(':').map(|(_, port)| port);
+    if port_text.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(format!(
+            "{shown:?}: the port is not a number from 0 to 65535"
+        ));
     }
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = match uri.path() {
@@ -370,7 +405,7 @@ pub fn parse_upstream_url(raw: &str) -> Result<UpstreamUrl, String> {
     };
     if uri.query().is_some() {
         return Err(format!(
-            "{raw:?}: a query string is not supported in a server URL"
+            "{shown:?}: a query string is not supported in a server URL"
         ));
     }
     Ok(UpstreamUrl {
@@ -386,6 +421,36 @@ pub fn parse_upstream_url(raw: &str) -> Result<UpstreamUrl, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_that_is_not_a_number_is_refused() {
+        for raw in ["https://h8:afM", "http://h:HHgf3/mcp", "http://h:/mcp"] {
+            let e = parse_upstream_url(raw).map(|u| u.port);
+            assert!(e.is_err(), "{raw}: {e:?}");
+        }
+        assert_eq!(parse_upstream_url("http://h:8080/mcp").unwrap().port, 8080);
+        assert_eq!(parse_upstream_url("https://h/mcp").unwrap().port, 443);
+    }
+
+    #[test]
+    fn a_refused_url_is_named_without_its_secrets() {
+        for (raw, secret) in [
+            ("http://bot:hunter2@10.0.0.5:3001/mcp", "hunter2"),
+            ("https://hunter2@h/mcp", "hunter2"),
+            ("http://h:1/mcp?api_key=hunter2", "hunter2"),
+            ("ftp://u:hunter2@h/mcp", "hunter2"),
+            ("http://u:hunter2 @h/mcp", "hunter2"),
+        ] {
+            let e = parse_upstream_url(raw).unwrap_err();
+            assert!(!e.contains(secret), "{e}");
+            assert!(e.contains("***"), "{e}");
+        }
+        assert_eq!(
+            url_for_messages("http://a:b@h:1/p?q=1"),
+            "http://***@h:1/p?***"
+        );
+        assert_eq!(url_for_messages("http://h:1/p"), "http://h:1/p");
+    }
 
     #[test]
     fn parses_the_documented_example() {

@@ -25,7 +25,10 @@ pub use model::{
 pub use database_url::DatabaseUrl;
 pub use rows::{redacted_credential, redacted_json};
 pub use store::{Dialect, OpenError, SqlRegistry, NOTIFY_CHANNEL};
-pub use validate::{apply_patch, draft_from_spec, spec_from_record, validate_draft};
+pub use validate::{
+    apply_patch, draft_from_spec, spec_from_record, validate_draft, MAX_DESCRIPTION_CHARS,
+    MAX_TAGS, MAX_TAG_CHARS, MAX_URLS,
+};
 pub use writes::ConfigSummary;
 
 use async_trait::async_trait;

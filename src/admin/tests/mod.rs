@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod hostile;
 mod openapi;
 mod servers;
 mod service;

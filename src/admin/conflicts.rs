@@ -1,0 +1,91 @@
+//! What the registry cannot see when it validates one record: a server's
+//! upstream credential header that is another server's identity header
+//! (`proxy_header`). The data plane refuses such a pair and leaves the
+//! server with the credential out of the routes, so a write to one server
+//! could silently take a different, unchanged server offline. The admin
+//! API refuses the write instead. Two concurrent writes can still race past
+//! this check; the routing applier's refusal remains the backstop.
+
+use super::error::ApiError;
+use crate::config::UpstreamCredential;
+use crate::registry::{ListQuery, Registry, ServerDraft};
+use axum::http::StatusCode;
+
+/// Header names (lowercase) the server's credential sets upstream.
+fn credential_headers(draft: &ServerDraft) -> Vec<String> {
+    match &draft.upstream_auth {
+        UpstreamCredential::None => Vec::new(),
+        UpstreamCredential::Bearer(_) | UpstreamCredential::Basic { .. } => {
+            vec!["authorization".into()]
+        }
+        UpstreamCredential::Headers(headers) => headers
+            .iter()
+            .map(|(name, _)| name.as_str().to_string())
+            .collect(),
+    }
+}
+
+fn identity_header(draft: &ServerDraft) -> Option<String> {
+    draft.proxy_header.as_ref().map(|h| h.to_ascii_lowercase())
+}
+
+/// 409 if `draft`, once enabled, and another enabled server would make the
+/// data plane refuse one of them.
+pub async fn refuse_identity_clash(
+    registry: &dyn Registry,
+    draft: &ServerDraft,
+) -> Result<(), ApiError> {
+    if !draft.enabled {
+        return Ok(());
+    }
+    let mine = credential_headers(draft);
+    let my_identity = identity_header(draft);
+    let mut query = ListQuery {
+        enabled: Some(true),
+        limit: 500,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = registry.list(&query).await?;
+        for other in page.items.iter().map(|r| &r.draft) {
+            if other.name == draft.name {
+                continue;
+            }
+            if let Some(id) = identity_header(other).filter(|id| mine.contains(id)) {
+                return Err(clash(
+                    "upstream_auth",
+                    format!(
+                        "upstream_auth: the header {id:?} is the identity header (proxy_header) of \
+                         server {:?}; the gateway would not route this server",
+                        other.name
+                    ),
+                ));
+            }
+            if let Some(id) = my_identity
+                .as_ref()
+                .filter(|id| credential_headers(other).contains(id))
+            {
+                return Err(clash(
+                    "proxy_header",
+                    format!(
+                        "proxy_header: {id:?} is a header of server {:?}'s upstream credential; \
+                         the gateway would stop routing that server",
+                        other.name
+                    ),
+                ));
+            }
+        }
+        let seen = u64::from(query.offset) + page.items.len() as u64;
+        if page.items.is_empty() || seen >= page.total {
+            return Ok(());
+        }
+        query.offset = u32::try_from(seen).unwrap_or(u32::MAX);
+    }
+}
+
+fn clash(field: &str, message: String) -> ApiError {
+    ApiError {
+        field: Some(field.into()),
+        ..ApiError::new(StatusCode::CONFLICT, message)
+    }
+}

@@ -122,6 +122,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
     );
     // Without the file, the servers it declared stay as they are: a
     // data-plane replica started without it must not remove them.
+    sync.written = registry.written.clone();
     sync.config = config
         .as_ref()
         .map(|file| (settings.servers.clone(), file.display().to_string()));

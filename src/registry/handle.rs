@@ -11,16 +11,27 @@ use super::store::SqlRegistry;
 use super::Registry;
 use async_trait::async_trait;
 use std::sync::{Arc, OnceLock};
+use tokio::sync::Notify;
 
 #[derive(Default)]
 pub struct RegistryHandle {
     open: OnceLock<Arc<SqlRegistry>>,
+    /// Notified after every successful write through this handle: the
+    /// sync's `SyncOptions::written`.
+    pub written: Arc<Notify>,
 }
 
 impl RegistryHandle {
     /// Called once by the sync; a second call is ignored.
     pub fn set(&self, registry: Arc<SqlRegistry>) {
         let _ = self.open.set(registry);
+    }
+
+    fn wrote<T>(&self, result: Result<T, RegistryError>) -> Result<T, RegistryError> {
+        if result.is_ok() {
+            self.written.notify_one();
+        }
+        result
     }
 
     pub fn get(&self) -> Result<&Arc<SqlRegistry>, RegistryError> {
@@ -43,7 +54,8 @@ impl Registry for RegistryHandle {
         draft: ServerDraft,
         actor: &Actor,
     ) -> Result<ServerRecord, RegistryError> {
-        self.get()?.create(draft, actor).await
+        let result = self.get()?.create(draft, actor).await;
+        self.wrote(result)
     }
     async fn update(
         &self,
@@ -52,9 +64,11 @@ impl Registry for RegistryHandle {
         expected_version: i64,
         actor: &Actor,
     ) -> Result<ServerRecord, RegistryError> {
-        self.get()?
+        let result = self
+            .get()?
             .update(name, draft, expected_version, actor)
-            .await
+            .await;
+        self.wrote(result)
     }
     async fn patch(
         &self,
@@ -63,9 +77,11 @@ impl Registry for RegistryHandle {
         expected_version: Option<i64>,
         actor: &Actor,
     ) -> Result<ServerRecord, RegistryError> {
-        self.get()?
+        let result = self
+            .get()?
             .patch(name, patch, expected_version, actor)
-            .await
+            .await;
+        self.wrote(result)
     }
     async fn delete(
         &self,
@@ -73,7 +89,8 @@ impl Registry for RegistryHandle {
         expected_version: Option<i64>,
         actor: &Actor,
     ) -> Result<(), RegistryError> {
-        self.get()?.delete(name, expected_version, actor).await
+        let result = self.get()?.delete(name, expected_version, actor).await;
+        self.wrote(result)
     }
     async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, RegistryError> {
         self.get()?.audit(query).await

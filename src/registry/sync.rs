@@ -49,6 +49,9 @@ pub struct SyncOptions {
     pub poll_interval: Duration,
     /// PostgreSQL: how often the generation is read besides notifications.
     pub recheck_interval: Duration,
+    /// Told of every write this process made (the admin API's), so SQLite
+    /// polling reads it at once instead of at the next tick.
+    pub written: Arc<tokio::sync::Notify>,
 }
 
 impl SyncOptions {
@@ -62,6 +65,7 @@ impl SyncOptions {
             // A change must reach every process within 2 s.
             poll_interval: Duration::from_secs(1),
             recheck_interval: Duration::from_secs(30),
+            written: Arc::default(),
         }
     }
 }
@@ -131,7 +135,11 @@ pub async fn run(
         backoff: Backoff::new(options.retry_initial, options.retry_max),
     };
     match follower.registry.dialect() {
-        Dialect::Sqlite => follower.poll(options.poll_interval, shutdown).await,
+        Dialect::Sqlite => {
+            follower
+                .poll(options.poll_interval, &options.written, shutdown)
+                .await
+        }
         Dialect::Postgres => {
             let retry = Backoff::new(options.retry_initial, options.retry_max);
             follower
@@ -251,9 +259,18 @@ impl Follower {
         }
     }
 
-    async fn poll(mut self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    async fn poll(
+        mut self,
+        interval: Duration,
+        written: &tokio::sync::Notify,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut wait = interval;
-        while !stopped_during(wait, &mut shutdown).await {
+        loop {
+            tokio::select! {
+                stop = stopped_during(wait, &mut shutdown) => if stop { return },
+                _ = written.notified() => {}
+            }
             wait = self.check().await.unwrap_or(interval);
         }
     }

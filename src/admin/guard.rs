@@ -176,8 +176,40 @@ pub async fn require_admin(
         )
         .into_response();
     }
+    if principal.via == Via::Open && !host_is_an_address(req.headers()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "with AUTH_REQUIRED=false the admin API answers only requests addressed to an IP \
+             address or localhost (a page on another host name could reach it by DNS rebinding)",
+        )
+        .into_response();
+    }
     req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// Whether `Host` names an IP address or `localhost`, not a DNS name: the
+/// open API's defence against DNS rebinding, where a page on the attacker's
+/// name is pointed at this address and becomes same-origin with it.
+pub fn host_is_an_address(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split_once(']')
+                .is_some_and(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 #[cfg(test)]
@@ -194,6 +226,32 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn the_open_api_answers_addresses_not_names() {
+        for ok in [
+            "127.0.0.1:4445",
+            "10.0.0.5",
+            "localhost:4445",
+            "LOCALHOST",
+            "[::1]:4445",
+        ] {
+            assert!(host_is_an_address(&headers(&[("host", ok)])), "{ok}");
+        }
+        for refused in [
+            "evil.example:4445",
+            "evil.example",
+            "127.0.0.1.nip.io",
+            "[::1",
+            "",
+        ] {
+            assert!(
+                !host_is_an_address(&headers(&[("host", refused)])),
+                "{refused}"
+            );
+        }
+        assert!(!host_is_an_address(&headers(&[])));
     }
 
     #[test]

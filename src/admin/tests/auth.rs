@@ -385,16 +385,21 @@ async fn basic_auth_is_refused_by_default_and_accepted_with_the_flag() {
 #[tokio::test]
 async fn auth_required_false_opens_the_api() {
     let f = Fixture::with(|c| c.required = false);
+    // Addressed by a host name, the open API could be a rebound page's.
+    let named = f.call("GET", "/api/servers", &[], None).await;
+    assert_eq!(named.status, StatusCode::FORBIDDEN, "{}", named.text);
     let r = f
         .call(
             "POST",
             "/api/servers",
-            &[],
+            &[("host", "127.0.0.1:4445")],
             Some(r#"{"name":"open","urls":["http://127.0.0.1:9/mcp"]}"#),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let audit = f.call("GET", "/api/audit", &[], None).await;
+    let audit = f
+        .call("GET", "/api/audit", &[("host", "127.0.0.1:4445")], None)
+        .await;
     assert_eq!(audit.json()["items"][0]["actor"], "anonymous");
     // A credential, when sent, still names the actor.
     let auth = f.bearer().await;
@@ -405,7 +410,9 @@ async fn auth_required_false_opens_the_api() {
         None,
     )
     .await;
-    let audit = f.call("GET", "/api/audit", &[], None).await;
+    let audit = f
+        .call("GET", "/api/audit", &[("host", "127.0.0.1:4445")], None)
+        .await;
     assert_eq!(audit.json()["items"][0]["actor"], EMAIL);
 }
 

@@ -125,10 +125,10 @@ impl Fixture {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", HOST);
+        let mut req = Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", HOST);
+        }
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }

@@ -300,9 +300,13 @@ start_passthrough() {
 start_gateway() {
   local key=$1 port=$2
   shift 2
+  # The admin service is off: its one default port (4445) would be shared
+  # by every gateway of the run. Each gateway its own registry file (four
+  # slashes: an absolute path), not a ./mcp.db shared through $HOME.
   # shellcheck disable=SC2046 # counted prints words on purpose
   spawn "$key" "$WORK/$key.log" env -i PATH="$PATH" HOME="$WORK" \
     HOST=127.0.0.1 PORT="$port" LOG_LEVEL=warn SHUTDOWN_DRAIN_SECONDS=0 \
+    ADMIN_ENABLED=false DATABASE_URL="sqlite:///$WORK/registry-$key.db" \
     SESSION_SECRET="$SESSION_SECRET" "$@" $(counted "$key") "$GATEWAY" --config "${GATEWAY_CONFIG:-$WORK/gateway.yaml}"
 }
 

@@ -172,6 +172,7 @@ servers:
 YAML
   spawn gateway "$WORK/gateway.log" env -i PATH="$PATH" HOME="$WORK" \
     HOST=127.0.0.1 PORT="$GATEWAY_PORT" LOG_LEVEL=warn SHUTDOWN_DRAIN_SECONDS=0 \
+    ADMIN_ENABLED=false DATABASE_URL="sqlite:///$WORK/registry.db" \
     SESSION_SECRET="$(head -c 32 /dev/urandom | base64)" \
     MCP_CLIENT_AUTH_ENABLED=false TRUST_PROXY_AUTH=true TRUSTED_PROXIES=127.0.0.1/32 \
     PROXY_USER_HEADER="$IDENTITY_HEADER" \

@@ -54,7 +54,7 @@ fn policies() -> &'static [AuthPolicy] {
                         Settings::load(&src, Some(("fuzz.yaml", SERVERS))).expect("valid settings");
                     let global = AuthPolicy::global(&settings);
                     for spec in &settings.servers {
-                        out.push(AuthPolicy::for_server(&settings, &global, spec));
+                        out.push(AuthPolicy::for_server(&settings.auth, &global, spec));
                     }
                     out.push(global);
                 }

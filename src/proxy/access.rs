@@ -22,7 +22,7 @@ impl Gateway {
                 return id.clone();
             }
         }
-        http::HeaderValue::try_from(access_log::new_request_id())
+        http::HeaderValue::from_bytes(&access_log::new_request_id())
             .unwrap_or_else(|_| http::HeaderValue::from_static("-"))
     }
 

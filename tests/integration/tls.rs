@@ -5,69 +5,11 @@ use crate::harness::*;
 use crate::pki::Pki;
 use std::process::{Command, Stdio};
 
-/// A throwaway CA and a certificate for `localhost` signed by it.
-fn make_certs(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "srv.pem",
-    ]);
+/// A throwaway CA (`ca.pem`) and a certificate for `localhost` signed by
+/// it (`srv.pem`, `srv.key`), in the directory of `pki`.
+fn make_certs(pki: &Pki) {
+    pki.ca("ca")
+        .issue("ca", "srv", "localhost", &["DNS:localhost", "IP:127.0.0.1"]);
 }
 
 /// A minimal HTTPS JSON-RPC endpoint: enough to prove the TLS hop works.
@@ -96,9 +38,9 @@ srv.serve_forever()
 
 #[test]
 fn https_upstreams_are_verified() {
-    let dir = std::env::temp_dir().join(format!("mcp-gw-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    make_certs(&dir);
+    let pki = Pki::new("upstream-verified");
+    make_certs(&pki);
+    let dir = pki.dir.clone();
     let port = free_port();
     let mut child = Command::new("python3")
         .args(["-c", TLS_SERVER, &port.to_string()])

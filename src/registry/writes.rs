@@ -102,37 +102,51 @@ impl SqlRegistry {
         tx: &mut Tx<'_>,
         record: &ServerRecord,
     ) -> Result<bool, RegistryError> {
+        let done = self
+            .bind_record(
+                sqlx::query(
+                    "INSERT INTO gw_servers (name, urls, transport, auth_mode, proxy_header, \
+                     jwt_audience, passthrough_headers, enabled, description, tags, credential, \
+                     origin_file, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     ON CONFLICT (name) DO NOTHING",
+                ),
+                record,
+            )
+            .bind(record.created_at)
+            .bind(record.updated_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Binds `$1`..`$13`, the columns an insert and an update share, in the
+    /// table's order: name, urls, …, origin_file, version.
+    fn bind_record<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+        record: &'q ServerRecord,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
         let d = &record.draft;
         let origin_file = match &record.origin {
             Origin::Config { file } => Some(file.as_str()),
             Origin::Api => None,
         };
-        let done = sqlx::query(
-            "INSERT INTO gw_servers (name, urls, transport, auth_mode, proxy_header, jwt_audience, \
-             passthrough_headers, enabled, description, tags, credential, origin_file, version, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(d.name.as_str())
-        .bind(list_json(&d.urls))
-        .bind(transport_name(d.transport))
-        .bind(auth_mode_name(d.auth_mode))
-        .bind(d.proxy_header.as_deref())
-        .bind(d.jwt_audience.as_deref())
-        .bind(d.passthrough_headers.as_deref().map(list_json))
-        .bind(i64::from(d.enabled))
-        .bind(d.description.as_str())
-        .bind(list_json(&d.tags))
-        .bind(self.cipher.seal(&d.name, &d.upstream_auth))
-        .bind(origin_file)
-        .bind(record.version)
-        .bind(record.created_at)
-        .bind(record.updated_at)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
+        query
+            .bind(d.name.as_str())
+            .bind(list_json(&d.urls))
+            .bind(transport_name(d.transport))
+            .bind(auth_mode_name(d.auth_mode))
+            .bind(d.proxy_header.as_deref())
+            .bind(d.jwt_audience.as_deref())
+            .bind(d.passthrough_headers.as_deref().map(list_json))
+            .bind(i64::from(d.enabled))
+            .bind(d.description.as_str())
+            .bind(list_json(&d.tags))
+            .bind(self.cipher.seal(&d.name, &d.upstream_auth))
+            .bind(origin_file)
+            .bind(record.version)
     }
 
     /// Rewrites the row if its version is still `expected`; false if not.
@@ -142,35 +156,22 @@ impl SqlRegistry {
         record: &ServerRecord,
         expected: i64,
     ) -> Result<bool, RegistryError> {
-        let d = &record.draft;
-        let origin_file = match &record.origin {
-            Origin::Config { file } => Some(file.as_str()),
-            Origin::Api => None,
-        };
-        let done = sqlx::query(
-            "UPDATE gw_servers SET urls = $1, transport = $2, auth_mode = $3, proxy_header = $4, \
-             jwt_audience = $5, passthrough_headers = $6, enabled = $7, description = $8, \
-             tags = $9, credential = $10, origin_file = $11, version = $12, updated_at = $13 \
-             WHERE name = $14 AND version = $15",
-        )
-        .bind(list_json(&d.urls))
-        .bind(transport_name(d.transport))
-        .bind(auth_mode_name(d.auth_mode))
-        .bind(d.proxy_header.as_deref())
-        .bind(d.jwt_audience.as_deref())
-        .bind(d.passthrough_headers.as_deref().map(list_json))
-        .bind(i64::from(d.enabled))
-        .bind(d.description.as_str())
-        .bind(list_json(&d.tags))
-        .bind(self.cipher.seal(&d.name, &d.upstream_auth))
-        .bind(origin_file)
-        .bind(record.version)
-        .bind(record.updated_at)
-        .bind(d.name.as_str())
-        .bind(expected)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
+        let done = self
+            .bind_record(
+                sqlx::query(
+                    "UPDATE gw_servers SET urls = $2, transport = $3, auth_mode = $4, \
+                     proxy_header = $5, jwt_audience = $6, passthrough_headers = $7, \
+                     enabled = $8, description = $9, tags = $10, credential = $11, \
+                     origin_file = $12, version = $13, updated_at = $14 \
+                     WHERE name = $1 AND version = $15",
+                ),
+                record,
+            )
+            .bind(record.updated_at)
+            .bind(expected)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -18,6 +18,7 @@ pub mod app;
 pub mod config;
 pub(crate) mod cors;
 pub mod fdlimit;
+pub mod federation;
 pub mod headers;
 pub mod healthcheck;
 pub mod identity;

@@ -15,6 +15,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod catalog;
 pub mod config;
 pub(crate) mod cors;
 pub mod fdlimit;
@@ -33,7 +34,7 @@ pub(crate) mod reload;
 pub(crate) mod responses;
 pub mod routing;
 pub mod session;
-pub(crate) mod snapshot;
-pub(crate) mod state;
+pub mod snapshot;
+pub mod state;
 pub(crate) mod tls;
 pub(crate) mod upstream;

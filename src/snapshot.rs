@@ -114,6 +114,23 @@ impl Routing {
         }
     }
 
+    /// The routing of `settings`' servers outside a running gateway (tests,
+    /// tools): its own health registry, whose checks nobody runs, so every
+    /// discovered backend counts as healthy. Leaks one small lifecycle
+    /// record per call.
+    pub async fn from_settings(settings: &crate::config::Settings) -> Result<Arc<Self>, String> {
+        let (health, health_log) = crate::upstream::health_registry();
+        let lifecycle: &'static crate::lifecycle::Lifecycle = Box::leak(Box::default());
+        let runtime =
+            Runtime::build(settings, health, health_log, lifecycle).map_err(|e| e.to_string())?;
+        let routing = Arc::new(Routing::new(Arc::new(runtime)));
+        routing
+            .apply(settings.servers.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(routing)
+    }
+
     /// The snapshot a request keeps from start to end.
     pub fn current(&self) -> Arc<Snapshot> {
         self.current.load_full()

@@ -134,6 +134,10 @@ pub struct UpstreamSettings {
     pub health_check_interval: Duration,
     /// PEM bundle trusted for upstream TLS instead of the system store.
     pub ca_file: Option<String>,
+    /// How often the federation catalog gathers each server's tools again.
+    pub catalog_refresh_interval: Duration,
+    /// Between server and tool in a qualified tool name (`GATEWAY_TOOL_NAME_SEPARATOR`).
+    pub tool_name_separator: String,
 }
 
 /// The admin side of the reference: accounts, the registry store and caches.
@@ -598,6 +602,16 @@ impl UpstreamSettings {
                 positive_seconds,
             )?,
             ca_file: src.get("UPSTREAM_CA_FILE", None, |r| parse_pem_file(r).map(Some))?,
+            catalog_refresh_interval: src.get(
+                "CATALOG_REFRESH_INTERVAL",
+                Duration::from_secs(300),
+                positive_seconds,
+            )?,
+            tool_name_separator: src.get(
+                "GATEWAY_TOOL_NAME_SEPARATOR",
+                "-".to_string(),
+                parse_tool_name_separator,
+            )?,
         })
     }
 }

@@ -264,6 +264,21 @@ pub(super) fn parse_upgrade_sock(raw: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// A tool name separator: visible, short, and never whitespace (a qualified
+/// name travels in JSON-RPC, URLs and headers).
+pub fn parse_tool_name_separator(raw: &str) -> Result<String, String> {
+    if raw.is_empty() || raw.chars().count() > 8 {
+        return Err("expected 1 to 8 characters".into());
+    }
+    if raw
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err("may not contain whitespace, control characters or '/'".into());
+    }
+    Ok(raw.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

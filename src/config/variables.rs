@@ -59,6 +59,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "STREAM_IDLE_TIMEOUT",
     "HEALTH_CHECK_INTERVAL",
     "UPSTREAM_CA_FILE",
+    // Federation
+    "CATALOG_REFRESH_INTERVAL",
+    "GATEWAY_TOOL_NAME_SEPARATOR",
     // Browsers
     "CORS_ENABLED",
     "ALLOWED_ORIGINS",

@@ -74,6 +74,20 @@ pub enum CallError {
     Cancelled,
 }
 
+/// One tool of `/tools`: the MCP `Tool` (qualified `name`) and what the
+/// JSON view adds to it.
+#[derive(Debug, Clone)]
+pub struct ToolEntry {
+    pub tool: Tool,
+    pub server: String,
+    /// The name the owning server knows it by.
+    pub original_name: String,
+    /// False while its server does not answer, or while its qualified name
+    /// collides with another server's tool.
+    pub available: bool,
+    pub unavailable_reason: Option<String>,
+}
+
 /// The catalog and the calls, as the front needs them. No method makes an
 /// upstream call except the calls themselves: lists come from the catalog.
 #[async_trait]
@@ -85,6 +99,20 @@ pub trait Federation: Send + Sync + 'static {
     fn list_tools(&self, caller: &Caller, scope: &Scope) -> Vec<Tool>;
     fn list_prompts(&self, caller: &Caller, scope: &Scope) -> Vec<Prompt>;
     fn list_resources(&self, caller: &Caller, scope: &Scope) -> Vec<Resource>;
+    /// Every tool of the caller's scope the caller may use, unavailable
+    /// ones included (marked), in the order of `list_tools`.
+    fn tool_entries(&self, caller: &Caller, scope: &Scope) -> Vec<ToolEntry> {
+        self.list_tools(caller, scope)
+            .into_iter()
+            .map(|tool| ToolEntry {
+                server: String::new(),
+                original_name: tool.name.to_string(),
+                tool,
+                available: true,
+                unavailable_reason: None,
+            })
+            .collect()
+    }
     /// `tools/call` on the owning server on the caller's behalf.
     async fn call_tool(
         &self,

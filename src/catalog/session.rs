@@ -1,0 +1,304 @@
+//! Opening an MCP client session (rmcp, Streamable HTTP over reqwest) to
+//! one replica of a server: the replica the server's own health-aware
+//! selection picks, its `tls:` block, and the headers the caller (or the
+//! gateway) sends. Shared by the catalog's gathering and the calls.
+
+use crate::federation::ProgressSink;
+use crate::state::ServerRuntime;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use rmcp::model::{ClientConfig, Implementation, ProgressNotificationParam, ProgressToken};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A live client session to one replica.
+pub type UpstreamSession = RunningService<RoleClient, UpstreamHandler>;
+
+/// Headers the MCP transport owns (framing, content negotiation, the
+/// session) or that name the connection: never taken from the caller's map.
+const TRANSPORT_OWNED: [HeaderName; 13] = [
+    header::HOST,
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    HeaderName::from_static("mcp-session-id"),
+    HeaderName::from_static("mcp-protocol-version"),
+    HeaderName::from_static("last-event-id"),
+];
+
+/// What a session sends on every request besides the transport's own
+/// headers: the header policy's result with the transport-owned names
+/// removed (the first value of a repeated header; rmcp takes one each).
+pub fn session_headers(planned: &HeaderMap) -> HashMap<HeaderName, HeaderValue> {
+    planned
+        .iter()
+        .filter(|(name, _)| {
+            !TRANSPORT_OWNED.contains(name)
+                && !name.as_str().starts_with("sec-websocket-")
+                && !name
+                    .as_str()
+                    .starts_with(crate::federation::handover::PREFIX)
+        })
+        .fold(HashMap::new(), |mut out, (name, value)| {
+            out.entry(name.clone()).or_insert_with(|| value.clone());
+            out
+        })
+}
+
+/// A digest of a session's headers, in name order: two callers whose
+/// requests would carry different headers upstream (identity, credential,
+/// passthrough) never share a session.
+pub fn fingerprint(headers: &HashMap<HeaderName, HeaderValue>) -> [u8; 32] {
+    let mut names: Vec<&HeaderName> = headers.keys().collect();
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut digest = Sha256::new();
+    for name in names {
+        digest.update(name.as_str().as_bytes());
+        digest.update([0]);
+        digest.update(headers[name].as_bytes());
+        digest.update([0]);
+    }
+    digest.finalize().into()
+}
+
+/// The client side of one session: progress goes to the call that asked
+/// for it, a list change to the catalog's refresher.
+#[derive(Clone, Default)]
+pub struct UpstreamHandler {
+    pub progress: Arc<Mutex<HashMap<ProgressToken, ProgressSink>>>,
+    /// The server's name on `notifications/*/list_changed`.
+    pub list_changed: Option<(String, mpsc::UnboundedSender<String>)>,
+}
+
+impl UpstreamHandler {
+    /// Forwards the progress of the call with `token` to `sink` until the
+    /// returned guard is dropped.
+    pub fn watch_progress(&self, token: ProgressToken, sink: ProgressSink) -> ProgressWatch {
+        self.progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.clone(), sink);
+        ProgressWatch {
+            map: self.progress.clone(),
+            token,
+        }
+    }
+
+    fn changed(&self) {
+        if let Some((server, tx)) = &self.list_changed {
+            let _ = tx.send(server.clone());
+        }
+    }
+}
+
+/// Stops forwarding a call's progress when the call ends.
+pub struct ProgressWatch {
+    map: Arc<Mutex<HashMap<ProgressToken, ProgressSink>>>,
+    token: ProgressToken,
+}
+
+impl Drop for ProgressWatch {
+    fn drop(&mut self) {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.token);
+    }
+}
+
+impl ClientHandler for UpstreamHandler {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let sink = self
+            .progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&params.progress_token)
+            .cloned();
+        if let Some(sink) = sink {
+            sink(params);
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.changed();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.changed();
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.changed();
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        let mut config = ClientConfig::default();
+        config.client_info = Implementation::new("mcp-gateway", env!("CARGO_PKG_VERSION"));
+        config
+    }
+}
+
+/// Where a session goes: a replica's URL and an HTTP client that connects
+/// to the backend the server's selection picked, with the server's TLS.
+pub struct Target {
+    pub url: String,
+    pub client: reqwest::Client,
+    /// The replica's `Host`, for the header policy.
+    pub host: HeaderValue,
+}
+
+/// Picks a healthy backend of `server` and prepares a client for it.
+pub fn target(server: &ServerRuntime, connect_timeout: Duration) -> Result<Target, String> {
+    let selected = server
+        .upstream
+        .select(&[])
+        .ok_or_else(|| "no healthy backend".to_string())?;
+    let replica = server
+        .upstream
+        .replica(selected.replica)
+        .ok_or_else(|| "the backend left the configuration".to_string())?;
+    let tls = &server.spec.tls;
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        // The backend the health checks vouch for, not whatever the name
+        // resolves to now.
+        .resolve(&replica.url.host, selected.addr)
+        .redirect(reqwest::redirect::Policy::none());
+    if replica.url.tls {
+        if let Some(ca) = &tls.ca {
+            let mut roots = Vec::with_capacity(ca.len());
+            for cert in ca.iter() {
+                let der = cert
+                    .to_der()
+                    .map_err(|e| format!("tls.ca_file: cannot encode a certificate: {e}"))?;
+                roots.push(
+                    reqwest::Certificate::from_der(&der)
+                        .map_err(|e| format!("tls.ca_file: unusable certificate: {e}"))?,
+                );
+            }
+            builder = builder.tls_certs_only(roots);
+        }
+        if let Some(cert_key) = &tls.client_cert {
+            builder = builder.identity(client_identity(cert_key)?);
+        }
+        if !tls.verify {
+            builder = builder
+                .tls_danger_accept_invalid_certs(true)
+                .tls_danger_accept_invalid_hostnames(true);
+        }
+        if tls.sni.is_some() {
+            log::debug!(
+                "server {}: tls.sni is not applied to federation sessions; the URL's host is sent",
+                server.name
+            );
+        }
+    }
+    let client = builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    Ok(Target {
+        url: replica.url.original.clone(),
+        client,
+        host: replica.host_header.clone(),
+    })
+}
+
+fn client_identity(cert_key: &pingora::utils::tls::CertKey) -> Result<reqwest::Identity, String> {
+    let problem = |e: &dyn std::fmt::Display| format!("tls.client_cert: {e}");
+    let mut chain = cert_key.leaf().to_pem().map_err(|e| problem(&e))?;
+    for cert in cert_key.intermediates() {
+        chain.extend(cert.to_pem().map_err(|e| problem(&e))?);
+    }
+    let key = cert_key
+        .key()
+        .private_key_to_pem_pkcs8()
+        .map_err(|e| problem(&e))?;
+    reqwest::Identity::from_pkcs8_pem(&chain, &key).map_err(|e| problem(&e))
+}
+
+/// Initialises a session (the MCP-level health check: a server that does
+/// not complete `initialize` within `timeout` is not usable).
+pub async fn open(
+    target: Target,
+    headers: HashMap<HeaderName, HeaderValue>,
+    handler: UpstreamHandler,
+    timeout: Duration,
+) -> Result<UpstreamSession, String> {
+    let config = StreamableHttpClientTransportConfig::with_uri(target.url)
+        .custom_headers(headers)
+        .reinit_on_expired_session(true);
+    let transport = StreamableHttpClientTransport::with_client(target.client, config);
+    match tokio::time::timeout(timeout, handler.serve(transport)).await {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(e)) => Err(format!("initialize failed: {e}")),
+        Err(_) => Err(format!(
+            "initialize did not complete within {} s",
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn transport_owned_and_handover_headers_are_left_to_the_transport() {
+        let planned = map(&[
+            ("host", "h"),
+            ("content-type", "application/json"),
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", "abc"),
+            ("x-mcp-gateway-user", "mallory"),
+            ("authorization", "Bearer up"),
+            ("x-authenticated-user", "alice"),
+            ("traceparent", "00-1"),
+        ]);
+        let out = session_headers(&planned);
+        let mut names: Vec<&str> = out.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["authorization", "traceparent", "x-authenticated-user"]
+        );
+    }
+
+    #[test]
+    fn fingerprints_differ_by_any_header_and_ignore_order() {
+        let a = session_headers(&map(&[("x-authenticated-user", "alice"), ("x-k", "1")]));
+        let a2 = session_headers(&map(&[("x-k", "1"), ("x-authenticated-user", "alice")]));
+        let b = session_headers(&map(&[("x-authenticated-user", "bob"), ("x-k", "1")]));
+        let c = session_headers(&map(&[("x-authenticated-user", "alice")]));
+        assert_eq!(fingerprint(&a), fingerprint(&a2));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+        // A name/value boundary cannot be shifted to forge equality.
+        let d = session_headers(&map(&[("x-ab", "c")]));
+        let e = session_headers(&map(&[("x-a", "bc")]));
+        assert_ne!(fingerprint(&d), fingerprint(&e));
+    }
+}

@@ -1,0 +1,348 @@
+//! Calls on a caller's behalf: the owning server's header policy applied
+//! to the caller's headers exactly as on its proxied route, over an MCP
+//! session pooled per (server, principal, upstream headers), so a call
+//! costs one round trip and one caller's session never serves another.
+
+use super::session::{self, fingerprint, session_headers, UpstreamHandler, UpstreamSession};
+use crate::federation::{CallContext, CallError, Caller};
+use crate::headers::RequestFacts;
+use crate::identity::{Identity, Peer};
+use crate::state::ServerRuntime;
+use crate::upstream::ServerUpstream;
+use http::HeaderValue;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, ErrorCode, JsonObject, ServerResult,
+};
+use rmcp::service::{PeerRequestOptions, ServiceError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// Who a pooled session belongs to. Every part must match for reuse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub server: String,
+    pub principal: String,
+    /// [`session::fingerprint`] of the headers the session sends.
+    pub headers: [u8; 32],
+    /// The server's replica set (kept alive by the session, so the address
+    /// is not reused while the key exists): new URLs or TLS, new sessions.
+    pub upstream: usize,
+}
+
+impl PoolKey {
+    pub fn new(
+        server: &ServerRuntime,
+        identity: &Identity,
+        headers: &HashMap<http::HeaderName, HeaderValue>,
+    ) -> Self {
+        PoolKey {
+            server: server.name.clone(),
+            principal: identity.principal().to_string(),
+            headers: fingerprint(headers),
+            upstream: Arc::as_ptr(&server.upstream) as usize,
+        }
+    }
+}
+
+struct Pooled {
+    session: UpstreamSession,
+    handler: UpstreamHandler,
+    _upstream: Arc<ServerUpstream>,
+}
+
+struct Slot {
+    session: OnceCell<Arc<Pooled>>,
+    /// Milliseconds since the pool's epoch.
+    last_used: AtomicU64,
+}
+
+/// Timeouts of upstream sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// `initialize`.
+    pub initialize: Duration,
+    /// Upstream silence during a call (progress restarts it).
+    pub read: Duration,
+    /// A session unused this long is closed.
+    pub idle: Duration,
+}
+
+pub struct SessionPool {
+    slots: Mutex<HashMap<PoolKey, Arc<Slot>>>,
+    epoch: Instant,
+    timeouts: Timeouts,
+}
+
+/// Only the `Host` the session's transport sets itself: a placeholder for
+/// the header policy, whose `Host` is never sent (see `session_headers`).
+static PLANNING_HOST: HeaderValue = HeaderValue::from_static("upstream");
+
+impl SessionPool {
+    pub fn new(timeouts: Timeouts) -> Self {
+        SessionPool {
+            slots: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            timeouts,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many sessions are pooled.
+    pub fn len(&self) -> usize {
+        self.slots().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes sessions idle longer than the idle timeout (dropping a
+    /// session ends it and its transport).
+    pub fn sweep(&self) {
+        let now = self.now_ms();
+        let idle = self.timeouts.idle.as_millis() as u64;
+        self.slots()
+            .retain(|_, slot| now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) < idle);
+    }
+
+    fn forget(&self, key: &PoolKey, slot: &Arc<Slot>) {
+        let mut slots = self.slots();
+        if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(key);
+        }
+    }
+
+    /// `tools/call` of `tool` (the server's own name for it) on `server`
+    /// as `identity`, who `server`'s auth policy accepted from `caller`.
+    pub async fn call(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+        tool: &str,
+        arguments: Option<JsonObject>,
+        context: CallContext,
+    ) -> Result<CallToolResult, CallError> {
+        let headers = self.plan_headers(server, caller, identity);
+        let key = PoolKey::new(server, identity, &headers);
+        let slot = {
+            let mut slots = self.slots();
+            slots
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        session: OnceCell::new(),
+                        last_used: AtomicU64::new(self.now_ms()),
+                    })
+                })
+                .clone()
+        };
+        slot.last_used.store(self.now_ms(), Ordering::Relaxed);
+        let opened = tokio::select! {
+            opened = slot.session.get_or_try_init(|| self.open(server, headers)) => opened,
+            _ = context.cancel.cancelled() => return Err(CallError::Cancelled),
+        };
+        let pooled = match opened {
+            Ok(p) => p.clone(),
+            Err(e) => {
+                self.forget(&key, &slot);
+                return Err(CallError::Upstream(format!("server {}: {e}", server.name)));
+            }
+        };
+        let result = self.send(&pooled, tool, arguments, context).await;
+        slot.last_used.store(self.now_ms(), Ordering::Relaxed);
+        if let Err(CallError::Upstream(_)) = &result {
+            if pooled.session.is_closed() {
+                self.forget(&key, &slot);
+            }
+        }
+        result.map_err(|e| match e {
+            CallError::Upstream(m) => CallError::Upstream(format!("server {}: {m}", server.name)),
+            other => other,
+        })
+    }
+
+    /// The caller's headers as `server`'s policy sends them upstream.
+    fn plan_headers(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+    ) -> HashMap<http::HeaderName, HeaderValue> {
+        let peer = Peer {
+            ip: caller.peer,
+            cert_names: caller.cert_names.as_deref(),
+        };
+        let facts = RequestFacts {
+            identity,
+            peer: caller.peer,
+            peer_trusted: server.auth.peer_is_trusted(peer),
+            upstream_host: &PLANNING_HOST,
+            upstream_session: None,
+        };
+        let edits = server.headers.plan(&caller.headers, &facts);
+        for dropped in &edits.dropped {
+            log::warn!(
+                "server {}: dropped header {}: {}",
+                server.name,
+                dropped.name,
+                dropped.why
+            );
+        }
+        let mut planned = caller.headers.clone();
+        edits.apply(&mut planned);
+        session_headers(&planned)
+    }
+
+    async fn open(
+        &self,
+        server: &ServerRuntime,
+        headers: HashMap<http::HeaderName, HeaderValue>,
+    ) -> Result<Arc<Pooled>, String> {
+        let target = session::target(server, self.timeouts.connect)?;
+        let handler = UpstreamHandler::default();
+        let session =
+            session::open(target, headers, handler.clone(), self.timeouts.initialize).await?;
+        Ok(Arc::new(Pooled {
+            session,
+            handler,
+            _upstream: server.upstream.clone(),
+        }))
+    }
+
+    async fn send(
+        &self,
+        pooled: &Pooled,
+        tool: &str,
+        arguments: Option<JsonObject>,
+        context: CallContext,
+    ) -> Result<CallToolResult, CallError> {
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        if let Some(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let options =
+            PeerRequestOptions::with_timeout(self.timeouts.read).reset_timeout_on_progress();
+        let handle = pooled
+            .session
+            .peer()
+            .send_cancellable_request(request, options)
+            .await
+            .map_err(|e| CallError::Upstream(e.to_string()))?;
+        let _watch = context.progress.clone().map(|sink| {
+            pooled
+                .handler
+                .watch_progress(handle.progress_token.clone(), sink)
+        });
+        let peer = handle.peer.clone();
+        let id = handle.id.clone();
+        let response = tokio::select! {
+            response = handle.await_response() => response,
+            _ = context.cancel.cancelled() => {
+                // The request future is gone; tell the server to stop.
+                let note = CancelledNotificationParam::new(
+                    Some(id),
+                    Some("the caller cancelled".into()),
+                );
+                let _ = peer.notify_cancelled(note).await;
+                return Err(CallError::Cancelled);
+            }
+        };
+        match response {
+            Ok(ServerResult::CallToolResult(result)) => Ok(result),
+            Ok(_) => Err(CallError::Upstream(
+                "unexpected answer to tools/call".into(),
+            )),
+            Err(ServiceError::McpError(e)) if e.code == ErrorCode::INVALID_PARAMS => {
+                Err(CallError::InvalidArguments(e.message.to_string()))
+            }
+            Err(ServiceError::McpError(e)) => Err(CallError::Upstream(format!(
+                "error {}: {}",
+                e.code.0, e.message
+            ))),
+            Err(e) => Err(CallError::Upstream(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentitySource;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HashMap<http::HeaderName, HeaderValue> {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                (
+                    http::HeaderName::from_static(n),
+                    HeaderValue::from_static(v),
+                )
+            })
+            .collect()
+    }
+
+    fn key(server: &str, who: &str, h: &HashMap<http::HeaderName, HeaderValue>) -> PoolKey {
+        let identity = Identity {
+            user: who.into(),
+            source: IdentitySource::ProxyHeader,
+        };
+        PoolKey {
+            server: server.into(),
+            principal: identity.principal().into(),
+            headers: fingerprint(h),
+            upstream: 1,
+        }
+    }
+
+    #[test]
+    fn sessions_are_keyed_by_server_principal_and_headers() {
+        let alice = headers(&[("x-authenticated-user", "alice")]);
+        let bob = headers(&[("x-authenticated-user", "bob")]);
+        assert_eq!(key("demo", "alice", &alice), key("demo", "alice", &alice));
+        assert_ne!(key("demo", "alice", &alice), key("demo", "bob", &alice));
+        assert_ne!(key("demo", "alice", &alice), key("demo", "alice", &bob));
+        assert_ne!(key("demo", "alice", &alice), key("other", "alice", &alice));
+        let with_token = headers(&[
+            ("x-authenticated-user", "alice"),
+            ("authorization", "Bearer t1"),
+        ]);
+        assert_ne!(
+            key("demo", "alice", &alice),
+            key("demo", "alice", &with_token)
+        );
+    }
+
+    #[test]
+    fn sweeping_drops_only_idle_slots() {
+        let pool = SessionPool::new(Timeouts {
+            connect: Duration::from_secs(1),
+            initialize: Duration::from_secs(1),
+            read: Duration::from_secs(1),
+            idle: Duration::from_millis(0),
+        });
+        pool.slots().insert(
+            key("demo", "alice", &headers(&[])),
+            Arc::new(Slot {
+                session: OnceCell::new(),
+                last_used: AtomicU64::new(0),
+            }),
+        );
+        assert_eq!(pool.len(), 1);
+        pool.sweep();
+        assert!(pool.is_empty());
+    }
+}

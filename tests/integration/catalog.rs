@@ -1,0 +1,300 @@
+//! The federation catalog (`mcp_gateway::catalog`) against the real demo
+//! server: gathering over MCP, calls on a caller's behalf with the server's
+//! header policy, schema checks before any upstream call, a dead server.
+
+use crate::harness::Demo;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use mcp_gateway::catalog::{no_virtual_servers, CatalogFederation, CatalogOptions};
+use mcp_gateway::config::{Settings, Source};
+use mcp_gateway::federation::{CallContext, CallError, Caller, Federation, Scope, VirtualScope};
+use mcp_gateway::identity::{Identity, IdentitySource};
+use mcp_gateway::snapshot::Routing;
+use rmcp::model::{CallToolResult, JsonObject};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Proxy mode: `X-Authenticated-User` from a trusted proxy is the identity;
+/// the gateway presents its own bearer token to the demo server.
+async fn federation(demo: &Demo) -> CatalogFederation {
+    federation_with(demo, Box::new(no_virtual_servers)).await
+}
+
+async fn federation_with(
+    demo: &Demo,
+    virtuals: Box<dyn mcp_gateway::catalog::VirtualLookup>,
+) -> CatalogFederation {
+    let yaml = format!(
+        "servers:\n  - name: demo\n    urls: [{}]\n    upstream_auth: {{type: bearer, token_env: DEMO_TOKEN}}\n",
+        demo.url()
+    );
+    let settings = Settings::load(
+        &Source::from_pairs([
+            ("MCP_CLIENT_AUTH_ENABLED", "false"),
+            ("TRUST_PROXY_AUTH", "true"),
+            ("AUTH_REQUIRED", "true"),
+            ("PROXY_USER_HEADER", "X-Authenticated-User"),
+            ("DEMO_TOKEN", "svc-token"),
+        ]),
+        Some(("gateway.yaml", &yaml)),
+    )
+    .expect("settings");
+    let routing: Arc<Routing> = Routing::from_settings(&settings).await.expect("routing");
+    CatalogFederation::new(routing, &CatalogOptions::from_settings(&settings), virtuals)
+}
+
+fn caller(user: Option<&str>, extra: &[(&'static str, &str)]) -> Caller {
+    let mut headers = HeaderMap::new();
+    if let Some(user) = user {
+        headers.insert("x-authenticated-user", HeaderValue::from_str(user).unwrap());
+    }
+    for (name, value) in extra {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    Caller {
+        identity: match user {
+            Some(u) => Identity {
+                user: u.into(),
+                source: IdentitySource::ProxyHeader,
+            },
+            None => Identity::anonymous(),
+        },
+        peer: Some("127.0.0.1".parse().unwrap()),
+        cert_names: None,
+        headers,
+    }
+}
+
+fn args(v: Value) -> Option<JsonObject> {
+    match v {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+fn text(result: &CallToolResult) -> String {
+    let v = serde_json::to_value(result).expect("result serialises");
+    v["content"][0]["text"]
+        .as_str()
+        .expect("a text content")
+        .to_string()
+}
+
+async fn call(
+    fed: &CatalogFederation,
+    who: &Caller,
+    name: &str,
+    arguments: Option<JsonObject>,
+) -> Result<CallToolResult, CallError> {
+    fed.call_tool(
+        who,
+        &Scope::Everything,
+        name,
+        arguments,
+        CallContext::default(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_holds_the_demo_tools_with_their_schemas() {
+    let demo = Demo::start("d1");
+    let fed = federation(&demo).await;
+    let report = fed.refresh(false).await;
+    assert_eq!(report.gathered, ["demo"], "{report:?}");
+    let alice = caller(Some("alice"), &[]);
+    let entries = fed.tool_entries(&alice, &Scope::Everything);
+    let names: Vec<&str> = entries.iter().map(|e| &*e.tool.name).collect();
+    assert_eq!(names, ["demo-echo", "demo-whoami"]);
+    let echo = &entries[0];
+    assert_eq!(
+        (echo.server.as_str(), echo.original_name.as_str()),
+        ("demo", "echo")
+    );
+    assert!(echo.available && echo.unavailable_reason.is_none());
+    assert_eq!(
+        echo.tool.input_schema.get("required"),
+        Some(&json!(["message"]))
+    );
+    let listed: Vec<String> = fed
+        .list_tools(&alice, &Scope::Everything)
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(listed, ["demo-echo", "demo-whoami"]);
+    // Nothing changed, nothing is due: a second round gathers nothing.
+    assert!(fed.refresh(false).await.gathered.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_reaches_the_tool_by_qualified_or_unambiguous_bare_name() {
+    let demo = Demo::start("d1");
+    let fed = federation(&demo).await;
+    fed.refresh(false).await;
+    let alice = caller(Some("alice"), &[]);
+    let r = call(&fed, &alice, "demo-echo", args(json!({"message": "hello"})))
+        .await
+        .expect("echo");
+    assert_eq!(text(&r), "hello");
+    assert_ne!(r.is_error, Some(true));
+    let r = call(&fed, &alice, "echo", args(json!({"message": "bare"})))
+        .await
+        .expect("bare echo");
+    assert_eq!(text(&r), "bare");
+    assert_eq!(
+        call(&fed, &alice, "demo-nope", None).await.unwrap_err(),
+        CallError::UnknownTool("demo-nope".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_carries_the_callers_identity_with_the_servers_policy() {
+    let demo = Demo::start("d1");
+    let fed = federation(&demo).await;
+    fed.refresh(false).await;
+    let alice = caller(Some("alice"), &[("x-mcp-gateway-user", "mallory")]);
+    let r = call(&fed, &alice, "demo-whoami", None)
+        .await
+        .expect("whoami");
+    let seen: Value = serde_json::from_str(&text(&r)).expect("whoami JSON");
+    let headers = &seen["headers"];
+    assert_eq!(headers["x-authenticated-user"], "alice");
+    // The server's registered credential, never anything of the caller's.
+    assert_eq!(headers["authorization"], "Bearer svc-token");
+    assert!(headers.get("x-mcp-gateway-user").is_none(), "{headers}");
+
+    // The same caller again: the pooled session, one round trip.
+    let before = demo.mcp_requests();
+    let again = call(&fed, &alice, "demo-whoami", None)
+        .await
+        .expect("whoami");
+    let again: Value = serde_json::from_str(&text(&again)).unwrap();
+    assert_eq!(again["session"], seen["session"]);
+    assert_eq!(demo.mcp_requests(), before + 1);
+
+    // Another caller never gets alice's session.
+    let bob = caller(Some("bob"), &[]);
+    let theirs = call(&fed, &bob, "demo-whoami", None).await.expect("whoami");
+    let theirs: Value = serde_json::from_str(&text(&theirs)).unwrap();
+    assert_eq!(theirs["headers"]["x-authenticated-user"], "bob");
+    assert_ne!(theirs["session"], seen["session"]);
+    assert_eq!(fed.pooled_sessions(), 2);
+
+    // The caller's X-Upstream-Authorization replaces the registered
+    // credential, as on the proxied route.
+    let own = caller(
+        Some("alice"),
+        &[("x-upstream-authorization", "Bearer alices")],
+    );
+    let r = call(&fed, &own, "demo-whoami", None).await.expect("whoami");
+    let v: Value = serde_json::from_str(&text(&r)).unwrap();
+    assert_eq!(v["headers"]["authorization"], "Bearer alices");
+    assert_ne!(v["session"], seen["session"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_the_schema_refuses_never_reach_the_server() {
+    let demo = Demo::start("d1");
+    let fed = federation(&demo).await;
+    fed.refresh(false).await;
+    let alice = caller(Some("alice"), &[]);
+    let before = demo.mcp_requests();
+    let err = call(&fed, &alice, "demo-echo", args(json!({"message": 5})))
+        .await
+        .unwrap_err();
+    let CallError::InvalidArguments(why) = err else {
+        panic!("expected InvalidArguments, got {err:?}");
+    };
+    assert!(why.contains("/message"), "{why}");
+    let err = call(&fed, &alice, "demo-echo", None).await.unwrap_err();
+    assert!(
+        matches!(err, CallError::InvalidArguments(ref m) if m.contains("message")),
+        "{err:?}"
+    );
+    assert_eq!(demo.mcp_requests(), before, "no upstream request was made");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_the_servers_policy_refuses_sees_nothing_and_may_call_nothing() {
+    let demo = Demo::start("d1");
+    let fed = federation(&demo).await;
+    fed.refresh(false).await;
+    let nobody = caller(None, &[]);
+    assert!(fed.list_tools(&nobody, &Scope::Everything).is_empty());
+    assert!(fed.tool_entries(&nobody, &Scope::Everything).is_empty());
+    let before = demo.mcp_requests();
+    let err = call(&fed, &nobody, "demo-echo", args(json!({"message": "x"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Forbidden(_)), "{err:?}");
+    assert_eq!(demo.mcp_requests(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_server_sees_only_what_it_includes() {
+    let demo = Demo::start("d1");
+    let scope = Arc::new(VirtualScope {
+        name: "echo-only".into(),
+        include: vec!["demo/echo".into()],
+    });
+    let lookup = {
+        let scope = scope.clone();
+        move |name: &str| (name == "echo-only").then(|| scope.clone())
+    };
+    let fed = federation_with(&demo, Box::new(lookup)).await;
+    fed.refresh(false).await;
+    assert!(fed.scope(Some("missing")).is_none());
+    let virt = fed.scope(Some("echo-only")).expect("the virtual server");
+    assert_eq!(virt, Scope::Virtual(scope));
+    let alice = caller(Some("alice"), &[]);
+    let names: Vec<String> = fed
+        .list_tools(&alice, &virt)
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["demo-echo"]);
+    let err = fed
+        .call_tool(&alice, &virt, "demo-whoami", None, CallContext::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err, CallError::UnknownTool("demo-whoami".into()));
+    let ok = fed
+        .call_tool(
+            &alice,
+            &virt,
+            "echo",
+            args(json!({"message": "v"})),
+            CallContext::default(),
+        )
+        .await
+        .expect("echo through the virtual server");
+    assert_eq!(text(&ok), "v");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_keeps_its_tools_listed_as_unavailable() {
+    let mut demo = Demo::start("d1");
+    let fed = federation(&demo).await;
+    fed.refresh(false).await;
+    let generation = *fed.changes().borrow();
+    demo.proc.child.kill().expect("kill the demo server");
+    demo.proc.child.wait().expect("reap it");
+    let report = fed.refresh(true).await;
+    assert_eq!(report.failed, ["demo"], "{report:?}");
+    assert!(*fed.changes().borrow() > generation);
+    let alice = caller(Some("alice"), &[]);
+    let entries = fed.tool_entries(&alice, &Scope::Everything);
+    assert_eq!(entries.len(), 2);
+    for e in &entries {
+        assert!(!e.available, "{e:?}");
+        let reason = e.unavailable_reason.as_deref().unwrap_or_default();
+        assert!(!reason.is_empty(), "{e:?}");
+    }
+    assert!(fed.list_tools(&alice, &Scope::Everything).is_empty());
+    let err = call(&fed, &alice, "demo-echo", args(json!({"message": "x"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Upstream(_)), "{err:?}");
+}

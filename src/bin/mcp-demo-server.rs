@@ -73,6 +73,10 @@ struct Cli {
     /// wrap), `missing` (9 KiB of other events, no endpoint) [env: DEMO_SSE_ENDPOINT]
     #[arg(long, value_name = "MODE")]
     sse_endpoint: Option<String>,
+    /// List the tool `countdown` ({"steps": N, "interval_ms": M}): N progress
+    /// notifications M ms apart, then the result [env: DEMO_PROGRESS_TOOL=1]
+    #[arg(long)]
+    progress_tool: bool,
 }
 
 enum Session {
@@ -89,6 +93,9 @@ struct AppState {
     /// Requests to the MCP endpoints, so a test can tell that a refused
     /// request never reached this server.
     mcp_requests: AtomicU64,
+    /// `notifications/cancelled` received, so a test can tell a
+    /// cancellation reached this server.
+    cancellations: AtomicU64,
 }
 
 impl AppState {
@@ -103,6 +110,7 @@ impl AppState {
             behaviour,
             sessions: Mutex::new(HashMap::new()),
             mcp_requests: AtomicU64::new(0),
+            cancellations: AtomicU64::new(0),
         }
     }
 
@@ -225,7 +233,7 @@ fn handle_rpc(
     let outcome = match method {
         "initialize" => Ok(initialize_result(params)),
         "ping" => Ok(json!({})),
-        "tools/list" => Ok(tools_list()),
+        "tools/list" => Ok(tools_list(state.behaviour.progress_tool)),
         "tools/call" => call_tool(state, session, headers, params),
         _ => Err((METHOD_NOT_FOUND, format!("Method not found: {method}"))),
     };
@@ -248,15 +256,23 @@ fn initialize_result(params: &Value) -> Value {
     })
 }
 
-fn tools_list() -> Value {
+fn tools_list(progress_tool: bool) -> Value {
     let echo_args = json!({"message": {"type": "string"}});
-    json!({"tools": [
-        {"name": "echo", "description": "Returns the given message unchanged.",
-         "inputSchema": {"type": "object", "properties": echo_args, "required": ["message"]}},
-        {"name": "whoami",
+    let mut tools = vec![
+        json!({"name": "echo", "description": "Returns the given message unchanged.",
+         "inputSchema": {"type": "object", "properties": echo_args, "required": ["message"]}}),
+        json!({"name": "whoami",
          "description": "Reports this replica's name, the session id and the request headers.",
-         "inputSchema": {"type": "object", "properties": {}}},
-    ]})
+         "inputSchema": {"type": "object", "properties": {}}}),
+    ];
+    if progress_tool {
+        let args = json!({"steps": {"type": "integer", "minimum": 1},
+                          "interval_ms": {"type": "integer", "minimum": 0}});
+        tools.push(json!({"name": "countdown",
+            "description": "Reports progress `steps` times, `interval_ms` apart, then answers.",
+            "inputSchema": {"type": "object", "properties": args, "required": ["steps"]}}));
+    }
+    json!({ "tools": tools })
 }
 
 fn call_tool(
@@ -350,6 +366,15 @@ async fn mcp_post(
     if msg.pointer("/params/name").and_then(Value::as_str) == Some("slow") {
         return Ok(slow_call(&msg));
     }
+    if state.behaviour.progress_tool
+        && msg.get("method").and_then(Value::as_str) == Some("tools/call")
+        && msg.pointer("/params/name").and_then(Value::as_str) == Some("countdown")
+    {
+        return Ok(countdown_call(&msg));
+    }
+    if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
+        state.cancellations.fetch_add(1, Ordering::Relaxed);
+    }
     let Some(reply) = handle_rpc(&state, Some(&session), &headers, &msg) else {
         return Ok(StatusCode::ACCEPTED.into_response());
     };
@@ -387,6 +412,48 @@ fn slow_call(msg: &Value) -> Response {
     );
     let body = Body::from_stream(events.map(|e| e.map(Bytes::from)));
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+}
+
+/// `tools/call` of `countdown`: `steps` progress notifications (with the
+/// request's progress token, if any) `interval_ms` apart on the response's
+/// event stream, then the result.
+fn countdown_call(msg: &Value) -> Response {
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let steps = msg
+        .pointer("/params/arguments/steps")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let interval = msg
+        .pointer("/params/arguments/interval_ms")
+        .and_then(Value::as_u64)
+        .unwrap_or(100);
+    let token = msg.pointer("/params/_meta/progressToken").cloned();
+    let result = rpc_result(
+        &id,
+        json!({"content": [{"type": "text", "text": "liftoff"}]}),
+    );
+    let events = stream::unfold(1u64, move |n| {
+        let token = token.clone();
+        async move {
+            if n > steps {
+                return None;
+            }
+            if n > 1 {
+                tokio::time::sleep(Duration::from_millis(interval)).await;
+            }
+            let event = token.map(|token| {
+                let note = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": token, "progress": n, "total": steps}});
+                format!("event: message\ndata: {note}\n\n")
+            });
+            Some((event, n + 1))
+        }
+    })
+    .filter_map(|e| async move { e })
+    .chain(stream::once(async move {
+        format!("event: message\ndata: {result}\n\n")
+    }));
+    sse_response(events)
 }
 
 /// Server-to-client stream: a numbered notification now and every TICK,
@@ -471,7 +538,11 @@ async fn legacy_message(
 
 async fn healthz(State(state): Shared) -> Json<Value> {
     let mcp_requests = state.mcp_requests.load(Ordering::Relaxed);
-    Json(json!({"status": "ok", "server": state.name, "mcp_requests": mcp_requests}))
+    let cancellations = state.cancellations.load(Ordering::Relaxed);
+    Json(
+        json!({"status": "ok", "server": state.name, "mcp_requests": mcp_requests,
+                "cancellations": cancellations}),
+    )
 }
 
 /// Resolves on SIGTERM (how test harnesses and containers stop us) or SIGINT.
@@ -504,9 +575,11 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let echo_env = std::env::var("DEMO_ECHO_SESSION_ID").is_ok_and(|v| v == "1" || v == "true");
+    let progress_env = std::env::var("DEMO_PROGRESS_TOOL").is_ok_and(|v| v == "1" || v == "true");
     let behaviour = Behaviour {
         echo_session_id: cli.echo_session_id || echo_env,
         sse_endpoint,
+        progress_tool: cli.progress_tool || progress_env,
     };
     // Fail at start, not on the first session, if ids cannot be made.
     if let Err(e) = new_session_id() {

@@ -6,10 +6,13 @@
 use crate::federation::ProgressSink;
 use crate::state::ServerRuntime;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use rmcp::model::{ClientConfig, Implementation, ProgressNotificationParam, ProgressToken};
+use rmcp::model::{
+    ClientConfig, Implementation, JsonRpcMessage, ProgressToken, ServerNotification,
+};
 use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::{StreamableHttpClientTransport, Transport};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -119,21 +122,9 @@ impl Drop for ProgressWatch {
 }
 
 impl ClientHandler for UpstreamHandler {
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let sink = self
-            .progress
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&params.progress_token)
-            .cloned();
-        if let Some(sink) = sink {
-            sink(params);
-        }
-    }
+    // Progress is not handled here: rmcp runs notification callbacks as
+    // spawned tasks, which may run after the call's result is delivered
+    // (and out of order); [`ProgressTap`] forwards it as it is received.
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.changed();
@@ -151,6 +142,46 @@ impl ClientHandler for UpstreamHandler {
         let mut config = ClientConfig::default();
         config.client_info = Implementation::new("mcp-gateway", env!("CARGO_PKG_VERSION"));
         config
+    }
+}
+
+/// The session's transport with progress notifications forwarded as they
+/// are received, in order and before the result that follows them.
+struct ProgressTap<T> {
+    inner: T,
+    progress: Arc<Mutex<HashMap<ProgressToken, ProgressSink>>>,
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for ProgressTap<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await?;
+        if let JsonRpcMessage::Notification(note) = &message {
+            if let ServerNotification::ProgressNotification(p) = &note.notification {
+                let sink = self
+                    .progress
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&p.params.progress_token)
+                    .cloned();
+                if let Some(sink) = sink {
+                    sink(p.params.clone());
+                }
+            }
+        }
+        Some(message)
+    }
+
+    fn close(&mut self) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
     }
 }
 
@@ -243,7 +274,10 @@ pub async fn open(
     let config = StreamableHttpClientTransportConfig::with_uri(target.url)
         .custom_headers(headers)
         .reinit_on_expired_session(true);
-    let transport = StreamableHttpClientTransport::with_client(target.client, config);
+    let transport = ProgressTap {
+        inner: StreamableHttpClientTransport::with_client(target.client, config),
+        progress: handler.progress.clone(),
+    };
     match tokio::time::timeout(timeout, handler.serve(transport)).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err(e)) => Err(format!("initialize failed: {e}")),

@@ -44,6 +44,8 @@ impl SseEndpoint {
 pub struct Behaviour {
     pub echo_session_id: bool,
     pub sse_endpoint: SseEndpoint,
+    /// List the `countdown` tool, which reports progress.
+    pub progress_tool: bool,
 }
 
 impl Default for Behaviour {
@@ -51,6 +53,7 @@ impl Default for Behaviour {
         Behaviour {
             echo_session_id: false,
             sse_endpoint: SseEndpoint::Path,
+            progress_tool: false,
         }
     }
 }

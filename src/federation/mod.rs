@@ -14,7 +14,11 @@
 //!   caller's behalf over pooled upstream sessions;
 //! - the front (`mcp`, `ws`, `tools`): the HTTP and MCP protocol surface.
 
+pub mod empty;
 pub mod handover;
+pub mod rpc;
+pub mod service;
+pub mod tools;
 
 use crate::identity::Identity;
 use async_trait::async_trait;
@@ -74,6 +78,17 @@ pub enum CallError {
     Cancelled,
 }
 
+/// One tool of the catalog as `/tools` shows it: the MCP `Tool` (its
+/// `name` qualified) with where it comes from and whether it can be called.
+#[derive(Debug, Clone)]
+pub struct ToolEntry {
+    pub tool: Tool,
+    pub server: String,
+    pub original_name: String,
+    pub available: bool,
+    pub unavailable_reason: Option<String>,
+}
+
 /// The catalog and the calls, as the front needs them. No method makes an
 /// upstream call except the calls themselves: lists come from the catalog.
 #[async_trait]
@@ -83,6 +98,21 @@ pub trait Federation: Send + Sync + 'static {
     fn scope(&self, virtual_server: Option<&str>) -> Option<Scope>;
     /// Tools the caller may use in `scope`, qualified names, in a stable order.
     fn list_tools(&self, caller: &Caller, scope: &Scope) -> Vec<Tool>;
+    /// The tools of [`list_tools`](Self::list_tools) with their origin and
+    /// availability, same order. The default knows no origin: an
+    /// implementation that has one overrides it.
+    fn tool_entries(&self, caller: &Caller, scope: &Scope) -> Vec<ToolEntry> {
+        self.list_tools(caller, scope)
+            .into_iter()
+            .map(|tool| ToolEntry {
+                original_name: tool.name.to_string(),
+                server: String::new(),
+                tool,
+                available: true,
+                unavailable_reason: None,
+            })
+            .collect()
+    }
     fn list_prompts(&self, caller: &Caller, scope: &Scope) -> Vec<Prompt>;
     fn list_resources(&self, caller: &Caller, scope: &Scope) -> Vec<Resource>;
     /// `tools/call` on the owning server on the caller's behalf.

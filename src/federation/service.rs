@@ -108,6 +108,13 @@ struct HandoverState {
 /// The app: the JSON endpoints, the front's MCP routes, and the hand-over
 /// check in front of all of them.
 pub fn app(fed: SharedFederation, secret: http::HeaderValue) -> Router {
+    // front: app_with(fed.clone(), secret, front::router(fed))
+    app_with(fed, secret, Router::new())
+}
+
+/// [`app`] with the MCP front's routes (`/mcp`, `/servers/{name}/mcp`,
+/// `/ws`) merged behind the same hand-over check.
+pub fn app_with(fed: SharedFederation, secret: http::HeaderValue, front: Router) -> Router {
     let state = HandoverState {
         fed: fed.clone(),
         secret: Arc::new(secret),
@@ -117,10 +124,11 @@ pub fn app(fed: SharedFederation, secret: http::HeaderValue) -> Router {
         .route("/tools/", get(tools::list))
         .route("/tools/invoke/{name}", post(tools::invoke))
         .route("/rpc", post(rpc::handle))
-        // front: .merge(front::router(fed.clone()))
+        .with_state(fed)
+        .merge(front)
+        // After the merge, so that they cover the front's routes too.
         .fallback(|| async { error(404, "not found") })
         .method_not_allowed_fallback(|| async { error(405, "method not allowed") })
-        .with_state(fed)
         .layer(middleware::from_fn_with_state(state, check_handover))
 }
 
@@ -423,6 +431,48 @@ pub(crate) mod tests {
         assert_eq!((status, body["error"].as_str()), (404, Some("not found")));
         let (status, _, body) = send(fed, handed_over("DELETE", "/tools", Some("a"), "")).await;
         assert_eq!((status, body["status"].as_u64()), (405, Some(405)));
+    }
+
+    #[tokio::test]
+    async fn merged_front_routes_get_the_caller_and_scope() {
+        async fn whoami(
+            caller: Option<axum::Extension<Caller>>,
+            scope: Option<axum::Extension<Scope>>,
+        ) -> Response {
+            match caller_and_scope(caller, scope) {
+                Ok((c, s)) => axum::Json(serde_json::json!({
+                    "user": c.identity.user.as_str(),
+                    "virtual": matches!(s, Scope::Virtual(_)),
+                }))
+                .into_response(),
+                Err(missing) => missing.into_response(),
+            }
+        }
+        let front = Router::new().route("/servers/{name}/mcp", post(whoami));
+        let fed = FakeFederation::shared(0);
+        let mut request = handed_over("POST", "/servers/dev/mcp", Some("bob"), "");
+        request
+            .headers_mut()
+            .insert(handover::SCOPE, http::HeaderValue::from_static("dev"));
+        let app = app_with(
+            fed.clone(),
+            http::HeaderValue::from_static(SECRET),
+            front.clone(),
+        );
+        let response = app.oneshot(request).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v, serde_json::json!({"user": "bob", "virtual": true}));
+        // The front's routes are behind the same secret check.
+        let mut request = handed_over("POST", "/servers/dev/mcp", Some("bob"), "");
+        request.headers_mut().remove(handover::SECRET);
+        let app = app_with(fed, http::HeaderValue::from_static(SECRET), front.clone());
+        assert_eq!(app.oneshot(request).await.unwrap().status(), 401);
+        // A handler reached without the middleware answers 500, never anonymous.
+        let bare = front.oneshot(handed_over("POST", "/servers/dev/mcp", Some("bob"), ""));
+        assert_eq!(bare.await.unwrap().status(), 500);
     }
 
     #[test]

@@ -49,7 +49,13 @@ impl ReloadOnHangup {
         let (generation, specs) = registry.load_enabled().await.map_err(|e| e.to_string())?;
         // `None`: the sync applied a newer generation first.
         let applied = self.applier.reapply(generation, specs).await;
-        Ok(if !written.is_empty() {
+        // Virtual servers are the file's alone (no registry records yet).
+        let virtuals_changed = self
+            .applier
+            .apply_virtual_servers(settings.virtual_servers)
+            .await
+            .map_err(|e| e.to_string())?;
+        let servers = if !written.is_empty() {
             summary(written)
         } else {
             // Only the TLS files changed, which the registry does not hold.
@@ -57,6 +63,11 @@ impl ReloadOnHangup {
                 .filter(|report| !report.is_empty())
                 .map(|report| report.summary())
                 .unwrap_or_default()
+        };
+        Ok(match (servers.is_empty(), virtuals_changed) {
+            (_, false) => servers,
+            (true, true) => "virtual servers changed".into(),
+            (false, true) => format!("{servers}, virtual servers changed"),
         })
     }
 }

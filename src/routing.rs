@@ -32,10 +32,36 @@ impl Endpoint {
     }
 }
 
+/// The gateway's own MCP endpoints, served by the federation service.
+/// A virtual server's `/servers/{name}/mcp` classifies as a
+/// [`Route::Server`]: servers and virtual servers share one name space,
+/// so only the snapshot can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FederationPath {
+    /// `GET /tools`
+    Tools,
+    /// `POST /tools/invoke/{name}` (the service reads the name).
+    Invoke,
+    /// `POST /rpc`
+    Rpc,
+    /// `/mcp`: the virtual server of everything the caller may use.
+    Mcp,
+    /// `/ws`: JSON-RPC over WebSocket.
+    Ws,
+}
+
+impl FederationPath {
+    /// Whether refusals take the JSON-RPC shape (MCP-shaped endpoints).
+    pub fn speaks_json_rpc(self) -> bool {
+        matches!(self, FederationPath::Rpc | FederationPath::Mcp)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
     Local(LocalEndpoint),
     Server { name: &'a str, endpoint: Endpoint },
+    Federation(FederationPath),
     NotFound,
 }
 
@@ -46,10 +72,19 @@ pub fn classify(path: &str) -> Route<'_> {
         "/ready" | "/readyz" => return Route::Local(LocalEndpoint::Ready),
         "/metrics" => return Route::Local(LocalEndpoint::Metrics),
         "/version" => return Route::Local(LocalEndpoint::Version),
+        "/tools" | "/tools/" => return Route::Federation(FederationPath::Tools),
+        "/rpc" => return Route::Federation(FederationPath::Rpc),
+        "/mcp" => return Route::Federation(FederationPath::Mcp),
+        "/ws" => return Route::Federation(FederationPath::Ws),
         _ => {}
     }
     let Some(rest) = path.strip_prefix("/servers/") else {
-        return Route::NotFound;
+        return match path.strip_prefix("/tools/invoke/") {
+            Some(name) if !name.is_empty() && !name.contains('/') => {
+                Route::Federation(FederationPath::Invoke)
+            }
+            _ => Route::NotFound,
+        };
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let Some((name, tail)) = rest.split_once('/') else {
@@ -155,11 +190,40 @@ mod tests {
             "/servers/a",
             "/servers/a/b/mcp",
             "/",
-            "/mcp",
             "/servers/a/tools",
+            "/mcpx",
+            "/tools/invoke/",
+            "/tools/invoke/a/b",
+            "/tools/x",
         ] {
             assert_eq!(classify(bad), Route::NotFound, "{bad}");
         }
+    }
+
+    #[test]
+    fn federation_routes() {
+        use FederationPath::*;
+        for (path, want) in [
+            ("/tools", Tools),
+            ("/tools/", Tools),
+            ("/rpc", Rpc),
+            ("/mcp", Mcp),
+            ("/ws", Ws),
+            ("/tools/invoke/github-create_issue", Invoke),
+            ("/tools/invoke/a%2Fb", Invoke),
+        ] {
+            assert_eq!(classify(path), Route::Federation(want), "{path}");
+        }
+        assert!(Mcp.speaks_json_rpc() && Rpc.speaks_json_rpc());
+        assert!(!Tools.speaks_json_rpc() && !Ws.speaks_json_rpc());
+        // A virtual server's path is a server path until the snapshot says otherwise.
+        assert_eq!(
+            classify("/servers/everything/mcp"),
+            Route::Server {
+                name: "everything",
+                endpoint: Endpoint::Mcp
+            }
+        );
     }
 
     #[test]

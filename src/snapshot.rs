@@ -3,11 +3,11 @@
 //! snapshot once and keeps it, so a swap never changes what a request in
 //! flight (or an open event stream) is using.
 
-use crate::config::ServerSpec;
+use crate::config::{ServerSpec, VirtualServerSpec};
 use crate::cors::CorsPolicy;
 use crate::registry::{BackendHealth, HealthView};
 use crate::routing::RouteTable;
-use crate::state::{identity_header_names, Runtime, ServerRuntime, SpecError};
+use crate::state::{identity_header_names_with, Runtime, ServerRuntime, SpecError, VirtualServer};
 use crate::upstream::ServerUpstream;
 use arc_swap::ArcSwap;
 use std::collections::{HashMap, HashSet};
@@ -18,11 +18,41 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Browsers may send every header some server of the set may receive.
     pub cors: CorsPolicy,
+    /// Served by the federation; never the name of one of `servers`.
+    pub virtual_servers: HashMap<Box<str>, Arc<VirtualServer>>,
 }
 
 impl Snapshot {
     pub fn server(&self, name: &str) -> Option<&Arc<ServerRuntime>> {
         self.servers.get(self.routes.lookup(name)?)
+    }
+
+    pub fn virtual_server(&self, name: &str) -> Option<&Arc<VirtualServer>> {
+        self.virtual_servers.get(name)
+    }
+
+    /// A virtual server whose name a registered server took since (the
+    /// registry does not know the file's virtual servers) is left out:
+    /// the real server keeps its route.
+    fn with_virtual_servers(mut self, specs: &[VirtualServerSpec], runtime: &Runtime) -> Self {
+        self.virtual_servers = specs
+            .iter()
+            .filter(|spec| {
+                let taken = self.routes.lookup(&spec.name).is_some();
+                if taken {
+                    log::error!(
+                        "virtual server {}: a server has the same name; the virtual server is not served",
+                        spec.name
+                    );
+                }
+                !taken
+            })
+            .map(|spec| {
+                let built = VirtualServer::build(spec, &runtime.defaults);
+                (Box::from(spec.name.as_str()), Arc::new(built))
+            })
+            .collect();
+        self
     }
 
     fn new(servers: Vec<Arc<ServerRuntime>>, runtime: &Runtime) -> Self {
@@ -39,6 +69,7 @@ impl Snapshot {
             ),
             routes: RouteTable::new(servers.iter().map(|s| s.name.as_str())),
             servers,
+            virtual_servers: HashMap::new(),
         }
     }
 }
@@ -99,8 +130,9 @@ pub fn diff(old: &[&ServerSpec], new: &[ServerSpec]) -> ApplyReport {
 pub struct Routing {
     pub runtime: Arc<Runtime>,
     current: ArcSwap<Snapshot>,
-    /// One apply at a time (SIGHUP and the registry sync may both call).
-    applying: tokio::sync::Mutex<()>,
+    /// One apply at a time (SIGHUP and the registry sync may both call);
+    /// holds the virtual servers of the file, which every apply builds in.
+    applying: tokio::sync::Mutex<Vec<VirtualServerSpec>>,
 }
 
 impl Routing {
@@ -110,7 +142,7 @@ impl Routing {
         Routing {
             runtime,
             current: ArcSwap::from_pointee(empty),
-            applying: tokio::sync::Mutex::new(()),
+            applying: tokio::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -143,15 +175,47 @@ impl Routing {
     /// replicas are resolved before the swap, so the first request after it
     /// already has backends. An unchanged set costs a comparison, no swap.
     pub async fn apply(&self, specs: Vec<ServerSpec>) -> Result<ApplyReport, SpecError> {
-        let _one_at_a_time = self.applying.lock().await;
+        let virtuals = self.applying.lock().await;
+        self.apply_locked(specs, &virtuals, false).await
+    }
+
+    /// Replaces the virtual servers (start-up and SIGHUP), keeping the
+    /// servers; every server is rebuilt, since a virtual server's
+    /// `proxy_header` is one of the identity headers none may forward.
+    pub async fn apply_virtual_servers(
+        &self,
+        specs: Vec<VirtualServerSpec>,
+    ) -> Result<bool, SpecError> {
+        let mut virtuals = self.applying.lock().await;
+        if *virtuals == specs {
+            return Ok(false);
+        }
+        let servers: Vec<ServerSpec> = self
+            .current
+            .load()
+            .servers
+            .iter()
+            .map(|s| s.spec.clone())
+            .collect();
+        self.apply_locked(servers, &specs, true).await?;
+        *virtuals = specs;
+        Ok(true)
+    }
+
+    async fn apply_locked(
+        &self,
+        specs: Vec<ServerSpec>,
+        virtuals: &[VirtualServerSpec],
+        rebuild: bool,
+    ) -> Result<ApplyReport, SpecError> {
         let old = self.current.load_full();
         let old_specs: Vec<&ServerSpec> = old.servers.iter().map(|s| &s.spec).collect();
         let report = diff(&old_specs, &specs);
-        if report.is_empty() && old.servers.len() == specs.len() {
+        if !rebuild && report.is_empty() && old.servers.len() == specs.len() {
             return Ok(report);
         }
         let runtime = &self.runtime;
-        let ids = identity_header_names(&runtime.defaults.proxy_user_header, &specs);
+        let ids = identity_header_names_with(&runtime.defaults.proxy_user_header, &specs, virtuals);
         let mut servers = Vec::with_capacity(specs.len());
         let mut fresh = Vec::new();
         for spec in &specs {
@@ -177,8 +241,9 @@ impl Routing {
                 log::warn!("server {name}: discovery failed: {e}");
             }
         }
-        self.current
-            .store(Arc::new(Snapshot::new(servers, runtime)));
+        self.current.store(Arc::new(
+            Snapshot::new(servers, runtime).with_virtual_servers(virtuals, runtime),
+        ));
         drop(old);
         let current = self.current.load();
         let listed: HashSet<_> = current
@@ -300,6 +365,41 @@ mod tests {
         assert_eq!(health[0].backend, "127.0.0.1:9");
         assert_eq!(health[0].last_check, None);
         assert!(r.server_health("zzz").is_none());
+    }
+
+    #[tokio::test]
+    async fn virtual_servers_join_the_snapshot_and_yield_to_a_real_name() {
+        let r = routing(AB);
+        r.apply(specs(AB)).await.unwrap();
+        let yaml = format!(
+            "{AB}virtual_servers:\n  - {{name: dev, include: [a/*], auth_mode: proxy, proxy_header: X-Employee-Id}}\n"
+        );
+        let virtuals = settings(&yaml).virtual_servers;
+        assert!(r.apply_virtual_servers(virtuals.clone()).await.unwrap());
+        assert!(!r.apply_virtual_servers(virtuals).await.unwrap());
+        let snap = r.current();
+        let dev = snap.virtual_server("dev").unwrap();
+        assert_eq!(dev.scope.include, ["a/*"]);
+        assert!(snap.server("dev").is_none());
+        // Its identity header is never forwarded by any server.
+        let ids = &snap.server("a").unwrap().headers.identity_headers;
+        assert!(ids.iter().any(|h| h == "x-employee-id"));
+        // A later server set keeps the virtual servers.
+        r.apply(specs(
+            "servers:\n  - {name: a, urls: [http://127.0.0.1:9/mcp]}\n",
+        ))
+        .await
+        .unwrap();
+        assert!(r.current().virtual_server("dev").is_some());
+        // A registered server that takes the name wins the route.
+        r.apply(specs(
+            "servers:\n  - {name: dev, urls: [http://127.0.0.1:9/mcp]}\n",
+        ))
+        .await
+        .unwrap();
+        let snap = r.current();
+        assert!(snap.virtual_server("dev").is_none());
+        assert!(snap.server("dev").is_some());
     }
 
     #[test]

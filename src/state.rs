@@ -3,7 +3,8 @@
 //! form ([`ServerRuntime`]) that the routing snapshot (`crate::snapshot`)
 //! is made of. The request path never touches configuration text.
 
-use crate::config::{AuthSettings, ServerSpec, Settings};
+use crate::config::{AuthSettings, ServerSpec, Settings, VirtualServerSpec};
+use crate::federation::VirtualScope;
 use crate::headers::{HeaderPolicy, UpstreamCredentialHeaders};
 use crate::identity::AuthPolicy;
 use crate::lifecycle::Lifecycle;
@@ -133,6 +134,33 @@ impl ServerRuntime {
     }
 }
 
+/// A virtual server as the data plane and the federation read it: who may
+/// call it, and what it takes from the catalog.
+pub struct VirtualServer {
+    pub spec: VirtualServerSpec,
+    pub auth: AuthPolicy,
+    pub scope: Arc<VirtualScope>,
+}
+
+impl VirtualServer {
+    pub fn build(spec: &VirtualServerSpec, defaults: &ServerDefaults) -> Self {
+        VirtualServer {
+            auth: AuthPolicy::for_mode(
+                &defaults.auth,
+                &defaults.global_auth,
+                spec.auth_mode,
+                spec.proxy_header.as_ref(),
+                spec.jwt_audience.as_deref(),
+            ),
+            scope: Arc::new(VirtualScope {
+                name: spec.name.clone(),
+                include: spec.include.iter().map(|p| p.to_string()).collect(),
+            }),
+            spec: spec.clone(),
+        }
+    }
+}
+
 /// Process-wide state, built once: what does not depend on the server set.
 pub struct Runtime {
     pub global_auth: AuthPolicy,
@@ -216,12 +244,20 @@ impl Runtime {
 /// from a client, for any server: a server that trusts `X-Employee-Id`
 /// cannot tell the gateway's value from a client's that another server's
 /// passthrough list let through.
-pub fn identity_header_names(
+///
+/// A virtual server's `proxy_header` counts too: a header that
+/// authenticates a virtual server's callers is identity as well.
+pub fn identity_header_names_with(
     proxy_user_header: &HeaderName,
     specs: &[ServerSpec],
+    virtuals: &[VirtualServerSpec],
 ) -> Vec<HeaderName> {
     let mut names = vec![proxy_user_header.clone()];
-    for name in specs.iter().filter_map(|s| s.proxy_header.as_ref()) {
+    let declared = specs
+        .iter()
+        .filter_map(|s| s.proxy_header.as_ref())
+        .chain(virtuals.iter().filter_map(|v| v.proxy_header.as_ref()));
+    for name in declared {
         if !names.contains(name) {
             names.push(name.clone());
         }
@@ -246,10 +282,11 @@ mod tests {
             Some(("f", yaml)),
         )
         .unwrap();
-        let names: Vec<String> = identity_header_names(&s.auth.proxy_user_header, &s.servers)
-            .iter()
-            .map(|n| n.as_str().to_string())
-            .collect();
+        let names: Vec<String> =
+            identity_header_names_with(&s.auth.proxy_user_header, &s.servers, &[])
+                .iter()
+                .map(|n| n.as_str().to_string())
+                .collect();
         assert_eq!(names, ["remote-user", "x-employee-id"]);
     }
 }

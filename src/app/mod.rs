@@ -6,6 +6,9 @@ pub(crate) mod registry;
 
 use crate::admin::AdminService;
 use crate::config::{ConfigError, Settings, Source};
+use crate::federation::empty::EmptyFederation;
+use crate::federation::service::{self, BoundSocket};
+use crate::federation::SharedFederation;
 use crate::lifecycle::{self, DrainThenStop, Lifecycle};
 use crate::proxy::{Gateway, KeepAlive};
 use crate::registry::handle::RegistryHandle;
@@ -90,7 +93,11 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         }
     };
     let routing = Arc::new(Routing::new(runtime.clone()));
-    if let Err(e) = apply_once(&routing, settings.servers.clone()) {
+    if let Err(e) = apply_once(
+        &routing,
+        settings.servers.clone(),
+        settings.virtual_servers.clone(),
+    ) {
         eprintln!("mcp-gateway: {e}");
         std::process::exit(2)
     }
@@ -159,12 +166,24 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         log::info!("--upgrade: listening sockets received");
     }
 
+    let socket = match BoundSocket::bind() {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("mcp-gateway: cannot create the federation service's socket: {e}");
+            std::process::exit(1)
+        }
+    };
+    let federation_address = socket.address.clone();
+    // The catalog: swap this line for `CatalogFederation` when it lands.
+    let federation: SharedFederation = Arc::new(EmptyFederation::new(routing.clone()));
+
     let listen = SocketAddr::new(settings.listen.host, settings.listen.port).to_string();
     let gateway = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway {
             runtime: runtime.clone(),
             routing: routing.clone(),
+            federation: Some(federation_address),
         },
     );
     let mut proxy = Service::new(
@@ -198,6 +217,13 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         "discovery",
         Rediscovery {
             routing: routing.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "federation",
+        FederationService {
+            socket: Mutex::new(Some(socket)),
+            federation,
         },
     ));
     server.add_service(background_service(
@@ -252,13 +278,42 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
 
 /// Builds the first snapshot, resolving every replica before the listener
 /// opens so the first request already has backends to choose from.
-fn apply_once(routing: &Routing, specs: Vec<crate::config::ServerSpec>) -> Result<(), String> {
+fn apply_once(
+    routing: &Routing,
+    specs: Vec<crate::config::ServerSpec>,
+    virtuals: Vec<crate::config::VirtualServerSpec>,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the discovery runtime: {e}"))?;
     runtime
-        .block_on(routing.apply(specs))
+        .block_on(async {
+            routing.apply_virtual_servers(virtuals).await?;
+            routing.apply(specs).await
+        })
         .map(|_| ())
         .map_err(|e| format!("configuration error: {e}"))
+}
+
+/// The internal federation service on its Unix socket, on this background
+/// service's runtime, until the gateway stops; then the socket's directory
+/// is removed.
+struct FederationService {
+    socket: Mutex<Option<BoundSocket>>,
+    federation: SharedFederation,
+}
+
+#[async_trait]
+impl BackgroundService for FederationService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(socket) = self.socket.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        let app = service::app(self.federation.clone(), socket.address.secret.clone());
+        service::serve(socket, app, async move {
+            let _ = shutdown.changed().await;
+        })
+        .await;
+    }
 }

@@ -50,6 +50,15 @@ impl RoutingApplier {
         }
     }
 
+    /// The file's virtual servers (start-up's are applied before the
+    /// listener opens); `true` if they changed.
+    pub async fn apply_virtual_servers(
+        &self,
+        specs: Vec<crate::config::VirtualServerSpec>,
+    ) -> Result<bool, crate::state::SpecError> {
+        self.routing.apply_virtual_servers(specs).await
+    }
+
     /// `None` if `generation` is not newer than what runs. A server the data
     /// plane refuses (a credential header that is another server's identity
     /// header, which the registry cannot see when it validates one record)

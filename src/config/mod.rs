@@ -7,6 +7,7 @@ mod servers;
 mod tls;
 mod values;
 mod variables;
+mod virtual_servers;
 
 pub use logging::{LogFormat, LogSettings};
 pub use servers::{
@@ -16,6 +17,7 @@ pub use servers::{
 pub use tls::{read_certificates, ListenerTls, UpstreamTls};
 pub use values::Secret;
 pub use variables::KNOWN_VARIABLES;
+pub use virtual_servers::{IncludePattern, VirtualServerSpec};
 
 use crate::registry::crypto::DEFAULT_ENCRYPTION_SECRET;
 use http::HeaderName;
@@ -217,6 +219,8 @@ pub struct Settings {
     /// The listener's TLS; `None` is plain HTTP.
     pub tls: Option<ListenerTls>,
     pub servers: Vec<ServerSpec>,
+    /// `virtual_servers:` of the file: served by the federation service.
+    pub virtual_servers: Vec<VirtualServerSpec>,
 }
 
 /// Where raw values come from: the process environment over `.env`.
@@ -283,11 +287,9 @@ impl Settings {
     /// Builds and validates the settings; `servers_yaml` is the `--config`
     /// file's (name, text), if any.
     pub fn load(src: &Source, servers_yaml: Option<(&str, &str)>) -> Result<Self, ConfigError> {
-        let servers = match servers_yaml {
-            Some((name, text)) => {
-                servers::parse_servers_yaml_with_env(text, name, &|var| src.string(var))?
-            }
-            None => Vec::new(),
+        let (servers, virtual_servers) = match servers_yaml {
+            Some((name, text)) => servers::parse_file_with_env(text, name, &|var| src.string(var))?,
+            None => (Vec::new(), Vec::new()),
         };
         let settings = Settings {
             listen: ListenSettings::load(src)?,
@@ -301,6 +303,7 @@ impl Settings {
             log: LogSettings::load(src)?,
             tls: tls::listener_tls(src)?,
             servers,
+            virtual_servers,
         };
         settings.validate()?;
         Ok(settings)
@@ -309,7 +312,11 @@ impl Settings {
     /// Rules that span several variables.
     fn validate(&self) -> Result<(), ConfigError> {
         let any_jwt = self.auth.mcp_client_auth_enabled
-            || self.servers.iter().any(|s| s.auth_mode == AuthMode::Jwt);
+            || self.servers.iter().any(|s| s.auth_mode == AuthMode::Jwt)
+            || self
+                .virtual_servers
+                .iter()
+                .any(|v| v.auth_mode == AuthMode::Jwt);
         if any_jwt && self.auth.jwt.secret.is_none() {
             return Err(ConfigError::new(
                 "JWT_SECRET_KEY",
@@ -377,7 +384,11 @@ impl Settings {
             );
         }
         let proxy_in_use = self.auth.trust_proxy_auth
-            || self.servers.iter().any(|s| s.auth_mode == AuthMode::Proxy);
+            || self.servers.iter().any(|s| s.auth_mode == AuthMode::Proxy)
+            || self
+                .virtual_servers
+                .iter()
+                .any(|v| v.auth_mode == AuthMode::Proxy);
         for server in self.servers.iter().filter(|s| !s.tls.verify) {
             out.push(format!(
                 "server {}: upstream TLS certificates are not verified (tls.verify: false)",

@@ -2,6 +2,7 @@
 
 use super::tls::{upstream_tls, RawUpstreamTls, UpstreamTls};
 use super::values::{parse_header_name, parse_identity_header_name, Secret};
+use super::virtual_servers::{validate_virtual_servers, VirtualServerSpec};
 use super::ConfigError;
 use http::{HeaderName, Uri};
 use serde::Deserialize;
@@ -65,6 +66,8 @@ pub enum UpstreamCredential {
 struct FileDoc {
     #[serde(default)]
     servers: Vec<RawServer>,
+    #[serde(default)]
+    virtual_servers: Vec<super::virtual_servers::RawVirtualServer>,
 }
 
 #[derive(Deserialize)]
@@ -145,19 +148,30 @@ fn credential(
 /// The servers of a YAML file, credentials read from the process environment.
 #[cfg(test)]
 pub fn parse_servers_yaml(text: &str, file: &str) -> Result<Vec<ServerSpec>, ConfigError> {
-    parse_servers_yaml_with_env(text, file, &|var| std::env::var(var).ok())
+    parse_file_with_env(text, file, &|var| std::env::var(var).ok()).map(|(servers, _)| servers)
 }
 
-pub fn parse_servers_yaml_with_env(
+/// The file's servers and virtual servers.
+pub fn parse_file_with_env(
     text: &str,
     file: &str,
     env: EnvLookup,
-) -> Result<Vec<ServerSpec>, ConfigError> {
+) -> Result<(Vec<ServerSpec>, Vec<VirtualServerSpec>), ConfigError> {
     let doc: FileDoc = serde_yaml::from_str(text)
         .map_err(|e| ConfigError::new(file, format!("invalid YAML: {e}")))?;
+    let servers = servers_of(doc.servers, file, env)?;
+    let names: HashSet<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+    let virtuals = validate_virtual_servers(doc.virtual_servers, &names, file)?;
+    Ok((servers, virtuals))
+}
+
+fn servers_of(
+    raw: Vec<RawServer>,
+    file: &str,
+    env: EnvLookup,
+) -> Result<Vec<ServerSpec>, ConfigError> {
     let mut seen = HashSet::new();
-    doc.servers
-        .into_iter()
+    raw.into_iter()
         .enumerate()
         .map(|(i, raw)| {
             let field = |f: &str| format!("{file}: servers[{i}].{f}");
@@ -497,7 +511,9 @@ servers:
             "C_KEY" => Some("key".to_string()),
             _ => None,
         };
-        let servers = parse_servers_yaml_with_env(yaml, "f", &env).unwrap();
+        let servers = parse_file_with_env(yaml, "f", &env)
+            .map(|(s, _)| s)
+            .unwrap();
         assert_eq!(
             servers[0].upstream_auth,
             UpstreamCredential::Bearer(Secret::new("tok"))
@@ -517,7 +533,9 @@ servers:
             )])
         );
         let missing = |_: &str| None;
-        let e = parse_servers_yaml_with_env(yaml, "f", &missing).unwrap_err();
+        let e = parse_file_with_env(yaml, "f", &missing)
+            .map(|(s, _)| s)
+            .unwrap_err();
         assert!(
             e.to_string().contains("servers[0].upstream_auth.token_env"),
             "{e}"
@@ -526,9 +544,13 @@ servers:
         // A secret in the file itself is not a field.
         let inline =
             "servers:\n  - {name: a, url: http://h/mcp, upstream_auth: {type: bearer, token: x}}\n";
-        assert!(parse_servers_yaml_with_env(inline, "f", &env).is_err());
+        assert!(parse_file_with_env(inline, "f", &env)
+            .map(|(s, _)| s)
+            .is_err());
         let bad_name = "servers:\n  - {name: a, url: http://h/mcp, upstream_auth: {type: headers, headers_env: {\"a b\": C_KEY}}}\n";
-        let e = parse_servers_yaml_with_env(bad_name, "f", &env).unwrap_err();
+        let e = parse_file_with_env(bad_name, "f", &env)
+            .map(|(s, _)| s)
+            .unwrap_err();
         assert!(e.to_string().contains("upstream_auth.headers_env"), "{e}");
     }
 

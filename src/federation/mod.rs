@@ -14,7 +14,11 @@
 //!   caller's behalf over pooled upstream sessions;
 //! - the front (`mcp`, `ws`, `tools`): the HTTP and MCP protocol surface.
 
+pub mod empty;
 pub mod handover;
+pub mod rpc;
+pub mod service;
+pub mod tools;
 
 use crate::identity::Identity;
 use async_trait::async_trait;

@@ -249,13 +249,31 @@ impl AuthPolicy {
     /// A server's policy: `inherit` is the global one; `proxy` and `jwt`
     /// select exactly one method, as the server's own declaration.
     pub fn for_server(settings: &AuthSettings, global: &AuthPolicy, spec: &ServerSpec) -> Self {
-        let mut policy = match spec.auth_mode {
+        Self::for_mode(
+            settings,
+            global,
+            spec.auth_mode,
+            spec.proxy_header.as_ref(),
+            spec.jwt_audience.as_deref(),
+        )
+    }
+
+    /// The rules of [`for_server`](Self::for_server) from the three fields
+    /// that decide them: a virtual server has them too.
+    pub fn for_mode(
+        settings: &AuthSettings,
+        global: &AuthPolicy,
+        auth_mode: AuthMode,
+        proxy_header: Option<&HeaderName>,
+        jwt_audience: Option<&str>,
+    ) -> Self {
+        let mut policy = match auth_mode {
             AuthMode::Inherit => {
                 let mut policy = global.clone();
-                if let (Some(_), Some(h)) = (&policy.proxy_header, &spec.proxy_header) {
+                if let (Some(_), Some(h)) = (&policy.proxy_header, proxy_header) {
                     policy.proxy_header = Some(h.clone());
                 }
-                if let (Some(_), Some(aud)) = (&policy.jwt, &spec.jwt_audience) {
+                if let (Some(_), Some(aud)) = (&policy.jwt, jwt_audience) {
                     policy.jwt = JwtVerifier::new(settings, Some(aud)).map(Arc::new);
                 }
                 policy
@@ -263,8 +281,8 @@ impl AuthPolicy {
             AuthMode::Proxy => AuthPolicy {
                 jwt: None,
                 proxy_header: Some(
-                    spec.proxy_header
-                        .clone()
+                    proxy_header
+                        .cloned()
                         .unwrap_or_else(|| settings.proxy_user_header.clone()),
                 ),
                 proxy_claim: None,
@@ -273,13 +291,8 @@ impl AuthPolicy {
                 auth_required: true,
             },
             AuthMode::Jwt => AuthPolicy {
-                jwt: JwtVerifier::new(
-                    settings,
-                    spec.jwt_audience
-                        .as_deref()
-                        .or(settings.jwt.audience.as_deref()),
-                )
-                .map(Arc::new),
+                jwt: JwtVerifier::new(settings, jwt_audience.or(settings.jwt.audience.as_deref()))
+                    .map(Arc::new),
                 proxy_header: None,
                 proxy_claim: None,
                 trusted_proxies: global.trusted_proxies.clone(),

@@ -38,13 +38,16 @@ impl Gateway {
         let req = session.req_header();
         let routed = Self::server(ctx);
         let route = routed.map(|(_, r)| r);
-        let identity = route.map(|r| &r.identity);
+        let fed = ctx.federation.as_ref();
+        let identity = route.map(|r| &r.identity).or(fed.map(|f| &f.identity));
         access_log::format(
             &access_log::AccessRecord {
                 time: SystemTime::now(),
                 method: req.method.as_str(),
                 path: req.uri.path(),
-                server: routed.map(|(s, _)| s.name.as_str()),
+                server: routed
+                    .map(|(s, _)| s.name.as_str())
+                    .or(fed.and_then(|f| f.virtual_name())),
                 backend: route.and_then(|r| r.selected.as_ref()).map(|s| s.addr),
                 status,
                 duration: elapsed,

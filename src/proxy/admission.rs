@@ -4,7 +4,7 @@
 
 use super::{now_secs, peer, peer_ip, Gateway, RouteCtx};
 use crate::headers::MCP_SESSION_ID;
-use crate::identity::{AuthError, Identity};
+use crate::identity::{AuthError, AuthPolicy, Identity};
 use crate::refusal::Refusal;
 use crate::routing::{self, Endpoint};
 use crate::session::{PinnedSession, SessionError, SessionKind};
@@ -22,12 +22,21 @@ impl Gateway {
         server: &ServerRuntime,
         session: &Session,
     ) -> std::result::Result<Identity, Refusal> {
+        self.authenticate_with(&server.auth, &server.name, session)
+    }
+
+    /// As `authenticate`, under any route's policy; `label` names the
+    /// route in the log line.
+    pub(super) fn authenticate_with(
+        &self,
+        policy: &AuthPolicy,
+        label: &str,
+        session: &Session,
+    ) -> std::result::Result<Identity, Refusal> {
         let metrics = &self.runtime.metrics;
         metrics.auth_attempts.inc();
         let started = Instant::now();
-        let result = server
-            .auth
-            .authenticate(&session.req_header().headers, peer(session));
+        let result = policy.authenticate(&session.req_header().headers, peer(session));
         metrics
             .auth_latency
             .observe(started.elapsed().as_secs_f64());
@@ -44,9 +53,9 @@ impl Gateway {
                 let peer = peer_ip(session).map_or("-".into(), |p| p.to_string());
                 match &e {
                     AuthError::MissingCredential { .. } => {
-                        log::info!("401 {} from {peer}: {}", server.name, e.message())
+                        log::info!("401 {label} from {peer}: {}", e.message())
                     }
-                    _ => log::warn!("401 {} from {peer}: {}", server.name, e.message()),
+                    _ => log::warn!("401 {label} from {peer}: {}", e.message()),
                 }
                 Err(Refusal::Unauthenticated {
                     message: e.message(),

@@ -3,6 +3,7 @@
 
 mod access;
 mod admission;
+mod federation;
 mod framing;
 mod keepalive;
 mod reply;
@@ -12,6 +13,7 @@ pub use keepalive::KeepAlive;
 
 use crate::access_log;
 use crate::cors::UPSTREAM_CORS_HEADERS;
+use crate::federation::service::ServiceAddress;
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
 use crate::identity::{Identity, Peer};
 use crate::legacy_sse::{self, EndpointScanner, Scan};
@@ -39,6 +41,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct Gateway {
     pub runtime: Arc<Runtime>,
     pub routing: Arc<Routing>,
+    /// The federation service's socket and secret; `None`: its routes 404.
+    pub federation: Option<ServiceAddress>,
 }
 
 /// What one request carries from phase to phase.
@@ -48,6 +52,8 @@ pub struct RequestCtx {
     snapshot: Arc<Snapshot>,
     started: Instant,
     route: Option<RouteCtx>,
+    /// Set instead of `route` on a federation route.
+    federation: Option<federation::FederationCtx>,
     /// A browser origin allowed to read the response (CORS).
     origin: Option<String>,
     /// `X-Request-Id`: a trusted proxy's, or made up; sent up and back.
@@ -252,6 +258,7 @@ impl ProxyHttp for Gateway {
             snapshot: self.routing.current(),
             started: Instant::now(),
             route: None,
+            federation: None,
             origin: None,
             request_id: None,
         }
@@ -297,8 +304,11 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         match self.triage(session, ctx) {
-            Ok(route) => {
-                ctx.route = Some(route);
+            Ok(admitted) => {
+                match admitted {
+                    reply::Admitted::Server(route) => ctx.route = Some(route),
+                    reply::Admitted::Federation(fed) => ctx.federation = Some(fed),
+                }
                 let req = session.req_header();
                 if framing::expects_continue(req.version, &req.headers) {
                     session.write_continue_response().await?;
@@ -320,6 +330,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let runtime = &self.runtime;
+        if let Some(fed) = &ctx.federation {
+            return self.federation_peer(session, fed);
+        }
         let Some(route) = ctx.route.as_mut() else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };
@@ -392,6 +405,9 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let Some(fed) = &ctx.federation {
+            return self.federation_request(session, upstream_request, ctx, fed);
+        }
         let Some((server, route)) = Self::server(ctx) else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };

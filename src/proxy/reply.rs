@@ -1,12 +1,19 @@
 //! Writing the responses the gateway answers itself, and turning a failed
 //! proxy attempt into one.
 
+use super::federation::{FederationCtx, Target};
 use super::{peer_ip, Gateway, RequestCtx, RouteCtx};
 use crate::cors::Check;
 use crate::local;
 use crate::refusal::{self, Refusal};
 use crate::responses::{ErrorShape, LocalResponse, SECURITY_HEADERS};
-use crate::routing::{self, Route};
+use crate::routing::{self, Endpoint, Route};
+
+/// What `triage` lets through: a proxied server's route, or a federation one.
+pub(super) enum Admitted {
+    Server(RouteCtx),
+    Federation(FederationCtx),
+}
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -46,11 +53,12 @@ impl Gateway {
         &self,
         session: &Session,
         ctx: &mut RequestCtx,
-    ) -> std::result::Result<RouteCtx, LocalResponse> {
+    ) -> std::result::Result<Admitted, LocalResponse> {
         let req = session.req_header();
         let route = routing::classify(req.uri.path());
         let shape = match route {
             Route::Server { .. } => ErrorShape::JsonRpc,
+            Route::Federation(p) if p.speaks_json_rpc() => ErrorShape::JsonRpc,
             _ => ErrorShape::Plain,
         };
         let snapshot = &ctx.snapshot;
@@ -73,9 +81,27 @@ impl Gateway {
                     )
                     .unwrap_or_else(|r| self.refuse(&r, shape))),
                     Route::NotFound => Err(self.refuse(&Refusal::NotFound, shape)),
-                    Route::Server { name, endpoint } => self
-                        .route(session, snapshot, name, endpoint)
-                        .map_err(|r| self.refuse(&r, shape)),
+                    Route::Federation(path) => self
+                        .admit_federation(session, Target::Path(path))
+                        .map(Admitted::Federation)
+                        .map_err(|(r, shape)| self.refuse(&r, shape)),
+                    Route::Server { name, endpoint } => {
+                        match self.route(session, snapshot, name, endpoint) {
+                            Ok(route) => Ok(Admitted::Server(route)),
+                            // Only a name no server has can be a virtual
+                            // server's: the proxied routes pay nothing.
+                            Err(Refusal::UnknownServer) if endpoint == Endpoint::Mcp => {
+                                match snapshot.virtual_server(name) {
+                                    Some(v) => self
+                                        .admit_federation(session, Target::Virtual(v.clone()))
+                                        .map(Admitted::Federation)
+                                        .map_err(|(r, shape)| self.refuse(&r, shape)),
+                                    None => Err(self.refuse(&Refusal::UnknownServer, shape)),
+                                }
+                            }
+                            Err(r) => Err(self.refuse(&r, shape)),
+                        }
+                    }
                 }
             }
         };
@@ -113,10 +139,10 @@ impl Gateway {
             // without the last chunk, so the client sees the response cut.
             return 0;
         }
-        let shape = if ctx.route.is_some() {
-            ErrorShape::JsonRpc
-        } else {
-            ErrorShape::Plain
+        let shape = match (&ctx.route, &ctx.federation) {
+            (Some(_), _) => ErrorShape::JsonRpc,
+            (None, Some(fed)) => fed.shape(),
+            (None, None) => ErrorShape::Plain,
         };
         let mut response = self.refuse(&refusal, shape);
         let cors = ctx.snapshot.cors.response_headers(ctx.origin.as_deref());

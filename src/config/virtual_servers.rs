@@ -1,0 +1,252 @@
+//! `virtual_servers:` in the YAML file: MCP servers the gateway itself
+//! serves at `/servers/{name}/mcp`, made of tools of registered servers,
+//! each with its own authentication rules.
+
+use super::servers::{is_valid_server_name, AuthMode};
+use super::values::parse_identity_header_name;
+use super::ConfigError;
+use http::HeaderName;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+
+/// What one `include` entry takes: one tool of a server, or all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncludePattern {
+    pub server: String,
+    /// `None`: `server/*`.
+    pub tool: Option<String>,
+}
+
+impl fmt::Display for IncludePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.server, self.tool.as_deref().unwrap_or("*"))
+    }
+}
+
+/// Longest tool name accepted in a pattern (MCP suggests at most 128).
+const MAX_TOOL_NAME: usize = 128;
+
+impl IncludePattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some((server, tool)) = text.split_once('/') else {
+            return Err(format!("{text:?} must be server/tool or server/*"));
+        };
+        if !is_valid_server_name(server) {
+            return Err(format!(
+                "{text:?}: the server name must match [a-z0-9-]{{1,63}}"
+            ));
+        }
+        if tool == "*" {
+            return Ok(IncludePattern {
+                server: server.to_string(),
+                tool: None,
+            });
+        }
+        // Tool names are what upstreams chose; only what can never be a
+        // name (empty, a wildcard inside it, spaces, a slash) is refused.
+        if tool.is_empty()
+            || tool.len() > MAX_TOOL_NAME
+            || tool.contains(['*', '/'])
+            || !tool.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(format!(
+                "{text:?}: the tool must be * or a name of 1 to {MAX_TOOL_NAME} visible ASCII \
+                 characters without '/' or '*'"
+            ));
+        }
+        Ok(IncludePattern {
+            server: server.to_string(),
+            tool: Some(tool.to_string()),
+        })
+    }
+
+    /// Whether this pattern takes `tool` of `server`.
+    pub fn takes(&self, server: &str, tool: &str) -> bool {
+        self.server == server && self.tool.as_deref().is_none_or(|t| t == tool)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServerSpec {
+    pub name: String,
+    pub include: Vec<IncludePattern>,
+    pub auth_mode: AuthMode,
+    pub proxy_header: Option<HeaderName>,
+    pub jwt_audience: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVirtualServer {
+    name: String,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    auth_mode: AuthMode,
+    proxy_header: Option<String>,
+    jwt_audience: Option<String>,
+    description: Option<String>,
+}
+
+/// Validates the file's virtual servers; `real` is the file's server names
+/// (a shared name space: `/servers/{name}/mcp` must mean one thing).
+pub(super) fn validate_virtual_servers(
+    raw: Vec<RawVirtualServer>,
+    real: &HashSet<&str>,
+    file: &str,
+) -> Result<Vec<VirtualServerSpec>, ConfigError> {
+    let mut seen = HashSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let field = |f: &str| format!("{file}: virtual_servers[{i}].{f}");
+            let spec = validate_virtual_server(raw, &field)?;
+            if real.contains(spec.name.as_str()) {
+                return Err(ConfigError::new(
+                    field("name"),
+                    format!(
+                        "{:?} is also the name of a server: /servers/{0}/mcp must name one of them",
+                        spec.name
+                    ),
+                ));
+            }
+            if !seen.insert(spec.name.clone()) {
+                return Err(ConfigError::new(
+                    field("name"),
+                    format!("duplicate virtual server name {:?}", spec.name),
+                ));
+            }
+            Ok(spec)
+        })
+        .collect()
+}
+
+fn validate_virtual_server(
+    raw: RawVirtualServer,
+    field: &dyn Fn(&str) -> String,
+) -> Result<VirtualServerSpec, ConfigError> {
+    if !is_valid_server_name(&raw.name) {
+        return Err(ConfigError::new(
+            field("name"),
+            format!("{:?} must match [a-z0-9-]{{1,63}}", raw.name),
+        ));
+    }
+    if raw.include.is_empty() {
+        return Err(ConfigError::new(
+            field("include"),
+            "at least one server/tool or server/* is required",
+        ));
+    }
+    let include = raw
+        .include
+        .iter()
+        .enumerate()
+        .map(|(j, p)| {
+            IncludePattern::parse(p)
+                .map_err(|e| ConfigError::new(field(&format!("include[{j}]")), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let proxy_header = raw
+        .proxy_header
+        .as_deref()
+        .map(|h| {
+            parse_identity_header_name(h).map_err(|e| ConfigError::new(field("proxy_header"), e))
+        })
+        .transpose()?;
+    if proxy_header.is_some() && raw.auth_mode == AuthMode::Jwt {
+        return Err(ConfigError::new(
+            field("proxy_header"),
+            "only meaningful with auth_mode proxy or inherit",
+        ));
+    }
+    if raw.jwt_audience.is_some() && raw.auth_mode == AuthMode::Proxy {
+        return Err(ConfigError::new(
+            field("jwt_audience"),
+            "only meaningful with auth_mode jwt or inherit",
+        ));
+    }
+    if raw
+        .description
+        .as_deref()
+        .is_some_and(|d| d.len() > 4096 || d.chars().any(|c| c.is_control() && c != '\n'))
+    {
+        return Err(ConfigError::new(
+            field("description"),
+            "must be at most 4096 characters without control characters",
+        ));
+    }
+    Ok(VirtualServerSpec {
+        name: raw.name,
+        include,
+        auth_mode: raw.auth_mode,
+        proxy_header,
+        jwt_audience: raw.jwt_audience,
+        description: raw.description,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Vec<VirtualServerSpec>, String> {
+        let raw: Vec<RawVirtualServer> = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+        validate_virtual_servers(raw, &HashSet::from(["github"]), "f").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_complete_virtual_server() {
+        let v = parse(
+            "- name: dev\n  include: [github/*, jira/create_issue]\n  auth_mode: proxy\n  proxy_header: X-Employee-Id\n  description: Dev tools\n",
+        )
+        .unwrap();
+        assert_eq!(v[0].name, "dev");
+        assert_eq!(v[0].auth_mode, AuthMode::Proxy);
+        assert_eq!(v[0].proxy_header.as_ref().unwrap(), "x-employee-id");
+        let shown: Vec<String> = v[0].include.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["github/*", "jira/create_issue"]);
+        assert!(v[0].include[0].takes("github", "anything"));
+        assert!(v[0].include[1].takes("jira", "create_issue"));
+        assert!(!v[0].include[1].takes("jira", "delete_issue"));
+        assert!(!v[0].include[0].takes("jira", "x"));
+    }
+
+    #[test]
+    fn refusals_name_the_field_and_the_problem() {
+        for (yaml, expect) in [
+            ("- {name: Dev, include: [a/*]}", "virtual_servers[0].name"),
+            ("- {name: dev}", "at least one"),
+            ("- {name: dev, include: [a]}", "include[0]"),
+            ("- {name: dev, include: [a/]}", "include[0]"),
+            ("- {name: dev, include: [a/b*]}", "include[0]"),
+            ("- {name: dev, include: [A/b]}", "include[0]"),
+            ("- {name: dev, include: [a/b c]}", "include[0]"),
+            (
+                "- {name: github, include: [a/*]}",
+                "also the name of a server",
+            ),
+            (
+                "- {name: d, include: [a/*]}\n- {name: d, include: [b/*]}",
+                "duplicate virtual server",
+            ),
+            (
+                "- {name: d, include: [a/*], auth_mode: jwt, proxy_header: X-U}",
+                "proxy_header",
+            ),
+            (
+                "- {name: d, include: [a/*], auth_mode: proxy, jwt_audience: x}",
+                "jwt_audience",
+            ),
+            ("- {name: d, include: [a/*], urls: [x]}", "unknown field"),
+            (
+                "- {name: d, include: [a/*], auth_mode: oauth}",
+                "unknown variant",
+            ),
+        ] {
+            let e = parse(yaml).unwrap_err();
+            assert!(e.contains(expect), "{yaml}: {e}");
+        }
+    }
+}

@@ -14,7 +14,11 @@
 //!   caller's behalf over pooled upstream sessions;
 //! - the front (`mcp`, `ws`, `tools`): the HTTP and MCP protocol surface.
 
+pub mod binding;
+pub mod front;
 pub mod handover;
+pub mod mcp;
+pub mod ws;
 
 use crate::identity::Identity;
 use async_trait::async_trait;

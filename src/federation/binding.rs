@@ -113,11 +113,6 @@ impl Bindings {
     fn forget(&self, session: &str) {
         self.lock().by_session.remove(session);
     }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.lock().by_session.len()
-    }
 }
 
 fn json_error(status: StatusCode, code: i64, message: &str) -> Response {

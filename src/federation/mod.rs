@@ -16,6 +16,8 @@
 
 pub mod binding;
 pub mod front;
+#[cfg(test)]
+mod front_tests;
 pub mod handover;
 pub mod mcp;
 pub mod ws;

@@ -162,34 +162,36 @@ pub async fn bind_sessions(
             );
         }
     }
-    let opened = headers.is_empty();
-    let deleted = (request.method() == http::Method::DELETE)
-        .then(|| {
-            headers
-                .first()
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .flatten();
+    let session = headers
+        .first()
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let deleting = request.method() == http::Method::DELETE;
 
     let gone = CancellationToken::new();
     request.extensions_mut().insert(ClientGone(gone.clone()));
     let response = next.run(request).await;
 
-    if opened && response.status().is_success() {
-        if let Some(id) = response
-            .headers()
-            .get(SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
+    match &session {
+        None if response.status().is_success() => {
+            if let Some(id) = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                bindings.bind(id.to_owned(), who).await;
+            }
+        }
+        // Closed by the client, or gone on rmcp's side (idle): forget it.
+        Some(id)
+            if (deleting && response.status().is_success())
+                || response.status() == StatusCode::NOT_FOUND =>
         {
-            bindings.bind(id.to_owned(), who).await;
+            bindings.forget(id);
         }
+        _ => {}
     }
-    if let Some(id) = deleted {
-        if response.status().is_success() {
-            bindings.forget(&id);
-        }
-    }
+    let response = as_json_rpc_error(response).await;
     let (parts, body) = response.into_parts();
     Response::from_parts(
         parts,
@@ -198,6 +200,55 @@ pub async fn bind_sessions(
             guard: Some(gone.drop_guard()),
         }),
     )
+}
+
+/// The JSON-RPC code of a refusal rmcp wrote itself, by its status: the
+/// codes of the core's refusals (`refusal::code`), so a client sees one
+/// table whichever part of the gateway refused.
+pub fn rpc_code_for(status: StatusCode) -> i64 {
+    use crate::refusal::code;
+    match status.as_u16() {
+        404 => code::UNKNOWN_SESSION,
+        405 => code::METHOD_NOT_ALLOWED,
+        403 => code::ORIGIN_NOT_ALLOWED,
+        400..=499 => code::INVALID_REQUEST,
+        _ => code::INTERNAL_ERROR,
+    }
+}
+
+/// Longest rmcp refusal text carried into the JSON message.
+const MAX_REFUSAL_TEXT: usize = 1024;
+
+/// rmcp answers some refusals (unknown or expired session, wrong `Accept`
+/// or `Content-Type`, body too large) in plain text; the gateway's rule is
+/// a JSON body for every error, with the same status and rmcp's words.
+async fn as_json_rpc_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REFUSAL_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut rewritten = json_error(status, rpc_code_for(status), &message);
+    // `Allow` and the like stay: only the body changes.
+    for (name, value) in parts.headers.iter() {
+        if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+            rewritten.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    rewritten
 }
 
 /// A response body that fires the request's [`ClientGone`] if it is
@@ -230,6 +281,15 @@ mod tests {
             principal: "alice".into(),
             scope: None,
         }
+    }
+
+    #[test]
+    fn rmcp_refusals_get_the_core_codes() {
+        assert_eq!(rpc_code_for(StatusCode::NOT_FOUND), -32001);
+        assert_eq!(rpc_code_for(StatusCode::METHOD_NOT_ALLOWED), -32008);
+        assert_eq!(rpc_code_for(StatusCode::NOT_ACCEPTABLE), -32600);
+        assert_eq!(rpc_code_for(StatusCode::PAYLOAD_TOO_LARGE), -32600);
+        assert_eq!(rpc_code_for(StatusCode::INTERNAL_SERVER_ERROR), -32603);
     }
 
     #[test]

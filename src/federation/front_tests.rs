@@ -427,6 +427,40 @@ async fn a_session_opened_by_alice_is_refused_to_bob_and_to_another_scope() {
 }
 
 #[tokio::test]
+async fn rmcp_refusals_and_closed_sessions_answer_in_json() {
+    let h = start().await;
+    let http = reqwest::Client::new();
+    let mcp = format!("http://{}/mcp", h.addr);
+    let refused = http
+        .post(&mcp)
+        .header("accept", "text/plain")
+        .header("content-type", "application/json")
+        .json(&initialize(1))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), reqwest::StatusCode::NOT_ACCEPTABLE);
+    let body: Value = refused.json().await.expect("a JSON body");
+    assert_eq!(body["error"]["code"], -32600);
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("accept"), "{body}");
+
+    let session = open_session(&http, &mcp, "alice").await;
+    let deleted = http
+        .delete(&mcp)
+        .header("mcp-session-id", &session)
+        .header("x-test-user", "alice")
+        .send()
+        .await
+        .expect("delete");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, _, body) = post(&http, &mcp, "alice", Some(&session), list).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(body[0]["error"]["code"], -32001);
+}
+
+#[tokio::test]
 async fn a_virtual_server_lists_and_calls_only_what_it_includes() {
     let h = start().await;
     let http = reqwest::Client::new();

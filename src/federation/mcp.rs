@@ -70,6 +70,14 @@ impl Binding {
     }
 }
 
+impl Binding {
+    /// Whether this request's caller and scope are the session's own
+    /// (without building a `Binding`: this runs on every request).
+    pub fn holds(&self, caller: &Caller, scope: &Scope) -> bool {
+        self.principal == caller.identity.principal() && self.scope.as_deref() == scope_name(scope)
+    }
+}
+
 pub fn scope_name(scope: &Scope) -> Option<&str> {
     match scope {
         Scope::Everything => None,
@@ -143,7 +151,7 @@ impl FederationHandler {
             }
         };
         if let Some(bound) = self.bound.get() {
-            if *bound != Binding::of(&caller, &scope) {
+            if !bound.holds(&caller, &scope) {
                 return Err(ErrorData::new(
                     ErrorCode(UNKNOWN_SESSION),
                     "unknown session",

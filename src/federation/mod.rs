@@ -14,11 +14,17 @@
 //!   caller's behalf over pooled upstream sessions;
 //! - the front (`mcp`, `ws`, `tools`): the HTTP and MCP protocol surface.
 
+pub mod binding;
 pub mod empty;
+pub mod front;
+#[cfg(test)]
+mod front_tests;
 pub mod handover;
+pub mod mcp;
 pub mod rpc;
 pub mod service;
 pub mod tools;
+pub mod ws;
 
 use crate::identity::Identity;
 use async_trait::async_trait;

@@ -6,7 +6,7 @@ pub(crate) mod registry;
 
 use crate::admin::AdminService;
 use crate::config::{ConfigError, Settings, Source};
-use crate::federation::empty::EmptyFederation;
+use crate::catalog::{CatalogFederation, CatalogOptions};
 use crate::federation::service::{self, BoundSocket};
 use crate::federation::SharedFederation;
 use crate::lifecycle::{self, DrainThenStop, Lifecycle};
@@ -27,6 +27,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use registry::{RegistryService, RoutingApplier};
 use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -174,8 +175,17 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         }
     };
     let federation_address = socket.address.clone();
-    // The catalog: swap this line for `CatalogFederation` when it lands.
-    let federation: SharedFederation = Arc::new(EmptyFederation::new(routing.clone()));
+    let virtuals = routing.clone();
+    let catalog = Arc::new(CatalogFederation::new(
+        routing.clone(),
+        &CatalogOptions::from_settings(&settings),
+        Box::new(move |name: &str| {
+            virtuals
+                .current()
+                .virtual_server(name)
+                .map(|v| v.scope.clone())
+        }),
+    ));
 
     let listen = SocketAddr::new(settings.listen.host, settings.listen.port).to_string();
     let gateway = pingora::proxy::http_proxy(
@@ -223,7 +233,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         "federation",
         FederationService {
             socket: Mutex::new(Some(socket)),
-            federation,
+            catalog,
         },
     ));
     server.add_service(background_service(
@@ -301,7 +311,7 @@ fn apply_once(
 /// is removed.
 struct FederationService {
     socket: Mutex<Option<BoundSocket>>,
-    federation: SharedFederation,
+    catalog: Arc<CatalogFederation>,
 }
 
 #[async_trait]
@@ -310,10 +320,19 @@ impl BackgroundService for FederationService {
         let Some(socket) = self.socket.lock().ok().and_then(|mut s| s.take()) else {
             return;
         };
-        let app = service::app(self.federation.clone(), socket.address.secret.clone());
+        let federation: SharedFederation = self.catalog.clone();
+        let app = service::app(federation, socket.address.secret.clone());
+        let stop = CancellationToken::new();
+        let catalog = self.catalog.clone();
+        let refresh = tokio::spawn({
+            let stop = stop.clone();
+            async move { catalog.run(stop).await }
+        });
         service::serve(socket, app, async move {
             let _ = shutdown.changed().await;
         })
         .await;
+        stop.cancel();
+        let _ = refresh.await;
     }
 }

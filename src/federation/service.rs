@@ -108,8 +108,7 @@ struct HandoverState {
 /// The app: the JSON endpoints, the front's MCP routes, and the hand-over
 /// check in front of all of them.
 pub fn app(fed: SharedFederation, secret: http::HeaderValue) -> Router {
-    // front: app_with(fed.clone(), secret, front::router(fed))
-    app_with(fed, secret, Router::new())
+    app_with(fed.clone(), secret, super::front::router(fed))
 }
 
 /// [`app`] with the MCP front's routes (`/mcp`, `/servers/{name}/mcp`,

@@ -380,3 +380,82 @@ async fn a_cancelled_call_is_cancelled_upstream() {
         .expect("echo after a cancel");
     assert_eq!(text(&r), "after");
 }
+
+/// Waits (without a timed assertion: the limit only ends a hung test) until
+/// the catalog satisfies `done`.
+async fn until(fed: &CatalogFederation, what: &str, done: impl Fn(&CatalogFederation) -> bool) {
+    let mut changes = fed.changes();
+    while !done(fed) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), changes.changed())
+            .await
+            .unwrap_or_else(|_| panic!("the catalog never came to have {what}"))
+            .expect("the catalog store is alive");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_refresh_follows_the_routing_snapshot() {
+    let one = Demo::start("d1");
+    let two = Demo::start("d2");
+    let yaml = |servers: &[(&str, &Demo)]| {
+        let mut out = String::from("servers:\n");
+        for (name, demo) in servers {
+            out.push_str(&format!("  - {{name: {name}, urls: [{}]}}\n", demo.url()));
+        }
+        out
+    };
+    let env = [
+        ("MCP_CLIENT_AUTH_ENABLED", "false"),
+        ("TRUST_PROXY_AUTH", "true"),
+    ];
+    let settings = |text: &str| {
+        Settings::load(&Source::from_pairs(env), Some(("gateway.yaml", text))).expect("settings")
+    };
+    let first = settings(&yaml(&[("one", &one)]));
+    let routing = Routing::from_settings(&first).await.expect("routing");
+    let fed = Arc::new(CatalogFederation::new(
+        routing.clone(),
+        &CatalogOptions::from_settings(&first),
+        Box::new(no_virtual_servers),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let fed = fed.clone();
+        let stop = stop.clone();
+        async move { fed.run(stop).await }
+    });
+    let servers = |fed: &CatalogFederation| -> Vec<String> {
+        fed.catalog()
+            .servers
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    until(&fed, "server one", |f| servers(f) == ["one"]).await;
+
+    // A server added to the routing is gathered at once, not at the next interval.
+    let both = settings(&yaml(&[("one", &one), ("two", &two)]));
+    routing.apply(both.servers.clone()).await.expect("apply");
+    until(&fed, "servers one and two", |f| {
+        servers(f) == ["one", "two"]
+    })
+    .await;
+    let anyone = caller(Some("alice"), &[]);
+    let names: Vec<String> = fed
+        .list_tools(&anyone, &Scope::Everything)
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["one-echo", "one-whoami", "two-echo", "two-whoami"]);
+
+    // A removed one leaves the catalog.
+    let only_two = settings(&yaml(&[("two", &two)]));
+    routing
+        .apply(only_two.servers.clone())
+        .await
+        .expect("apply");
+    until(&fed, "server two alone", |f| servers(f) == ["two"]).await;
+
+    stop.cancel();
+    running.await.expect("the refresher stops");
+}

@@ -77,6 +77,9 @@ struct Cli {
     /// notifications M ms apart, then the result [env: DEMO_PROGRESS_TOOL=1]
     #[arg(long)]
     progress_tool: bool,
+    /// Offer the prompt `greet` ({"who"}) and the resource `demo://readme`
+    #[arg(long)]
+    prompts_and_resources: bool,
 }
 
 enum Session {
@@ -231,10 +234,18 @@ fn handle_rpc(
     let method = msg.get("method")?.as_str()?;
     let params = msg.get("params").unwrap_or(&Value::Null);
     let outcome = match method {
-        "initialize" => Ok(initialize_result(params)),
+        "initialize" => Ok(initialize_result(
+            params,
+            state.behaviour.prompts_and_resources,
+        )),
         "ping" => Ok(json!({})),
         "tools/list" => Ok(tools_list(state.behaviour.progress_tool)),
         "tools/call" => call_tool(state, session, headers, params),
+        "prompts/list" | "prompts/get" | "resources/list" | "resources/read"
+            if state.behaviour.prompts_and_resources =>
+        {
+            prompts_and_resources(method, params)
+        }
         _ => Err((METHOD_NOT_FOUND, format!("Method not found: {method}"))),
     };
     Some(match outcome {
@@ -243,15 +254,51 @@ fn handle_rpc(
     })
 }
 
-fn initialize_result(params: &Value) -> Value {
+/// The prompt `greet` and the resource `demo://readme` (`--prompts-and-resources`).
+fn prompts_and_resources(method: &str, params: &Value) -> Result<Value, (i64, String)> {
+    let invalid = |m: &str| (INVALID_PARAMS, m.to_owned());
+    match method {
+        "prompts/list" => Ok(
+            json!({"prompts": [{"name": "greet", "description": "Greets someone.",
+            "arguments": [{"name": "who", "required": true}]}]}),
+        ),
+        "prompts/get" => {
+            if params.get("name").and_then(Value::as_str) != Some("greet") {
+                return Err(invalid("unknown prompt"));
+            }
+            let who = params
+                .pointer("/arguments/who")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("greet needs the argument `who`"))?;
+            Ok(json!({"messages": [{"role": "user",
+                "content": {"type": "text", "text": format!("Hello, {who}!")}}]}))
+        }
+        "resources/list" => Ok(
+            json!({"resources": [{"uri": "demo://readme", "name": "readme",
+            "mimeType": "text/plain"}]}),
+        ),
+        _ => match params.get("uri").and_then(Value::as_str) {
+            Some("demo://readme") => Ok(json!({"contents": [{"uri": "demo://readme",
+                "mimeType": "text/plain", "text": "This is the demo server."}]})),
+            _ => Err(invalid("unknown resource")),
+        },
+    }
+}
+
+fn initialize_result(params: &Value, prompts_and_resources: bool) -> Value {
     let version = params
         .get("protocolVersion")
         .and_then(Value::as_str)
         .filter(|v| SUPPORTED_VERSIONS.contains(v))
         .unwrap_or(LATEST_VERSION);
+    let capabilities = if prompts_and_resources {
+        json!({"tools": {}, "prompts": {}, "resources": {}})
+    } else {
+        json!({"tools": {}})
+    };
     json!({
         "protocolVersion": version,
-        "capabilities": {"tools": {}},
+        "capabilities": capabilities,
         "serverInfo": {"name": "mcp-demo-server", "version": env!("CARGO_PKG_VERSION")},
     })
 }
@@ -580,6 +627,7 @@ async fn main() -> ExitCode {
         echo_session_id: cli.echo_session_id || echo_env,
         sse_endpoint,
         progress_tool: cli.progress_tool || progress_env,
+        prompts_and_resources: cli.prompts_and_resources,
     };
     // Fail at start, not on the first session, if ids cannot be made.
     if let Err(e) = new_session_id() {

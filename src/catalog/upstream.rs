@@ -12,7 +12,8 @@ use crate::upstream::ServerUpstream;
 use http::HeaderValue;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, ErrorCode, JsonObject, ServerResult,
+    ClientRequest, ErrorCode, GetPromptRequest, GetPromptRequestParams, GetPromptResult,
+    JsonObject, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResult, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, ServiceError};
 use std::collections::HashMap;
@@ -135,6 +136,82 @@ impl SessionPool {
         arguments: Option<JsonObject>,
         context: CallContext,
     ) -> Result<CallToolResult, CallError> {
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        if let Some(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        match self
+            .request(server, caller, identity, request, context)
+            .await?
+        {
+            ServerResult::CallToolResult(result) => Ok(result),
+            _ => Err(CallError::Upstream(format!(
+                "server {}: unexpected answer to tools/call",
+                server.name
+            ))),
+        }
+    }
+
+    /// `prompts/get` of `prompt` (the server's own name) on `server`.
+    pub async fn get_prompt(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+        prompt: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<GetPromptResult, CallError> {
+        let mut params = GetPromptRequestParams::new(prompt);
+        if let Some(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
+        let context = CallContext::default();
+        match self
+            .request(server, caller, identity, request, context)
+            .await?
+        {
+            ServerResult::GetPromptResult(result) => Ok(result),
+            _ => Err(CallError::Upstream(format!(
+                "server {}: unexpected answer to prompts/get",
+                server.name
+            ))),
+        }
+    }
+
+    /// `resources/read` of `uri` on `server`.
+    pub async fn read_resource(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+        uri: &str,
+    ) -> Result<ReadResourceResult, CallError> {
+        let params = ReadResourceRequestParams::new(uri);
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params));
+        let context = CallContext::default();
+        match self
+            .request(server, caller, identity, request, context)
+            .await?
+        {
+            ServerResult::ReadResourceResult(result) => Ok(result),
+            _ => Err(CallError::Upstream(format!(
+                "server {}: unexpected answer to resources/read",
+                server.name
+            ))),
+        }
+    }
+
+    /// One request over the caller's pooled session to `server`.
+    async fn request(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+        request: ClientRequest,
+        context: CallContext,
+    ) -> Result<ServerResult, CallError> {
         let headers = self.plan_headers(server, caller, identity);
         let key = PoolKey::new(server, identity, &headers);
         let slot = {
@@ -161,7 +238,7 @@ impl SessionPool {
                 return Err(CallError::Upstream(format!("server {}: {e}", server.name)));
             }
         };
-        let result = self.send(&pooled, tool, arguments, context).await;
+        let result = self.send(&pooled, request, context).await;
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
         if let Err(CallError::Upstream(_)) = &result {
             if pooled.session.is_closed() {
@@ -225,15 +302,9 @@ impl SessionPool {
     async fn send(
         &self,
         pooled: &Pooled,
-        tool: &str,
-        arguments: Option<JsonObject>,
+        request: ClientRequest,
         context: CallContext,
-    ) -> Result<CallToolResult, CallError> {
-        let mut params = CallToolRequestParams::new(tool.to_string());
-        if let Some(arguments) = arguments {
-            params = params.with_arguments(arguments);
-        }
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    ) -> Result<ServerResult, CallError> {
         let options =
             PeerRequestOptions::with_timeout(self.timeouts.read).reset_timeout_on_progress();
         let handle = pooled
@@ -262,10 +333,7 @@ impl SessionPool {
             }
         };
         match response {
-            Ok(ServerResult::CallToolResult(result)) => Ok(result),
-            Ok(_) => Err(CallError::Upstream(
-                "unexpected answer to tools/call".into(),
-            )),
+            Ok(result) => Ok(result),
             Err(ServiceError::McpError(e)) if e.code == ErrorCode::INVALID_PARAMS => {
                 Err(CallError::InvalidArguments(e.message.to_string()))
             }

@@ -459,3 +459,68 @@ async fn the_background_refresh_follows_the_routing_snapshot() {
     stop.cancel();
     running.await.expect("the refresher stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_resources_are_listed_and_fetched_from_their_server() {
+    let demo = Demo::start_with("d1", &["--prompts-and-resources"]);
+    let fed = federation(&demo).await;
+    fed.refresh(false).await;
+    let alice = caller(Some("alice"), &[]);
+    let prompts: Vec<String> = fed
+        .list_prompts(&alice, &Scope::Everything)
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(prompts, ["demo-greet"]);
+    let resources: Vec<String> = fed
+        .list_resources(&alice, &Scope::Everything)
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(resources, ["demo://readme"]);
+
+    let greeting = fed
+        .get_prompt(
+            &alice,
+            &Scope::Everything,
+            "demo-greet",
+            args(json!({"who": "alice"})),
+        )
+        .await
+        .expect("prompts/get");
+    let v = serde_json::to_value(&greeting).unwrap();
+    assert_eq!(v["messages"][0]["content"]["text"], "Hello, alice!");
+    let bare = fed
+        .get_prompt(
+            &alice,
+            &Scope::Everything,
+            "greet",
+            args(json!({"who": "b"})),
+        )
+        .await
+        .expect("prompts/get by bare name");
+    let v = serde_json::to_value(&bare).unwrap();
+    assert_eq!(v["messages"][0]["content"]["text"], "Hello, b!");
+
+    let readme = fed
+        .read_resource(&alice, &Scope::Everything, "demo://readme")
+        .await
+        .expect("resources/read");
+    let v = serde_json::to_value(&readme).unwrap();
+    assert_eq!(v["contents"][0]["text"], "This is the demo server.");
+    assert_eq!(
+        fed.read_resource(&alice, &Scope::Everything, "demo://nope")
+            .await
+            .unwrap_err(),
+        CallError::UnknownTool("demo://nope".into())
+    );
+
+    // Nobody the server's policy refuses sees or fetches them.
+    let nobody = caller(None, &[]);
+    assert!(fed.list_prompts(&nobody, &Scope::Everything).is_empty());
+    let err = fed
+        .read_resource(&nobody, &Scope::Everything, "demo://readme")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Forbidden(_)), "{err:?}");
+}

@@ -61,6 +61,28 @@ struct Slot {
     last_used: AtomicU64,
 }
 
+/// Why a request failed, and whether the session broke with it.
+struct Failure {
+    error: CallError,
+    transport: bool,
+}
+
+impl Failure {
+    fn transport(message: String) -> Self {
+        Failure {
+            error: CallError::Upstream(message),
+            transport: true,
+        }
+    }
+
+    fn reply(error: CallError) -> Self {
+        Failure {
+            error,
+            transport: false,
+        }
+    }
+}
+
 /// Timeouts of upstream sessions.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -240,14 +262,18 @@ impl SessionPool {
         };
         let result = self.send(&pooled, request, context).await;
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
-        if let Err(CallError::Upstream(_)) = &result {
-            if pooled.session.is_closed() {
+        result.map_err(|failure| {
+            // A broken session is not kept for the next call (the server's
+            // own JSON-RPC errors leave it usable).
+            if failure.transport || pooled.session.is_closed() {
                 self.forget(&key, &slot);
             }
-        }
-        result.map_err(|e| match e {
-            CallError::Upstream(m) => CallError::Upstream(format!("server {}: {m}", server.name)),
-            other => other,
+            match failure.error {
+                CallError::Upstream(m) => {
+                    CallError::Upstream(format!("server {}: {m}", server.name))
+                }
+                other => other,
+            }
         })
     }
 
@@ -304,7 +330,7 @@ impl SessionPool {
         pooled: &Pooled,
         request: ClientRequest,
         context: CallContext,
-    ) -> Result<ServerResult, CallError> {
+    ) -> Result<ServerResult, Failure> {
         let options =
             PeerRequestOptions::with_timeout(self.timeouts.read).reset_timeout_on_progress();
         let handle = pooled
@@ -312,7 +338,7 @@ impl SessionPool {
             .peer()
             .send_cancellable_request(request, options)
             .await
-            .map_err(|e| CallError::Upstream(e.to_string()))?;
+            .map_err(|e| Failure::transport(e.to_string()))?;
         let _watch = context.progress.clone().map(|sink| {
             pooled
                 .handler
@@ -329,19 +355,23 @@ impl SessionPool {
                     Some("the caller cancelled".into()),
                 );
                 let _ = peer.notify_cancelled(note).await;
-                return Err(CallError::Cancelled);
+                return Err(Failure::reply(CallError::Cancelled));
             }
         };
         match response {
             Ok(result) => Ok(result),
-            Err(ServiceError::McpError(e)) if e.code == ErrorCode::INVALID_PARAMS => {
-                Err(CallError::InvalidArguments(e.message.to_string()))
-            }
-            Err(ServiceError::McpError(e)) => Err(CallError::Upstream(format!(
+            Err(ServiceError::McpError(e)) if e.code == ErrorCode::INVALID_PARAMS => Err(
+                Failure::reply(CallError::InvalidArguments(e.message.to_string())),
+            ),
+            Err(ServiceError::McpError(e)) => Err(Failure::reply(CallError::Upstream(format!(
                 "error {}: {}",
                 e.code.0, e.message
-            ))),
-            Err(e) => Err(CallError::Upstream(e.to_string())),
+            )))),
+            // A timeout leaves the session usable; anything else is the transport.
+            Err(e @ ServiceError::Timeout { .. }) => {
+                Err(Failure::reply(CallError::Upstream(e.to_string())))
+            }
+            Err(e) => Err(Failure::transport(e.to_string())),
         }
     }
 }

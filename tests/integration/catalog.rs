@@ -279,12 +279,16 @@ async fn a_dead_server_keeps_its_tools_listed_as_unavailable() {
     let fed = federation(&demo).await;
     fed.refresh(false).await;
     let generation = *fed.changes().borrow();
+    let alice = caller(Some("alice"), &[]);
+    call(&fed, &alice, "demo-echo", args(json!({"message": "x"})))
+        .await
+        .expect("echo while the server is up");
+    assert_eq!(fed.pooled_sessions(), 1);
     demo.proc.child.kill().expect("kill the demo server");
     demo.proc.child.wait().expect("reap it");
     let report = fed.refresh(true).await;
     assert_eq!(report.failed, ["demo"], "{report:?}");
     assert!(*fed.changes().borrow() > generation);
-    let alice = caller(Some("alice"), &[]);
     let entries = fed.tool_entries(&alice, &Scope::Everything);
     assert_eq!(entries.len(), 2);
     for e in &entries {
@@ -297,6 +301,8 @@ async fn a_dead_server_keeps_its_tools_listed_as_unavailable() {
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::Upstream(_)), "{err:?}");
+    // The broken session is not kept for the next call.
+    assert_eq!(fed.pooled_sessions(), 0);
 }
 
 /// The demo server's `/healthz` counter of `notifications/cancelled`.

@@ -99,6 +99,9 @@ struct AppState {
     /// `notifications/cancelled` received, so a test can tell a
     /// cancellation reached this server.
     cancellations: AtomicU64,
+    /// `POST /tools-changed` sends `notifications/tools/list_changed` on
+    /// every open server-to-client stream.
+    list_changed: tokio::sync::broadcast::Sender<()>,
 }
 
 impl AppState {
@@ -114,6 +117,7 @@ impl AppState {
             sessions: Mutex::new(HashMap::new()),
             mcp_requests: AtomicU64::new(0),
             cancellations: AtomicU64::new(0),
+            list_changed: tokio::sync::broadcast::channel(16).0,
         }
     }
 
@@ -527,7 +531,25 @@ async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, R
         let event = format!("id: {n}\nevent: message\ndata: {note}\n\n");
         Some((event, (interval, n + 1, name)))
     });
-    Ok(sse_response(ticks))
+    let changes = stream::unfold(state.list_changed.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(()) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        Some((format!("event: message\ndata: {note}\n\n"), rx))
+    });
+    Ok(sse_response(stream::select(ticks, changes)))
+}
+
+/// Tells every open server-to-client stream that the tool list changed;
+/// answers how many streams were told.
+async fn tools_changed(State(state): Shared) -> Json<Value> {
+    let streams = state.list_changed.send(()).unwrap_or(0);
+    Json(json!({ "streams": streams }))
 }
 
 async fn mcp_delete(State(state): Shared, headers: HeaderMap) -> Result<StatusCode, Reject> {
@@ -658,6 +680,7 @@ async fn serve(listen: &str, name: String, behaviour: Behaviour) -> std::io::Res
         .route("/sse", get(legacy_sse))
         .route("/message", post(legacy_message))
         .route("/healthz", get(healthz))
+        .route("/tools-changed", post(tools_changed))
         .with_state(Arc::new(AppState::with_behaviour(&name, behaviour)));
 
     // Not graceful shutdown: the SSE streams never end on their own, so

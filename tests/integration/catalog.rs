@@ -530,3 +530,39 @@ async fn prompts_and_resources_are_listed_and_fetched_from_their_server() {
         .unwrap_err();
     assert!(matches!(err, CallError::Forbidden(_)), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_list_changed_notification_makes_it_gathered_again() {
+    let demo = Demo::start("d1");
+    let fed = Arc::new(federation(&demo).await);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let fed = fed.clone();
+        let stop = stop.clone();
+        async move { fed.run(stop).await }
+    });
+    let checked = |fed: &CatalogFederation| fed.catalog().server("demo").map(|s| s.checked_at);
+    until(&fed, "server demo", |f| checked(f).is_some()).await;
+    let first = checked(&fed);
+    // The gateway's own session opens its event stream in the background:
+    // tell the server once that stream is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let told = crate::harness::request(&demo.addr, "POST", "/tools-changed", &[], "").json()
+            ["streams"]
+            .as_u64()
+            .unwrap_or(0);
+        if told > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never opened its stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Gathered again long before the 300 s interval.
+    until(&fed, "a second gathering", |f| checked(f) != first).await;
+    stop.cancel();
+    running.await.expect("the refresher stops");
+}

@@ -77,6 +77,9 @@ struct Cli {
     /// notifications M ms apart, then the result [env: DEMO_PROGRESS_TOOL=1]
     #[arg(long)]
     progress_tool: bool,
+    /// Offer the prompt `greet` ({"who"}) and the resource `demo://readme`
+    #[arg(long)]
+    prompts_and_resources: bool,
 }
 
 enum Session {
@@ -96,6 +99,9 @@ struct AppState {
     /// `notifications/cancelled` received, so a test can tell a
     /// cancellation reached this server.
     cancellations: AtomicU64,
+    /// `POST /tools-changed` sends `notifications/tools/list_changed` on
+    /// every open server-to-client stream.
+    list_changed: tokio::sync::broadcast::Sender<()>,
 }
 
 impl AppState {
@@ -111,6 +117,7 @@ impl AppState {
             sessions: Mutex::new(HashMap::new()),
             mcp_requests: AtomicU64::new(0),
             cancellations: AtomicU64::new(0),
+            list_changed: tokio::sync::broadcast::channel(16).0,
         }
     }
 
@@ -231,10 +238,18 @@ fn handle_rpc(
     let method = msg.get("method")?.as_str()?;
     let params = msg.get("params").unwrap_or(&Value::Null);
     let outcome = match method {
-        "initialize" => Ok(initialize_result(params)),
+        "initialize" => Ok(initialize_result(
+            params,
+            state.behaviour.prompts_and_resources,
+        )),
         "ping" => Ok(json!({})),
         "tools/list" => Ok(tools_list(state.behaviour.progress_tool)),
         "tools/call" => call_tool(state, session, headers, params),
+        "prompts/list" | "prompts/get" | "resources/list" | "resources/read"
+            if state.behaviour.prompts_and_resources =>
+        {
+            prompts_and_resources(method, params)
+        }
         _ => Err((METHOD_NOT_FOUND, format!("Method not found: {method}"))),
     };
     Some(match outcome {
@@ -243,15 +258,51 @@ fn handle_rpc(
     })
 }
 
-fn initialize_result(params: &Value) -> Value {
+/// The prompt `greet` and the resource `demo://readme` (`--prompts-and-resources`).
+fn prompts_and_resources(method: &str, params: &Value) -> Result<Value, (i64, String)> {
+    let invalid = |m: &str| (INVALID_PARAMS, m.to_owned());
+    match method {
+        "prompts/list" => Ok(
+            json!({"prompts": [{"name": "greet", "description": "Greets someone.",
+            "arguments": [{"name": "who", "required": true}]}]}),
+        ),
+        "prompts/get" => {
+            if params.get("name").and_then(Value::as_str) != Some("greet") {
+                return Err(invalid("unknown prompt"));
+            }
+            let who = params
+                .pointer("/arguments/who")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("greet needs the argument `who`"))?;
+            Ok(json!({"messages": [{"role": "user",
+                "content": {"type": "text", "text": format!("Hello, {who}!")}}]}))
+        }
+        "resources/list" => Ok(
+            json!({"resources": [{"uri": "demo://readme", "name": "readme",
+            "mimeType": "text/plain"}]}),
+        ),
+        _ => match params.get("uri").and_then(Value::as_str) {
+            Some("demo://readme") => Ok(json!({"contents": [{"uri": "demo://readme",
+                "mimeType": "text/plain", "text": "This is the demo server."}]})),
+            _ => Err(invalid("unknown resource")),
+        },
+    }
+}
+
+fn initialize_result(params: &Value, prompts_and_resources: bool) -> Value {
     let version = params
         .get("protocolVersion")
         .and_then(Value::as_str)
         .filter(|v| SUPPORTED_VERSIONS.contains(v))
         .unwrap_or(LATEST_VERSION);
+    let capabilities = if prompts_and_resources {
+        json!({"tools": {}, "prompts": {}, "resources": {}})
+    } else {
+        json!({"tools": {}})
+    };
     json!({
         "protocolVersion": version,
-        "capabilities": {"tools": {}},
+        "capabilities": capabilities,
         "serverInfo": {"name": "mcp-demo-server", "version": env!("CARGO_PKG_VERSION")},
     })
 }
@@ -480,7 +531,25 @@ async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, R
         let event = format!("id: {n}\nevent: message\ndata: {note}\n\n");
         Some((event, (interval, n + 1, name)))
     });
-    Ok(sse_response(ticks))
+    let changes = stream::unfold(state.list_changed.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(()) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        Some((format!("event: message\ndata: {note}\n\n"), rx))
+    });
+    Ok(sse_response(stream::select(ticks, changes)))
+}
+
+/// Tells every open server-to-client stream that the tool list changed;
+/// answers how many streams were told.
+async fn tools_changed(State(state): Shared) -> Json<Value> {
+    let streams = state.list_changed.send(()).unwrap_or(0);
+    Json(json!({ "streams": streams }))
 }
 
 async fn mcp_delete(State(state): Shared, headers: HeaderMap) -> Result<StatusCode, Reject> {
@@ -580,6 +649,7 @@ async fn main() -> ExitCode {
         echo_session_id: cli.echo_session_id || echo_env,
         sse_endpoint,
         progress_tool: cli.progress_tool || progress_env,
+        prompts_and_resources: cli.prompts_and_resources,
     };
     // Fail at start, not on the first session, if ids cannot be made.
     if let Err(e) = new_session_id() {
@@ -610,6 +680,7 @@ async fn serve(listen: &str, name: String, behaviour: Behaviour) -> std::io::Res
         .route("/sse", get(legacy_sse))
         .route("/message", post(legacy_message))
         .route("/healthz", get(healthz))
+        .route("/tools-changed", post(tools_changed))
         .with_state(Arc::new(AppState::with_behaviour(&name, behaviour)));
 
     // Not graceful shutdown: the SSE streams never end on their own, so

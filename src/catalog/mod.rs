@@ -27,7 +27,9 @@ use async_trait::async_trait;
 use model::{Catalog, CatalogStore, ServerCatalog};
 use naming::{includes, includes_server, ToolRef};
 use refresh::{RefreshSettings, Refresher};
-use rmcp::model::{CallToolResult, JsonObject, Prompt, Resource, Tool};
+use rmcp::model::{
+    CallToolResult, GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource, Tool,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -230,6 +232,49 @@ impl CatalogFederation {
         }
     }
 
+    /// The one server that owns `name` among those `owns` picks (giving the
+    /// server's own name for it), the caller admitted: for prompts and
+    /// resources, which are far fewer than tools and need no index.
+    fn owner(
+        &self,
+        catalog: &Catalog,
+        admission: &Admission,
+        scope: &Scope,
+        name: &str,
+        owns: impl Fn(&ServerCatalog) -> Option<String>,
+    ) -> Result<(Arc<ServerRuntime>, Identity, String), CallError> {
+        let candidates: Vec<(u32, &Arc<ServerCatalog>, String)> = catalog
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| server_in_scope(scope, &s.name))
+            .filter_map(|(i, s)| owns(s).map(|original| (i as u32, s, original)))
+            .filter(|(_, s, original)| in_scope(scope, &s.name, original))
+            .collect();
+        let admitted: Vec<(Arc<ServerRuntime>, Identity, String)> = candidates
+            .iter()
+            .filter_map(|(i, s, original)| {
+                admission
+                    .admit(*i, s)
+                    .map(|(rt, id)| (rt, id, original.clone()))
+            })
+            .collect();
+        let servers: Vec<String> = admitted.iter().map(|(rt, _, _)| rt.name.clone()).collect();
+        let mut admitted = admitted.into_iter();
+        match (admitted.next(), admitted.next(), candidates.first()) {
+            (Some(one), None, _) => Ok(one),
+            (Some(_), Some(_), _) => Err(CallError::Ambiguous {
+                name: name.to_string(),
+                servers,
+            }),
+            (None, _, Some((_, refused, _))) => Err(CallError::Forbidden(format!(
+                "server {}: the caller is not admitted",
+                refused.name
+            ))),
+            (None, _, None) => Err(CallError::UnknownTool(name.to_string())),
+        }
+    }
+
     fn resolve(
         &self,
         catalog: &Catalog,
@@ -336,10 +381,10 @@ impl Federation for CatalogFederation {
             let mut prompts = server
                 .prompts
                 .iter()
-                .filter(|p| in_scope(scope, &server.name, &p.name))
+                .filter(|p| in_scope(scope, &server.name, &p.original_name))
                 .peekable();
             if prompts.peek().is_some() && admission.admit(i as u32, server).is_some() {
-                out.extend(prompts.cloned());
+                out.extend(prompts.map(|p| p.prompt.clone()));
             }
         }
         out
@@ -394,6 +439,65 @@ impl Federation for CatalogFederation {
         };
         self.pool
             .call(&server, caller, &identity, &original, arguments, context)
+            .await
+    }
+
+    async fn get_prompt(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<GetPromptResult, CallError> {
+        let catalog = self.store.current();
+        let snapshot = self.routing.current();
+        let (server, identity, original) = {
+            let admission = Admission::new(caller, &snapshot);
+            let by = |qualified: bool| {
+                move |s: &ServerCatalog| {
+                    s.prompts
+                        .iter()
+                        .find(|p| {
+                            if qualified {
+                                p.prompt.name == name
+                            } else {
+                                p.original_name == name
+                            }
+                        })
+                        .map(|p| p.original_name.clone())
+                }
+            };
+            match self.owner(&catalog, &admission, scope, name, by(true)) {
+                Err(CallError::UnknownTool(_)) => {
+                    self.owner(&catalog, &admission, scope, name, by(false))?
+                }
+                other => other?,
+            }
+        };
+        self.pool
+            .get_prompt(&server, caller, &identity, &original, arguments)
+            .await
+    }
+
+    async fn read_resource(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        uri: &str,
+    ) -> Result<ReadResourceResult, CallError> {
+        let catalog = self.store.current();
+        let snapshot = self.routing.current();
+        let (server, identity, _) = {
+            let admission = Admission::new(caller, &snapshot);
+            self.owner(&catalog, &admission, scope, uri, |s| {
+                s.resources
+                    .iter()
+                    .find(|r| r.uri == uri)
+                    .map(|r| r.uri.clone())
+            })?
+        };
+        self.pool
+            .read_resource(&server, caller, &identity, uri)
             .await
     }
 

@@ -48,11 +48,19 @@ impl CatalogTool {
     }
 }
 
+/// One prompt as the catalog holds it: named like tools, `<server><sep><prompt>`.
+#[derive(Clone)]
+pub struct CatalogPrompt {
+    /// The server's prompt with `name` set to the qualified name.
+    pub prompt: Prompt,
+    pub original_name: String,
+}
+
 /// What one server offers, as last gathered.
 pub struct ServerCatalog {
     pub name: String,
     pub tools: Vec<CatalogTool>,
-    pub prompts: Vec<Prompt>,
+    pub prompts: Vec<CatalogPrompt>,
     pub resources: Vec<Resource>,
     pub status: ServerStatus,
     /// When the lists were last gathered successfully (`None`: never).
@@ -77,7 +85,17 @@ impl ServerCatalog {
                 .into_iter()
                 .map(|t| CatalogTool::new(t, name, separator))
                 .collect(),
-            prompts,
+            prompts: prompts
+                .into_iter()
+                .map(|mut prompt| {
+                    let original_name = std::mem::take(&mut prompt.name);
+                    prompt.name = qualify(name, separator, &original_name);
+                    CatalogPrompt {
+                        prompt,
+                        original_name,
+                    }
+                })
+                .collect(),
             resources,
             status: ServerStatus::Available,
             refreshed_at: Some(now),

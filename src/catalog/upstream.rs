@@ -12,7 +12,8 @@ use crate::upstream::ServerUpstream;
 use http::HeaderValue;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, ErrorCode, JsonObject, ServerResult,
+    ClientRequest, ErrorCode, GetPromptRequest, GetPromptRequestParams, GetPromptResult,
+    JsonObject, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResult, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, ServiceError};
 use std::collections::HashMap;
@@ -58,6 +59,28 @@ struct Slot {
     session: OnceCell<Arc<Pooled>>,
     /// Milliseconds since the pool's epoch.
     last_used: AtomicU64,
+}
+
+/// Why a request failed, and whether the session broke with it.
+struct Failure {
+    error: CallError,
+    transport: bool,
+}
+
+impl Failure {
+    fn transport(message: String) -> Self {
+        Failure {
+            error: CallError::Upstream(message),
+            transport: true,
+        }
+    }
+
+    fn reply(error: CallError) -> Self {
+        Failure {
+            error,
+            transport: false,
+        }
+    }
 }
 
 /// Timeouts of upstream sessions.
@@ -135,6 +158,82 @@ impl SessionPool {
         arguments: Option<JsonObject>,
         context: CallContext,
     ) -> Result<CallToolResult, CallError> {
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        if let Some(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        match self
+            .request(server, caller, identity, request, context)
+            .await?
+        {
+            ServerResult::CallToolResult(result) => Ok(result),
+            _ => Err(CallError::Upstream(format!(
+                "server {}: unexpected answer to tools/call",
+                server.name
+            ))),
+        }
+    }
+
+    /// `prompts/get` of `prompt` (the server's own name) on `server`.
+    pub async fn get_prompt(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+        prompt: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<GetPromptResult, CallError> {
+        let mut params = GetPromptRequestParams::new(prompt);
+        if let Some(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
+        let context = CallContext::default();
+        match self
+            .request(server, caller, identity, request, context)
+            .await?
+        {
+            ServerResult::GetPromptResult(result) => Ok(result),
+            _ => Err(CallError::Upstream(format!(
+                "server {}: unexpected answer to prompts/get",
+                server.name
+            ))),
+        }
+    }
+
+    /// `resources/read` of `uri` on `server`.
+    pub async fn read_resource(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+        uri: &str,
+    ) -> Result<ReadResourceResult, CallError> {
+        let params = ReadResourceRequestParams::new(uri);
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params));
+        let context = CallContext::default();
+        match self
+            .request(server, caller, identity, request, context)
+            .await?
+        {
+            ServerResult::ReadResourceResult(result) => Ok(result),
+            _ => Err(CallError::Upstream(format!(
+                "server {}: unexpected answer to resources/read",
+                server.name
+            ))),
+        }
+    }
+
+    /// One request over the caller's pooled session to `server`.
+    async fn request(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+        request: ClientRequest,
+        context: CallContext,
+    ) -> Result<ServerResult, CallError> {
         let headers = self.plan_headers(server, caller, identity);
         let key = PoolKey::new(server, identity, &headers);
         let slot = {
@@ -161,16 +260,20 @@ impl SessionPool {
                 return Err(CallError::Upstream(format!("server {}: {e}", server.name)));
             }
         };
-        let result = self.send(&pooled, tool, arguments, context).await;
+        let result = self.send(&pooled, request, context).await;
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
-        if let Err(CallError::Upstream(_)) = &result {
-            if pooled.session.is_closed() {
+        result.map_err(|failure| {
+            // A broken session is not kept for the next call (the server's
+            // own JSON-RPC errors leave it usable).
+            if failure.transport || pooled.session.is_closed() {
                 self.forget(&key, &slot);
             }
-        }
-        result.map_err(|e| match e {
-            CallError::Upstream(m) => CallError::Upstream(format!("server {}: {m}", server.name)),
-            other => other,
+            match failure.error {
+                CallError::Upstream(m) => {
+                    CallError::Upstream(format!("server {}: {m}", server.name))
+                }
+                other => other,
+            }
         })
     }
 
@@ -225,15 +328,9 @@ impl SessionPool {
     async fn send(
         &self,
         pooled: &Pooled,
-        tool: &str,
-        arguments: Option<JsonObject>,
+        request: ClientRequest,
         context: CallContext,
-    ) -> Result<CallToolResult, CallError> {
-        let mut params = CallToolRequestParams::new(tool.to_string());
-        if let Some(arguments) = arguments {
-            params = params.with_arguments(arguments);
-        }
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    ) -> Result<ServerResult, Failure> {
         let options =
             PeerRequestOptions::with_timeout(self.timeouts.read).reset_timeout_on_progress();
         let handle = pooled
@@ -241,7 +338,7 @@ impl SessionPool {
             .peer()
             .send_cancellable_request(request, options)
             .await
-            .map_err(|e| CallError::Upstream(e.to_string()))?;
+            .map_err(|e| Failure::transport(e.to_string()))?;
         let _watch = context.progress.clone().map(|sink| {
             pooled
                 .handler
@@ -258,22 +355,23 @@ impl SessionPool {
                     Some("the caller cancelled".into()),
                 );
                 let _ = peer.notify_cancelled(note).await;
-                return Err(CallError::Cancelled);
+                return Err(Failure::reply(CallError::Cancelled));
             }
         };
         match response {
-            Ok(ServerResult::CallToolResult(result)) => Ok(result),
-            Ok(_) => Err(CallError::Upstream(
-                "unexpected answer to tools/call".into(),
-            )),
-            Err(ServiceError::McpError(e)) if e.code == ErrorCode::INVALID_PARAMS => {
-                Err(CallError::InvalidArguments(e.message.to_string()))
-            }
-            Err(ServiceError::McpError(e)) => Err(CallError::Upstream(format!(
+            Ok(result) => Ok(result),
+            Err(ServiceError::McpError(e)) if e.code == ErrorCode::INVALID_PARAMS => Err(
+                Failure::reply(CallError::InvalidArguments(e.message.to_string())),
+            ),
+            Err(ServiceError::McpError(e)) => Err(Failure::reply(CallError::Upstream(format!(
                 "error {}: {}",
                 e.code.0, e.message
-            ))),
-            Err(e) => Err(CallError::Upstream(e.to_string())),
+            )))),
+            // A timeout leaves the session usable; anything else is the transport.
+            Err(e @ ServiceError::Timeout { .. }) => {
+                Err(Failure::reply(CallError::Upstream(e.to_string())))
+            }
+            Err(e) => Err(Failure::transport(e.to_string())),
         }
     }
 }

@@ -723,6 +723,38 @@ mod tests {
     ];
 
     #[test]
+    fn the_catalogs_separator_and_interval_are_settings() {
+        let s = load(&[("JWT_SECRET_KEY", "k")]).unwrap();
+        assert_eq!(s.upstream.tool_name_separator, "-");
+        assert_eq!(
+            s.upstream.catalog_refresh_interval,
+            Duration::from_secs(300)
+        );
+        let s = load(&[
+            ("JWT_SECRET_KEY", "k"),
+            ("GATEWAY_TOOL_NAME_SEPARATOR", "__"),
+            ("CATALOG_REFRESH_INTERVAL", "30"),
+        ])
+        .unwrap();
+        assert_eq!(s.upstream.tool_name_separator, "__");
+        assert_eq!(s.upstream.catalog_refresh_interval, Duration::from_secs(30));
+        // (An empty value is an unset one: the default.)
+        for bad in ["a b", "a/b", "123456789"] {
+            let pairs = [
+                ("JWT_SECRET_KEY", "k"),
+                ("GATEWAY_TOOL_NAME_SEPARATOR", bad),
+            ];
+            assert_eq!(
+                load(&pairs).unwrap_err().field,
+                "GATEWAY_TOOL_NAME_SEPARATOR",
+                "{bad:?}"
+            );
+        }
+        let pairs = [("JWT_SECRET_KEY", "k"), ("CATALOG_REFRESH_INTERVAL", "0")];
+        assert_eq!(load(&pairs).unwrap_err().field, "CATALOG_REFRESH_INTERVAL");
+    }
+
+    #[test]
     fn defaults_match_the_reference() {
         let s = load(&[("JWT_SECRET_KEY", "k")]).unwrap();
         assert!(s.auth.mcp_client_auth_enabled);

@@ -28,7 +28,10 @@ pub mod ws;
 
 use crate::identity::Identity;
 use async_trait::async_trait;
-use rmcp::model::{CallToolResult, JsonObject, ProgressNotificationParam, Prompt, Resource, Tool};
+use rmcp::model::{
+    CallToolResult, GetPromptResult, JsonObject, ProgressNotificationParam, Prompt,
+    ReadResourceResult, Resource, Tool,
+};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -132,6 +135,28 @@ pub trait Federation: Send + Sync + 'static {
         arguments: Option<JsonObject>,
         context: CallContext,
     ) -> Result<CallToolResult, CallError>;
+    /// `prompts/get` on the owning server on the caller's behalf; `name` as
+    /// `list_prompts` gives it (qualified like tools), or bare where unambiguous.
+    async fn get_prompt(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<GetPromptResult, CallError> {
+        let _ = (caller, scope, arguments);
+        Err(CallError::UnknownTool(name.to_string()))
+    }
+    /// `resources/read` on the server that lists `uri`, on the caller's behalf.
+    async fn read_resource(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        uri: &str,
+    ) -> Result<ReadResourceResult, CallError> {
+        let _ = (caller, scope);
+        Err(CallError::UnknownTool(uri.to_string()))
+    }
     /// Bumped whenever the catalog changes: `list_changed` to clients.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }

@@ -279,12 +279,16 @@ async fn a_dead_server_keeps_its_tools_listed_as_unavailable() {
     let fed = federation(&demo).await;
     fed.refresh(false).await;
     let generation = *fed.changes().borrow();
+    let alice = caller(Some("alice"), &[]);
+    call(&fed, &alice, "demo-echo", args(json!({"message": "x"})))
+        .await
+        .expect("echo while the server is up");
+    assert_eq!(fed.pooled_sessions(), 1);
     demo.proc.child.kill().expect("kill the demo server");
     demo.proc.child.wait().expect("reap it");
     let report = fed.refresh(true).await;
     assert_eq!(report.failed, ["demo"], "{report:?}");
     assert!(*fed.changes().borrow() > generation);
-    let alice = caller(Some("alice"), &[]);
     let entries = fed.tool_entries(&alice, &Scope::Everything);
     assert_eq!(entries.len(), 2);
     for e in &entries {
@@ -297,6 +301,8 @@ async fn a_dead_server_keeps_its_tools_listed_as_unavailable() {
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::Upstream(_)), "{err:?}");
+    // The broken session is not kept for the next call.
+    assert_eq!(fed.pooled_sessions(), 0);
 }
 
 /// The demo server's `/healthz` counter of `notifications/cancelled`.
@@ -379,4 +385,184 @@ async fn a_cancelled_call_is_cancelled_upstream() {
         .await
         .expect("echo after a cancel");
     assert_eq!(text(&r), "after");
+}
+
+/// Waits (without a timed assertion: the limit only ends a hung test) until
+/// the catalog satisfies `done`.
+async fn until(fed: &CatalogFederation, what: &str, done: impl Fn(&CatalogFederation) -> bool) {
+    let mut changes = fed.changes();
+    while !done(fed) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), changes.changed())
+            .await
+            .unwrap_or_else(|_| panic!("the catalog never came to have {what}"))
+            .expect("the catalog store is alive");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_refresh_follows_the_routing_snapshot() {
+    let one = Demo::start("d1");
+    let two = Demo::start("d2");
+    let yaml = |servers: &[(&str, &Demo)]| {
+        let mut out = String::from("servers:\n");
+        for (name, demo) in servers {
+            out.push_str(&format!("  - {{name: {name}, urls: [{}]}}\n", demo.url()));
+        }
+        out
+    };
+    let env = [
+        ("MCP_CLIENT_AUTH_ENABLED", "false"),
+        ("TRUST_PROXY_AUTH", "true"),
+    ];
+    let settings = |text: &str| {
+        Settings::load(&Source::from_pairs(env), Some(("gateway.yaml", text))).expect("settings")
+    };
+    let first = settings(&yaml(&[("one", &one)]));
+    let routing = Routing::from_settings(&first).await.expect("routing");
+    let fed = Arc::new(CatalogFederation::new(
+        routing.clone(),
+        &CatalogOptions::from_settings(&first),
+        Box::new(no_virtual_servers),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let fed = fed.clone();
+        let stop = stop.clone();
+        async move { fed.run(stop).await }
+    });
+    let servers = |fed: &CatalogFederation| -> Vec<String> {
+        fed.catalog()
+            .servers
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    until(&fed, "server one", |f| servers(f) == ["one"]).await;
+
+    // A server added to the routing is gathered at once, not at the next interval.
+    let both = settings(&yaml(&[("one", &one), ("two", &two)]));
+    routing.apply(both.servers.clone()).await.expect("apply");
+    until(&fed, "servers one and two", |f| {
+        servers(f) == ["one", "two"]
+    })
+    .await;
+    let anyone = caller(Some("alice"), &[]);
+    let names: Vec<String> = fed
+        .list_tools(&anyone, &Scope::Everything)
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["one-echo", "one-whoami", "two-echo", "two-whoami"]);
+
+    // A removed one leaves the catalog.
+    let only_two = settings(&yaml(&[("two", &two)]));
+    routing
+        .apply(only_two.servers.clone())
+        .await
+        .expect("apply");
+    until(&fed, "server two alone", |f| servers(f) == ["two"]).await;
+
+    stop.cancel();
+    running.await.expect("the refresher stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_resources_are_listed_and_fetched_from_their_server() {
+    let demo = Demo::start_with("d1", &["--prompts-and-resources"]);
+    let fed = federation(&demo).await;
+    fed.refresh(false).await;
+    let alice = caller(Some("alice"), &[]);
+    let prompts: Vec<String> = fed
+        .list_prompts(&alice, &Scope::Everything)
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(prompts, ["demo-greet"]);
+    let resources: Vec<String> = fed
+        .list_resources(&alice, &Scope::Everything)
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(resources, ["demo://readme"]);
+
+    let greeting = fed
+        .get_prompt(
+            &alice,
+            &Scope::Everything,
+            "demo-greet",
+            args(json!({"who": "alice"})),
+        )
+        .await
+        .expect("prompts/get");
+    let v = serde_json::to_value(&greeting).unwrap();
+    assert_eq!(v["messages"][0]["content"]["text"], "Hello, alice!");
+    let bare = fed
+        .get_prompt(
+            &alice,
+            &Scope::Everything,
+            "greet",
+            args(json!({"who": "b"})),
+        )
+        .await
+        .expect("prompts/get by bare name");
+    let v = serde_json::to_value(&bare).unwrap();
+    assert_eq!(v["messages"][0]["content"]["text"], "Hello, b!");
+
+    let readme = fed
+        .read_resource(&alice, &Scope::Everything, "demo://readme")
+        .await
+        .expect("resources/read");
+    let v = serde_json::to_value(&readme).unwrap();
+    assert_eq!(v["contents"][0]["text"], "This is the demo server.");
+    assert_eq!(
+        fed.read_resource(&alice, &Scope::Everything, "demo://nope")
+            .await
+            .unwrap_err(),
+        CallError::UnknownTool("demo://nope".into())
+    );
+
+    // Nobody the server's policy refuses sees or fetches them.
+    let nobody = caller(None, &[]);
+    assert!(fed.list_prompts(&nobody, &Scope::Everything).is_empty());
+    let err = fed
+        .read_resource(&nobody, &Scope::Everything, "demo://readme")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Forbidden(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_list_changed_notification_makes_it_gathered_again() {
+    let demo = Demo::start("d1");
+    let fed = Arc::new(federation(&demo).await);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let fed = fed.clone();
+        let stop = stop.clone();
+        async move { fed.run(stop).await }
+    });
+    let checked = |fed: &CatalogFederation| fed.catalog().server("demo").map(|s| s.checked_at);
+    until(&fed, "server demo", |f| checked(f).is_some()).await;
+    let first = checked(&fed);
+    // The gateway's own session opens its event stream in the background:
+    // tell the server once that stream is there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let told = crate::harness::request(&demo.addr, "POST", "/tools-changed", &[], "").json()
+            ["streams"]
+            .as_u64()
+            .unwrap_or(0);
+        if told > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never opened its stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Gathered again long before the 300 s interval.
+    until(&fed, "a second gathering", |f| checked(f) != first).await;
+    stop.cancel();
+    running.await.expect("the refresher stops");
 }

@@ -46,6 +46,8 @@ pub struct Behaviour {
     pub sse_endpoint: SseEndpoint,
     /// List the `countdown` tool, which reports progress.
     pub progress_tool: bool,
+    /// Offer a prompt (`greet`) and a resource (`demo://readme`).
+    pub prompts_and_resources: bool,
 }
 
 impl Default for Behaviour {
@@ -54,6 +56,7 @@ impl Default for Behaviour {
             echo_session_id: false,
             sse_endpoint: SseEndpoint::Path,
             progress_tool: false,
+            prompts_and_resources: false,
         }
     }
 }

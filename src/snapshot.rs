@@ -48,7 +48,7 @@ impl Snapshot {
                 !taken
             })
             .map(|spec| {
-                let built = VirtualServer::build(spec, &runtime.defaults);
+                let built = VirtualServer::build(spec, &runtime.defaults, &runtime.metrics);
                 (Box::from(spec.name.as_str()), Arc::new(built))
             })
             .collect();

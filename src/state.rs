@@ -140,11 +140,14 @@ pub struct VirtualServer {
     pub spec: VirtualServerSpec,
     pub auth: AuthPolicy,
     pub scope: Arc<VirtualScope>,
+    /// Its requests, under its name: never a server's at the same time.
+    pub metrics: ServerMetrics,
 }
 
 impl VirtualServer {
-    pub fn build(spec: &VirtualServerSpec, defaults: &ServerDefaults) -> Self {
+    pub fn build(spec: &VirtualServerSpec, defaults: &ServerDefaults, metrics: &Metrics) -> Self {
         VirtualServer {
+            metrics: metrics.server(&spec.name),
             auth: AuthPolicy::for_mode(
                 &defaults.auth,
                 &defaults.global_auth,

@@ -10,7 +10,7 @@ use crate::catalog::{CatalogFederation, CatalogOptions};
 use crate::federation::service::{self, BoundSocket};
 use crate::federation::SharedFederation;
 use crate::lifecycle::{self, DrainThenStop, Lifecycle};
-use crate::proxy::{Gateway, KeepAlive};
+use crate::proxy::{FederationRoute, Gateway, KeepAlive, FEDERATION_METRICS_LABEL};
 use crate::registry::handle::RegistryHandle;
 use crate::registry::sync::SyncOptions;
 use crate::reload::ReloadOnHangup;
@@ -193,7 +193,10 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         Gateway {
             runtime: runtime.clone(),
             routing: routing.clone(),
-            federation: Some(federation_address),
+            federation: Some(FederationRoute {
+                address: federation_address,
+                metrics: runtime.metrics.server(FEDERATION_METRICS_LABEL),
+            }),
         },
     );
     let mut proxy = Service::new(

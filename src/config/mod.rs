@@ -389,6 +389,12 @@ impl Settings {
                 .virtual_servers
                 .iter()
                 .any(|v| v.auth_mode == AuthMode::Proxy);
+        for v in self.virtual_servers.iter().filter(|v| v.include.is_empty()) {
+            out.push(format!(
+                "virtual server {}: no include: it offers no tools (list server/tool or server/*)",
+                v.name
+            ));
+        }
         for server in self.servers.iter().filter(|s| !s.tls.verify) {
             out.push(format!(
                 "server {}: upstream TLS certificates are not verified (tls.verify: false)",

@@ -133,12 +133,6 @@ fn validate_virtual_server(
             format!("{:?} must match [a-z0-9-]{{1,63}}", raw.name),
         ));
     }
-    if raw.include.is_empty() {
-        return Err(ConfigError::new(
-            field("include"),
-            "at least one server/tool or server/* is required",
-        ));
-    }
     let include = raw
         .include
         .iter()
@@ -213,11 +207,24 @@ mod tests {
         assert!(!v[0].include[0].takes("jira", "x"));
     }
 
+    /// PROXY-AUTH.md's "multiple authentication methods" example, as
+    /// written (no `include`: a virtual server offering nothing yet).
+    #[test]
+    fn the_reference_example_loads() {
+        let v = parse(
+            "# Server 1: Proxy auth\n- name: internal-server\n  auth_mode: proxy\n  proxy_header: X-Employee-Id\n\n# Server 2: JWT auth\n- name: external-server\n  auth_mode: jwt\n  jwt_audience: external-clients\n",
+        )
+        .unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(v[0].include.is_empty());
+        assert_eq!(v[1].auth_mode, AuthMode::Jwt);
+        assert_eq!(v[1].jwt_audience.as_deref(), Some("external-clients"));
+    }
+
     #[test]
     fn refusals_name_the_field_and_the_problem() {
         for (yaml, expect) in [
             ("- {name: Dev, include: [a/*]}", "virtual_servers[0].name"),
-            ("- {name: dev}", "at least one"),
             ("- {name: dev, include: [a]}", "include[0]"),
             ("- {name: dev, include: [a/]}", "include[0]"),
             ("- {name: dev, include: [a/b*]}", "include[0]"),

@@ -333,6 +333,9 @@ pub(crate) mod tests {
             arguments: Option<JsonObject>,
             _context: CallContext,
         ) -> Result<CallToolResult, CallError> {
+            if name == "z-private" {
+                return Err(CallError::Forbidden("server z refuses this caller".into()));
+            }
             if !self
                 .list_tools(caller, scope)
                 .iter()

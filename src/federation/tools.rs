@@ -216,7 +216,15 @@ pub async fn invoke(
                 "federation: invoke {name:?} by {}: {status} {message}",
                 caller.identity.principal().trim_start_matches('\0')
             );
-            error(status, &message)
+            let mut response = error(status, &message);
+            if status == 401 {
+                // As the data plane's own 401s: the client may retry with a credential.
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"mcp-gateway\""),
+                );
+            }
+            response
         }
     }
 }
@@ -225,6 +233,21 @@ pub async fn invoke(
 mod tests {
     use super::*;
     use crate::federation::service::tests::{handed_over, send, FakeFederation};
+
+    #[tokio::test]
+    async fn a_refused_caller_is_401_when_anonymous_else_403() {
+        let fed = FakeFederation::shared(0);
+        let call = |user| handed_over("POST", "/tools/invoke/z-private", user, "{}");
+        let (status, headers, _) = send(fed.clone(), call(None)).await;
+        assert_eq!(status, 401);
+        assert!(headers.get("www-authenticate").is_some());
+        let (status, headers, body) = send(fed, call(Some("alice"))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("server z refuses this caller"))
+        );
+        assert!(headers.get("www-authenticate").is_none());
+    }
 
     #[test]
     fn pages_follow_each_other_to_the_end() {

@@ -6,7 +6,9 @@
 
 use super::{peer, peer_ip, Gateway, RequestCtx};
 use crate::federation::handover;
+use crate::federation::service::ServiceAddress;
 use crate::identity::{AuthPolicy, Identity};
+use crate::metrics::ServerMetrics;
 use crate::refusal::Refusal;
 use crate::responses::ErrorShape;
 use crate::routing::FederationPath;
@@ -17,6 +19,17 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Where the data plane sends the federation routes, and the series their
+/// requests are counted in (virtual servers have their own).
+pub struct FederationRoute {
+    pub address: ServiceAddress,
+    pub metrics: ServerMetrics,
+}
+
+/// The `server` label of the global federation routes' series: not a
+/// valid server name, so never a server's.
+pub const METRICS_LABEL: &str = "_federation";
 
 /// Which federation endpoint a request is for, once admitted.
 pub(super) enum Target {
@@ -75,6 +88,15 @@ pub fn forged(headers: &HeaderMap) -> Vec<http::HeaderName> {
 }
 
 impl Gateway {
+    /// Counts a finished federation request in its series.
+    pub(super) fn observe_federation(&self, fed: &FederationCtx, status: u16, elapsed: Duration) {
+        match (&fed.target, &self.federation) {
+            (Target::Virtual(v), _) => v.metrics.observe(status, elapsed),
+            (Target::Path(_), Some(route)) => route.metrics.observe(status, elapsed),
+            (Target::Path(_), None) => {}
+        }
+    }
+
     /// Admission to a federation route: method, then identity under
     /// `policy` (the global one, or the virtual server's).
     pub(super) fn admit_federation(
@@ -110,7 +132,7 @@ impl Gateway {
         session: &Session,
         fed: &FederationCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(address) = &self.federation else {
+        let Some(FederationRoute { address, .. }) = &self.federation else {
             return Error::e_explain(ErrorType::InternalError, "no federation service");
         };
         let mut peer = HttpPeer::new_uds(&address.socket.to_string_lossy(), false, String::new())?;
@@ -142,7 +164,7 @@ impl Gateway {
         ctx: &RequestCtx,
         fed: &FederationCtx,
     ) -> Result<()> {
-        let Some(address) = &self.federation else {
+        let Some(FederationRoute { address, .. }) = &self.federation else {
             return Error::e_explain(ErrorType::InternalError, "no federation service");
         };
         let handover = handover::headers_for(

@@ -9,11 +9,11 @@ mod keepalive;
 mod reply;
 mod streams;
 
+pub use federation::{FederationRoute, METRICS_LABEL as FEDERATION_METRICS_LABEL};
 pub use keepalive::KeepAlive;
 
 use crate::access_log;
 use crate::cors::UPSTREAM_CORS_HEADERS;
-use crate::federation::service::ServiceAddress;
 use crate::headers::{RequestFacts, MCP_SESSION_ID};
 use crate::identity::{Identity, Peer};
 use crate::legacy_sse::{self, EndpointScanner, Scan};
@@ -42,7 +42,7 @@ pub struct Gateway {
     pub runtime: Arc<Runtime>,
     pub routing: Arc<Routing>,
     /// The federation service's socket and secret; `None`: its routes 404.
-    pub federation: Option<ServiceAddress>,
+    pub federation: Option<FederationRoute>,
 }
 
 /// What one request carries from phase to phase.
@@ -605,6 +605,8 @@ impl ProxyHttp for Gateway {
         let routed = Self::server(ctx);
         if let Some((server, _)) = routed {
             server.metrics.observe(status, elapsed);
+        } else if let Some(fed) = &ctx.federation {
+            self.observe_federation(fed, status, elapsed);
         }
         if let Some(format) = access_log::enabled() {
             let line = self.access_line(session, ctx, status, elapsed, format);

@@ -8,15 +8,15 @@ use crate::local;
 use crate::refusal::{self, Refusal};
 use crate::responses::{ErrorShape, LocalResponse, SECURITY_HEADERS};
 use crate::routing::{self, Endpoint, Route};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
 
 /// What `triage` lets through: a proxied server's route, or a federation one.
 pub(super) enum Admitted {
     Server(RouteCtx),
     Federation(FederationCtx),
 }
-use pingora::http::ResponseHeader;
-use pingora::prelude::*;
-use pingora::proxy::Session;
 
 pub(super) async fn write_local(session: &mut Session, response: LocalResponse) -> Result<()> {
     let mut header = ResponseHeader::build(

@@ -94,6 +94,13 @@ fn an_authenticated_caller_gets_the_json_endpoints() {
     );
     let r = gw.request("DELETE", "/tools", &ALICE, "");
     assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+    // Counted as every route is, under a label no server can have.
+    eventually(&gw, "the /tools requests counted", || {
+        metric(
+            &gw.metrics(),
+            "mcp_requests_total{server=\"_federation\",status=\"2xx\"}",
+        ) >= 2.0
+    });
 }
 
 #[test]

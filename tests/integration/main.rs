@@ -24,6 +24,7 @@ mod registry_outage;
 mod reload;
 mod routing;
 mod sdk;
+mod sdk_clients;
 mod sessions;
 mod spoofing;
 mod streams;

@@ -11,6 +11,7 @@
 
 use crate::harness::*;
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -186,6 +187,12 @@ fn assert_observed(what: &str, target: &Target, seen: &Value, direct_tools: &Val
 /// the client sent on the first progress answered before the long call's
 /// result, and later progress came after that echo.
 fn assert_progress_streamed(progress: &Value, ctx: &str) {
+    if let Err(e) = progress_streamed(progress) {
+        panic!("{e}: {ctx}");
+    }
+}
+
+fn progress_streamed(progress: &Value) -> Result<(), String> {
     let order: Vec<&str> = progress["order"]
         .as_array()
         .map(|o| o.iter().filter_map(Value::as_str).collect())
@@ -195,15 +202,52 @@ fn assert_progress_streamed(progress: &Value, ctx: &str) {
     let echo = at(&|e| e.starts_with("echo"));
     let last_progress = order.iter().rposition(|e| e.starts_with("progress"));
     let result = at(&|e| e == "result");
-    assert_eq!(
-        progress["events"].as_array().map(Vec::len),
-        Some(5),
-        "five progress notifications: {ctx}"
-    );
+    let events = progress["events"].as_array().map_or(0, Vec::len);
+    if events != 5 {
+        return Err(format!("{events} progress notifications, not 5"));
+    }
+    if !(first.is_some() && first < echo && echo < last_progress && last_progress < result) {
+        return Err(format!(
+            "progress must arrive as it happens (first progress, then the echo it \
+             triggered, then more progress, then the result), got {order:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The progress check can fail: through a proxy that holds each response
+/// whole, the progress comes in one burst with the result, and the echo
+/// sent on the first of it answers last.
+#[test]
+fn the_progress_check_catches_a_path_that_buffers() {
+    let everything = Everything::start();
+    let dir = mcp_clients_dir();
+    let log = std::env::temp_dir().join(format!(
+        "mcp-gw-buffering-proxy-{}-{}.log",
+        std::process::id(),
+        free_port()
+    ));
+    let mut child = Command::new("node")
+        .current_dir(&dir)
+        .arg(dir.join("buffering_proxy.mjs"))
+        .arg(&everything.addr)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("node starts the buffering proxy");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the proxy prints its port");
+    // Killed on drop, however the test ends.
+    let proxy = Proc { child, log };
+    let port = line.trim().strip_prefix("listening on ").expect("a port");
+    let seen = ts_client(&format!("http://127.0.0.1:{port}/mcp"), "progress", "");
+    drop(proxy);
+    let verdict = progress_streamed(&seen["progress"]);
     assert!(
-        first < echo && echo < last_progress && last_progress < result && first.is_some(),
-        "progress must arrive as it happens (first progress, then the echo it triggered, \
-         then more progress, then the result), got {order:?}: {ctx}"
+        verdict.is_err_and(|e| e.contains("as it happens")),
+        "a buffering path must fail the check: {seen}"
     );
 }
 

@@ -305,7 +305,11 @@ fn inspector(url: &str, args: &[&str]) -> Value {
     let dir = mcp_clients_dir();
     let mut cmd = Command::new(dir.join("node_modules/.bin/mcp-inspector"));
     let user = format!("X-Authenticated-User: {USER}");
+    // It keeps state under ~/.mcp-inspector: a home of its own, not the user's.
+    let home = std::env::temp_dir().join(format!("mcp-gw-inspector-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("inspector home");
     cmd.current_dir(&dir)
+        .env("HOME", &home)
         .args(["--cli", url, "--transport", "http", "--header", &user])
         .args(args);
     run_client(cmd, &format!("MCP Inspector CLI on {url}"))

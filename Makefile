@@ -5,7 +5,8 @@ deps:
 	@scripts/install-deps.sh
 
 ## What the integration tests need besides Rust (the MCP Python SDK, pinned in
-## tests/integration/requirements.txt); the tests fail loudly without it.
+## tests/integration/requirements.txt; the npm MCP clients and server-everything
+## of tests/mcp-clients/package-lock.json); the tests fail loudly without them.
 deps-test:
 	@scripts/install-test-deps.sh
 

@@ -4,7 +4,8 @@
 # target directory, where tests/integration/sdk.rs looks for it. The tests
 # never install anything themselves, so `cargo test` stays offline-safe and a
 # missing SDK fails loudly instead of being fetched mid-test.
-# Also Chromium and playwright-core for the admin page's browser test.
+# Also Chromium and playwright-core for the admin page's browser test, and
+# the npm MCP software of tests/integration/sdk_clients.rs.
 # Idempotent and fast: the venv is reused while its marker matches the
 # requirements file; only a changed pin reinstalls.
 set -euo pipefail
@@ -80,4 +81,38 @@ if ! { [ -f "$BROWSER_MARKER" ] && cmp -s "$BROWSER_DIR/package.json" "$BROWSER_
   echo "install-test-deps: installing playwright-core into $BROWSER_DIR/node_modules"
   (cd "$BROWSER_DIR" && npm install --silent --no-audit --no-fund --no-save >/dev/null)
   cp "$BROWSER_DIR/package.json" "$BROWSER_MARKER"
+fi
+
+# MCP software nobody here wrote, for tests/integration/sdk_clients.rs: the
+# official TypeScript SDK, @modelcontextprotocol/server-everything (the
+# upstream), the MCP Inspector (its headless CLI mode) and ws/wscat, at the
+# versions of tests/mcp-clients/package-lock.json. The marker is the lock
+# file they were installed from.
+CLIENTS_DIR=tests/mcp-clients
+CLIENTS_MARKER=$CLIENTS_DIR/node_modules/.installed
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' 2>/dev/null; then
+  echo "install-test-deps: the MCP clients need Node.js 18 or later; found $(node --version 2>/dev/null || echo none)" >&2
+  exit 1
+fi
+if ! { [ -f "$CLIENTS_MARKER" ] && cmp -s "$CLIENTS_DIR/package-lock.json" "$CLIENTS_MARKER"; }; then
+  echo "install-test-deps: installing the MCP clients of $CLIENTS_DIR/package-lock.json into $CLIENTS_DIR/node_modules"
+  # Not `npm ci`: the Inspector's vite lists an optional Windows-only
+  # package the registry does not serve, so the lock cannot name it and
+  # `npm ci` refuses the lock as out of sync. `npm install` from a clean
+  # node_modules installs exactly the locked versions just the same;
+  # --no-save keeps the lock as committed, and a lock it would have changed
+  # is an error. --loglevel=error: the Inspector's `engines` asks for a
+  # newer Node than Debian's, but its CLI mode runs on Node 20 (the tests
+  # prove it), so that warning is noise here.
+  lock_before=$(sha256sum "$CLIENTS_DIR/package-lock.json")
+  rm -rf "$CLIENTS_DIR/node_modules"
+  if ! (cd "$CLIENTS_DIR" && npm install --no-save --no-audit --no-fund --loglevel=error >/dev/null); then
+    echo "install-test-deps: npm install in $CLIENTS_DIR failed (see above)" >&2
+    exit 1
+  fi
+  if [ "$(sha256sum "$CLIENTS_DIR/package-lock.json")" != "$lock_before" ]; then
+    echo "install-test-deps: $CLIENTS_DIR/package-lock.json is out of step with package.json; run npm install there and commit the lock" >&2
+    exit 1
+  fi
+  cp "$CLIENTS_DIR/package-lock.json" "$CLIENTS_MARKER"
 fi

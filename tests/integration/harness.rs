@@ -124,6 +124,72 @@ impl Demo {
     }
 }
 
+/// The npm project of MCP software nobody here wrote (tests/mcp-clients:
+/// the TypeScript SDK, server-everything, the Inspector), installed by
+/// `make deps-test`. Panics, saying how to fix it, when it is not installed
+/// as pinned: a missing client fails loudly, never passes silently.
+pub fn mcp_clients_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-clients");
+    let lock = std::fs::read(dir.join("package-lock.json")).ok();
+    let marker = std::fs::read(dir.join("node_modules/.installed")).ok();
+    assert!(
+        lock.is_some() && lock == marker,
+        "\n\n*** The npm MCP clients are not installed (or not as pinned) in {}/node_modules.\n\
+         *** Run `make deps-test` (scripts/install-test-deps.sh; `make test` runs it).\n",
+        dir.display()
+    );
+    dir
+}
+
+/// `@modelcontextprotocol/server-everything`, the MCP reference server that
+/// exercises every feature (progress, sampling, cancellation...), in its
+/// Streamable HTTP mode on a free port; killed when dropped.
+pub struct Everything {
+    /// Held for its `Drop`, which kills the server; the log stays in the
+    /// scratch directory.
+    _proc: Proc,
+    pub addr: String,
+}
+
+impl Everything {
+    pub fn start() -> Everything {
+        let entry = mcp_clients_dir()
+            .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        let port = free_port();
+        let log = scratch_dir().join("everything.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("node")
+            .arg(entry)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("node starts server-everything");
+        let mut proc = Proc { child, log };
+        let addr = format!("127.0.0.1:{port}");
+        // It binds every address; ready once it answers HTTP at all (a GET
+        // without a session is its 400).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while try_request(&addr, "GET", "/mcp", &[], "").is_err() {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!("server-everything exited with {status}:\n{}", proc.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server-everything never answered:\n{}",
+                proc.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Everything { _proc: proc, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+}
+
 pub struct Gateway {
     pub proc: Proc,
     pub addr: String,

@@ -26,6 +26,7 @@ mod registry_outage;
 mod reload;
 mod routing;
 mod sdk;
+mod sdk_clients;
 mod sessions;
 mod spoofing;
 mod streams;

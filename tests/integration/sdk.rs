@@ -13,7 +13,7 @@ use std::process::Command;
 /// marker, so a changed pin is noticed here, not as a confusing SDK error.
 const REQUIREMENTS: &str = include_str!("requirements.txt");
 
-fn sdk_python() -> PathBuf {
+pub fn sdk_python() -> PathBuf {
     if let Ok(p) = std::env::var("MCP_SDK_PYTHON") {
         return PathBuf::from(p);
     }

@@ -5,7 +5,9 @@ mod access;
 mod admission;
 mod framing;
 mod keepalive;
+mod relay;
 mod reply;
+mod stream_head;
 mod streams;
 
 pub use keepalive::KeepAlive;
@@ -43,7 +45,10 @@ pub struct Gateway {
 
 /// What one request carries from phase to phase.
 pub struct RequestCtx {
-    _in_flight: InFlight,
+    /// Moves to the lean stream path's task when it takes the request over.
+    in_flight: Option<InFlight>,
+    /// The lean stream path took the request over: its task logs it.
+    handed_off: bool,
     /// The routing snapshot this request started with, kept to its end.
     snapshot: Arc<Snapshot>,
     started: Instant,
@@ -240,6 +245,91 @@ impl Gateway {
         }
         Ok(())
     }
+
+    /// A connect failure before any byte was sent is safe to retry on
+    /// another replica. A pinned session has nowhere else to go: it gets the
+    /// 404 that makes an MCP client initialise again, at once rather than
+    /// 502s until the health check notices the replica is gone.
+    fn connect_failed(
+        &self,
+        ctx: &mut RequestCtx,
+        peer: &dyn std::fmt::Display,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(route) = ctx.route.as_mut() else {
+            return e;
+        };
+        let server = &route.server;
+        log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
+        if let Some(selected) = &route.selected {
+            route.tried.push(selected.addr);
+        }
+        if route.pinned.is_some() {
+            return Error::explain(
+                ErrorType::HTTPStatus(404),
+                SessionError::BackendGone.message(),
+            );
+        }
+        if route.tried.len() < server.upstream.backend_count() {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    /// The header policy's edits and the upstream path, on the request
+    /// Pingora sends upstream or the lean stream path's.
+    fn edit_upstream_request(
+        &self,
+        session: &Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &RequestCtx,
+    ) -> Result<()> {
+        let Some((server, route)) = Self::server(ctx) else {
+            return Error::e_explain(ErrorType::InternalError, "no route");
+        };
+        let Some(replica) = route
+            .selected
+            .as_ref()
+            .and_then(|c| server.upstream.replica(c.replica))
+        else {
+            return Error::e_explain(ErrorType::InternalError, "no backend selected");
+        };
+        let facts = RequestFacts {
+            identity: &route.identity,
+            peer: peer_ip(session),
+            peer_trusted: server.auth.peer_is_trusted(peer(session)),
+            upstream_host: &replica.host_header,
+            upstream_session: route
+                .pinned
+                .as_ref()
+                .filter(|_| route.endpoint == Endpoint::Mcp)
+                .map(|p| p.upstream_id.as_str()),
+        };
+        let edits = server.headers.plan(&session.req_header().headers, &facts);
+        for dropped in &edits.dropped {
+            log::warn!(
+                "server {}: dropped header {}: {}",
+                server.name,
+                dropped.name,
+                dropped.why
+            );
+        }
+        for name in &edits.remove {
+            upstream_request.remove_header(name);
+        }
+        for (name, value) in edits.set {
+            match crate::headers::wire_name(&name) {
+                Some(titled) => upstream_request.insert_header(titled, value)?,
+                None => upstream_request.insert_header(name, value)?,
+            }
+        }
+        let uri = Self::upstream_uri(replica, route, session.req_header().uri.query())?;
+        upstream_request.set_uri(uri);
+        if let Some(id) = &ctx.request_id {
+            upstream_request.insert_header(X_REQUEST_ID, id.clone())?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -248,7 +338,8 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
-            _in_flight: self.runtime.lifecycle.track(),
+            in_flight: Some(self.runtime.lifecycle.track()),
+            handed_off: false,
             snapshot: self.routing.current(),
             started: Instant::now(),
             route: None,
@@ -299,6 +390,9 @@ impl ProxyHttp for Gateway {
         match self.triage(session, ctx) {
             Ok(route) => {
                 ctx.route = Some(route);
+                if self.lean_stream(session, ctx).await? {
+                    return Ok(true);
+                }
                 let req = session.req_header();
                 if framing::expects_continue(req.version, &req.headers) {
                     session.write_continue_response().await?;
@@ -354,35 +448,15 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
-    /// A connect failure before any byte was sent is safe to retry on
-    /// another replica. A pinned session has nowhere else to go: it gets the
-    /// 404 that makes an MCP client initialise again, at once rather than
-    /// 502s until the health check notices the replica is gone.
+    /// See `connect_failed`.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
         peer: &HttpPeer,
         ctx: &mut Self::CTX,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        let Some(route) = ctx.route.as_mut() else {
-            return e;
-        };
-        let server = &route.server;
-        log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
-        if let Some(selected) = &route.selected {
-            route.tried.push(selected.addr);
-        }
-        if route.pinned.is_some() {
-            return Error::explain(
-                ErrorType::HTTPStatus(404),
-                SessionError::BackendGone.message(),
-            );
-        }
-        if route.tried.len() < server.upstream.backend_count() {
-            e.set_retry(true);
-        }
-        e
+        self.connect_failed(ctx, peer, e)
     }
 
     /// Applies the header policy's edits and the upstream path.
@@ -392,51 +466,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let Some((server, route)) = Self::server(ctx) else {
-            return Error::e_explain(ErrorType::InternalError, "no route");
-        };
-        let Some(replica) = route
-            .selected
-            .as_ref()
-            .and_then(|c| server.upstream.replica(c.replica))
-        else {
-            return Error::e_explain(ErrorType::InternalError, "no backend selected");
-        };
-        let facts = RequestFacts {
-            identity: &route.identity,
-            peer: peer_ip(session),
-            peer_trusted: server.auth.peer_is_trusted(peer(session)),
-            upstream_host: &replica.host_header,
-            upstream_session: route
-                .pinned
-                .as_ref()
-                .filter(|_| route.endpoint == Endpoint::Mcp)
-                .map(|p| p.upstream_id.as_str()),
-        };
-        let edits = server.headers.plan(&session.req_header().headers, &facts);
-        for dropped in &edits.dropped {
-            log::warn!(
-                "server {}: dropped header {}: {}",
-                server.name,
-                dropped.name,
-                dropped.why
-            );
-        }
-        for name in &edits.remove {
-            upstream_request.remove_header(name);
-        }
-        for (name, value) in edits.set {
-            match crate::headers::wire_name(&name) {
-                Some(titled) => upstream_request.insert_header(titled, value)?,
-                None => upstream_request.insert_header(name, value)?,
-            }
-        }
-        let uri = Self::upstream_uri(replica, route, session.req_header().uri.query())?;
-        upstream_request.set_uri(uri);
-        if let Some(id) = &ctx.request_id {
-            upstream_request.insert_header(X_REQUEST_ID, id.clone())?;
-        }
-        Ok(())
+        self.edit_upstream_request(session, upstream_request, ctx)
     }
 
     /// Wraps a new upstream session id in a sealed token naming the
@@ -578,6 +608,9 @@ impl ProxyHttp for Gateway {
 
     /// Request counts and durations per server, and the access line.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
+        if ctx.handed_off {
+            return;
+        }
         // A failure decides the status even after a 200 went out: a stream
         // the upstream broke is counted as the 502/504 it is, not a success.
         let status = match error.map(|e| refusal::for_proxy_error(e.etype(), e.esource())) {

@@ -7,6 +7,7 @@ mod framing;
 mod keepalive;
 mod relay;
 mod reply;
+mod session_reply;
 mod stream_head;
 mod streams;
 
@@ -14,14 +15,14 @@ pub use keepalive::KeepAlive;
 
 use crate::access_log;
 use crate::cors::UPSTREAM_CORS_HEADERS;
-use crate::headers::{RequestFacts, MCP_SESSION_ID};
+use crate::headers::RequestFacts;
 use crate::identity::{Identity, Peer};
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
 use crate::refusal::{self, Refusal};
 use crate::responses::ErrorShape;
 use crate::routing::Endpoint;
-use crate::session::{self, PinnedSession, Reply, SessionError, SessionKind};
+use crate::session::{PinnedSession, SessionError};
 use crate::snapshot::{Routing, Snapshot};
 use crate::state::{Runtime, ServerRuntime};
 use crate::upstream::{Replica, SelectedBackend};
@@ -141,109 +142,6 @@ impl Gateway {
             None => Ok(base.clone()),
             Some(q) => parse(&format!("{}?{q}", base.path())),
         }
-    }
-
-    /// The replacement `endpoint` event for the legacy SSE transport, or
-    /// why there can be none.
-    fn endpoint_event(
-        &self,
-        server: &ServerRuntime,
-        route: &RouteCtx,
-        upstream: &str,
-    ) -> std::result::Result<Bytes, String> {
-        let found = route
-            .selected
-            .as_ref()
-            .and_then(|c| Some((c.replica, server.upstream.replica(c.replica)?)));
-        let Some((replica_id, replica)) = found else {
-            return Err("its backend left the configuration".into());
-        };
-        let Some(path) = legacy_sse::upstream_message_path(
-            upstream,
-            &legacy_sse::sse_path_for(&replica.url.path),
-        ) else {
-            return Err(format!("unparsable endpoint ({} bytes)", upstream.len()));
-        };
-        let token = self
-            .runtime
-            .sessions
-            .seal(
-                SessionKind::LegacySse,
-                &server.name,
-                route.identity.principal(),
-                &PinnedSession {
-                    replica: replica_id,
-                    upstream_id: path,
-                },
-                now_secs() + self.runtime.session_ttl.as_secs(),
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(Bytes::from(format!(
-            "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
-            server.name
-        )))
-    }
-
-    /// The client never sees the upstream's session id: a new one is sealed
-    /// into a token once, and an id the client's token already names gets
-    /// that token back, byte for byte (no crypto on the common path).
-    fn reply_session_id(
-        &self,
-        session: &Session,
-        route: &RouteCtx,
-        upstream_response: &mut ResponseHeader,
-    ) -> Result<()> {
-        let carried = route
-            .pinned
-            .as_ref()
-            .filter(|_| route.endpoint == Endpoint::Mcp);
-        let issue = match upstream_response.headers.get(&MCP_SESSION_ID) {
-            None => return Ok(()),
-            Some(v) => match v.to_str() {
-                Ok(id) if session::reply_for(carried, id) == Reply::Keep => None,
-                Ok(id) => Some(Ok(id.to_string())),
-                Err(_) => Some(Err(())),
-            },
-        };
-        let server = &route.server;
-        let token = match (issue, route.selected.as_ref()) {
-            (None, _) => session.req_header().headers.get(&MCP_SESSION_ID).cloned(),
-            (Some(Ok(upstream_id)), Some(selected)) => {
-                let pinned = PinnedSession {
-                    replica: selected.replica,
-                    upstream_id,
-                };
-                let expires = now_secs() + self.runtime.session_ttl.as_secs();
-                let sealed = self.runtime.sessions.seal(
-                    SessionKind::Streamable,
-                    &server.name,
-                    route.identity.principal(),
-                    &pinned,
-                    expires,
-                );
-                match sealed {
-                    Ok(token) => http::HeaderValue::from_str(&token).ok(),
-                    Err(e) => {
-                        log::error!("server {}: session id not issued: {e}", server.name);
-                        None
-                    }
-                }
-            }
-            (Some(_), _) => {
-                log::error!("server {}: unusable upstream session id", server.name);
-                None
-            }
-        };
-        match token {
-            Some(token) => {
-                upstream_response.insert_header(MCP_SESSION_ID.clone(), token)?;
-            }
-            // An id the client could not use must not reach it either.
-            None => {
-                upstream_response.remove_header(&MCP_SESSION_ID);
-            }
-        }
-        Ok(())
     }
 
     /// A connect failure before any byte was sent is safe to retry on

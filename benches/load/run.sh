@@ -23,6 +23,10 @@
 #   IDLE_CONNECTIONS=10000                                         (RSS)
 #   STREAMS=1000 STREAM_SETTLE=5 STREAM_MEASURE=10                 (streams)
 #   SKIP_BUILD=1  KEEP_TMP=1  WRITE_RESULTS=0|1  SETTLE_SECONDS=60
+#   BIN_DIR=target/debug (with SKIP_BUILD=1: binaries built elsewhere than
+#     target/release); TARGET_STREAMS="direct nginx pingora gateway" (streams;
+#     add "before" with GATEWAY_BEFORE=path to measure another gateway build,
+#     e.g. the revision before a change, in the same run)
 #   TARGETS="1 2 3 7 4 5 6"  the targets measured, in this order; (8) is the
 #     gateway in proxy-header mode with the access log on (LOG_LEVEL=info,
 #     stdout to its log file, as journald would take it) next to (4), whose
@@ -39,7 +43,7 @@ HERE=$ROOT/benches/load
 
 # What was asked for, as BENCHMARKS.md records it.
 overrides=""
-for var in MODE TARGETS DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE; do
+for var in MODE TARGETS TARGET_STREAMS BIN_DIR GATEWAY_BEFORE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE; do
   if [ -n "${!var:-}" ]; then overrides+="$var=${!var} "; fi
 done
 BENCH_COMMAND="$overrides${BENCH_COMMAND:-benches/load/run.sh}"
@@ -128,16 +132,18 @@ raise_fd_limit() {
 
 build() {
   if [ "${SKIP_BUILD:-0}" = 1 ]; then
-    log "SKIP_BUILD=1: using the binaries in target/release"
+    log "SKIP_BUILD=1: using the binaries in ${BIN_DIR:-target/release}"
   else
     log "cargo build --release --bins --examples (waits if another build holds the lock)"
     cargo build --release --bins --examples
   fi
-  GATEWAY=$ROOT/target/release/mcp-gateway
-  PASSTHROUGH=$ROOT/target/release/examples/passthrough
-  LOADGEN=$ROOT/target/release/examples/loadgen
-  STREAMS_CLIENT=$ROOT/target/release/examples/streams
-  DEMO=$ROOT/target/release/mcp-demo-server
+  local bins
+  bins=$(realpath "${BIN_DIR:-$ROOT/target/release}")
+  GATEWAY=$bins/mcp-gateway
+  PASSTHROUGH=$bins/examples/passthrough
+  LOADGEN=$bins/examples/loadgen
+  STREAMS_CLIENT=$bins/examples/streams
+  DEMO=$bins/mcp-demo-server
   local bin
   for bin in "$GATEWAY" "$PASSTHROUGH" "$LOADGEN" "$STREAMS_CLIENT" "$DEMO"; do
     [ -x "$bin" ] || die "$bin is missing (build failed?)"
@@ -653,10 +659,16 @@ streams_one() {
       target=${PID_OF[$key]}
       wait_until_serving "$key" "http://127.0.0.1:$port/healthz"
       ;;
-    gateway)
+    gateway | before)
       printf 'servers:\n  - name: bench\n    urls: [http://127.0.0.1:%s/mcp]\n' "$demo_port" \
         >"$WORK/streams-gateway.yaml"
+      local gateway=$GATEWAY
+      if [ "$key" = before ]; then
+        [ -x "${GATEWAY_BEFORE:-}" ] || die "TARGET_STREAMS has before: set GATEWAY_BEFORE to a gateway binary"
+        GATEWAY=$GATEWAY_BEFORE
+      fi
       GATEWAY_CONFIG=$WORK/streams-gateway.yaml start_gateway "$key" "$port" "${PROXY_MODE[@]}"
+      GATEWAY=$gateway
       url="http://127.0.0.1:$port/servers/bench/mcp"
       target=${PID_OF[$key]}
       wait_until_serving "$key" "http://127.0.0.1:$port/health"
@@ -693,7 +705,7 @@ streams() {
   echo "settle=$STREAM_SETTLE" >>"$WORK/streams.env"
   echo "measure=$STREAM_MEASURE" >>"$WORK/streams.env"
   local key
-  for key in direct nginx pingora gateway; do streams_one "$key"; done
+  for key in ${TARGET_STREAMS:-direct nginx pingora gateway}; do streams_one "$key"; done
   python3 "$HERE/streams_report.py" "$WORK/streams.env"
 }
 

@@ -14,6 +14,7 @@ TARGETS = [
     ("direct", "demo server directly (axum)"),
     ("nginx", "nginx, `proxy_buffering off`"),
     ("pingora", "bare Pingora pass-through"),
+    ("before", "the gateway, GATEWAY_BEFORE build"),
     ("gateway", "the gateway (proxy-header mode)"),
 ]
 

@@ -53,12 +53,7 @@ impl Gateway {
                 duration: elapsed,
                 bytes: session.body_bytes_sent(),
                 user: identity.map(|i| i.user.as_str()),
-                identity_source: match identity.map(|i| i.source) {
-                    Some(IdentitySource::Jwt) => "jwt",
-                    Some(IdentitySource::ProxyHeader) => "proxy",
-                    Some(IdentitySource::Anonymous) => "anonymous",
-                    None => "none",
-                },
+                identity_source: identity_source(identity),
                 session: req.headers.get(&MCP_SESSION_ID).map(|v| v.as_bytes()),
                 request_id: ctx
                     .request_id
@@ -68,5 +63,77 @@ impl Gateway {
             },
             format,
         )
+    }
+}
+
+/// What the access line of a request handed to the lean stream path needs,
+/// taken before the session goes (see `relay`).
+pub(super) struct OwnedRecord {
+    method: http::Method,
+    path: String,
+    server: Option<String>,
+    backend: Option<std::net::SocketAddr>,
+    user: Option<String>,
+    identity_source: &'static str,
+    session: Option<http::HeaderValue>,
+    request_id: Option<http::HeaderValue>,
+}
+
+impl OwnedRecord {
+    pub(super) fn line(
+        &self,
+        status: u16,
+        elapsed: Duration,
+        bytes: usize,
+        format: crate::config::LogFormat,
+    ) -> String {
+        access_log::format(
+            &access_log::AccessRecord {
+                time: SystemTime::now(),
+                method: self.method.as_str(),
+                path: &self.path,
+                server: self.server.as_deref(),
+                backend: self.backend,
+                status,
+                duration: elapsed,
+                bytes,
+                user: self.user.as_deref(),
+                identity_source: self.identity_source,
+                session: self.session.as_ref().map(|v| v.as_bytes()),
+                request_id: self
+                    .request_id
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-"),
+            },
+            format,
+        )
+    }
+}
+
+fn identity_source(identity: Option<&crate::identity::Identity>) -> &'static str {
+    match identity.map(|i| i.source) {
+        Some(IdentitySource::Jwt) => "jwt",
+        Some(IdentitySource::ProxyHeader) => "proxy",
+        Some(IdentitySource::Anonymous) => "anonymous",
+        None => "none",
+    }
+}
+
+impl Gateway {
+    pub(super) fn owned_record(&self, session: &Session, ctx: &RequestCtx) -> OwnedRecord {
+        let req = session.req_header();
+        let routed = Self::server(ctx);
+        let route = routed.map(|(_, r)| r);
+        OwnedRecord {
+            method: req.method.clone(),
+            path: req.uri.path().to_string(),
+            server: routed.map(|(s, _)| s.name.clone()),
+            backend: route.and_then(|r| r.selected.as_ref()).map(|s| s.addr),
+            user: route.map(|r| r.identity.user.as_str().to_string()),
+            identity_source: identity_source(route.map(|r| &r.identity)),
+            session: req.headers.get(&MCP_SESSION_ID).cloned(),
+            request_id: ctx.request_id.clone(),
+        }
     }
 }

@@ -6,7 +6,10 @@ mod admission;
 mod federation;
 mod framing;
 mod keepalive;
+mod relay;
 mod reply;
+mod session_reply;
+mod stream_head;
 mod streams;
 
 pub use federation::{FederationRoute, METRICS_LABEL as FEDERATION_METRICS_LABEL};
@@ -14,14 +17,14 @@ pub use keepalive::KeepAlive;
 
 use crate::access_log;
 use crate::cors::UPSTREAM_CORS_HEADERS;
-use crate::headers::{RequestFacts, MCP_SESSION_ID};
+use crate::headers::RequestFacts;
 use crate::identity::{Identity, Peer};
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
 use crate::refusal::{self, Refusal};
 use crate::responses::ErrorShape;
 use crate::routing::Endpoint;
-use crate::session::{self, PinnedSession, Reply, SessionError, SessionKind};
+use crate::session::{PinnedSession, SessionError};
 use crate::snapshot::{Routing, Snapshot};
 use crate::state::{Runtime, ServerRuntime};
 use crate::upstream::{Replica, SelectedBackend};
@@ -47,7 +50,10 @@ pub struct Gateway {
 
 /// What one request carries from phase to phase.
 pub struct RequestCtx {
-    _in_flight: InFlight,
+    /// Moves to the lean stream path's task when it takes the request over.
+    in_flight: Option<InFlight>,
+    /// The lean stream path took the request over: its task logs it.
+    handed_off: bool,
     /// The routing snapshot this request started with, kept to its end.
     snapshot: Arc<Snapshot>,
     started: Instant,
@@ -144,105 +150,87 @@ impl Gateway {
         }
     }
 
-    /// The replacement `endpoint` event for the legacy SSE transport, or
-    /// why there can be none.
-    fn endpoint_event(
+    /// A connect failure before any byte was sent is safe to retry on
+    /// another replica. A pinned session has nowhere else to go: it gets the
+    /// 404 that makes an MCP client initialise again, at once rather than
+    /// 502s until the health check notices the replica is gone.
+    fn connect_failed(
         &self,
-        server: &ServerRuntime,
-        route: &RouteCtx,
-        upstream: &str,
-    ) -> std::result::Result<Bytes, String> {
-        let found = route
-            .selected
-            .as_ref()
-            .and_then(|c| Some((c.replica, server.upstream.replica(c.replica)?)));
-        let Some((replica_id, replica)) = found else {
-            return Err("its backend left the configuration".into());
-        };
-        let Some(path) = legacy_sse::upstream_message_path(
-            upstream,
-            &legacy_sse::sse_path_for(&replica.url.path),
-        ) else {
-            return Err(format!("unparsable endpoint ({} bytes)", upstream.len()));
-        };
-        let token = self
-            .runtime
-            .sessions
-            .seal(
-                SessionKind::LegacySse,
-                &server.name,
-                route.identity.principal(),
-                &PinnedSession {
-                    replica: replica_id,
-                    upstream_id: path,
-                },
-                now_secs() + self.runtime.session_ttl.as_secs(),
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(Bytes::from(format!(
-            "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
-            server.name
-        )))
-    }
-
-    /// The client never sees the upstream's session id: a new one is sealed
-    /// into a token once, and an id the client's token already names gets
-    /// that token back, byte for byte (no crypto on the common path).
-    fn reply_session_id(
-        &self,
-        session: &Session,
-        route: &RouteCtx,
-        upstream_response: &mut ResponseHeader,
-    ) -> Result<()> {
-        let carried = route
-            .pinned
-            .as_ref()
-            .filter(|_| route.endpoint == Endpoint::Mcp);
-        let issue = match upstream_response.headers.get(&MCP_SESSION_ID) {
-            None => return Ok(()),
-            Some(v) => match v.to_str() {
-                Ok(id) if session::reply_for(carried, id) == Reply::Keep => None,
-                Ok(id) => Some(Ok(id.to_string())),
-                Err(_) => Some(Err(())),
-            },
+        ctx: &mut RequestCtx,
+        peer: &dyn std::fmt::Display,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(route) = ctx.route.as_mut() else {
+            return e;
         };
         let server = &route.server;
-        let token = match (issue, route.selected.as_ref()) {
-            (None, _) => session.req_header().headers.get(&MCP_SESSION_ID).cloned(),
-            (Some(Ok(upstream_id)), Some(selected)) => {
-                let pinned = PinnedSession {
-                    replica: selected.replica,
-                    upstream_id,
-                };
-                let expires = now_secs() + self.runtime.session_ttl.as_secs();
-                let sealed = self.runtime.sessions.seal(
-                    SessionKind::Streamable,
-                    &server.name,
-                    route.identity.principal(),
-                    &pinned,
-                    expires,
-                );
-                match sealed {
-                    Ok(token) => http::HeaderValue::from_str(&token).ok(),
-                    Err(e) => {
-                        log::error!("server {}: session id not issued: {e}", server.name);
-                        None
-                    }
-                }
-            }
-            (Some(_), _) => {
-                log::error!("server {}: unusable upstream session id", server.name);
-                None
-            }
+        log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
+        if let Some(selected) = &route.selected {
+            route.tried.push(selected.addr);
+        }
+        if route.pinned.is_some() {
+            return Error::explain(
+                ErrorType::HTTPStatus(404),
+                SessionError::BackendGone.message(),
+            );
+        }
+        if route.tried.len() < server.upstream.backend_count() {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    /// The header policy's edits and the upstream path, on the request
+    /// Pingora sends upstream or the lean stream path's.
+    fn edit_upstream_request(
+        &self,
+        session: &Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &RequestCtx,
+    ) -> Result<()> {
+        let Some((server, route)) = Self::server(ctx) else {
+            return Error::e_explain(ErrorType::InternalError, "no route");
         };
-        match token {
-            Some(token) => {
-                upstream_response.insert_header(MCP_SESSION_ID.clone(), token)?;
+        let Some(replica) = route
+            .selected
+            .as_ref()
+            .and_then(|c| server.upstream.replica(c.replica))
+        else {
+            return Error::e_explain(ErrorType::InternalError, "no backend selected");
+        };
+        let facts = RequestFacts {
+            identity: &route.identity,
+            peer: peer_ip(session),
+            peer_trusted: server.auth.peer_is_trusted(peer(session)),
+            upstream_host: &replica.host_header,
+            upstream_session: route
+                .pinned
+                .as_ref()
+                .filter(|_| route.endpoint == Endpoint::Mcp)
+                .map(|p| p.upstream_id.as_str()),
+        };
+        let edits = server.headers.plan(&session.req_header().headers, &facts);
+        for dropped in &edits.dropped {
+            log::warn!(
+                "server {}: dropped header {}: {}",
+                server.name,
+                dropped.name,
+                dropped.why
+            );
+        }
+        for name in &edits.remove {
+            upstream_request.remove_header(name);
+        }
+        for (name, value) in edits.set {
+            match crate::headers::wire_name(&name) {
+                Some(titled) => upstream_request.insert_header(titled, value)?,
+                None => upstream_request.insert_header(name, value)?,
             }
-            // An id the client could not use must not reach it either.
-            None => {
-                upstream_response.remove_header(&MCP_SESSION_ID);
-            }
+        }
+        let uri = Self::upstream_uri(replica, route, session.req_header().uri.query())?;
+        upstream_request.set_uri(uri);
+        if let Some(id) = &ctx.request_id {
+            upstream_request.insert_header(X_REQUEST_ID, id.clone())?;
         }
         Ok(())
     }
@@ -254,7 +242,8 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
-            _in_flight: self.runtime.lifecycle.track(),
+            in_flight: Some(self.runtime.lifecycle.track()),
+            handed_off: false,
             snapshot: self.routing.current(),
             started: Instant::now(),
             route: None,
@@ -306,7 +295,12 @@ impl ProxyHttp for Gateway {
         match self.triage(session, ctx) {
             Ok(admitted) => {
                 match admitted {
-                    reply::Admitted::Server(route) => ctx.route = Some(route),
+                    reply::Admitted::Server(route) => {
+                        ctx.route = Some(route);
+                        if self.lean_stream(session, ctx).await? {
+                            return Ok(true);
+                        }
+                    }
                     reply::Admitted::Federation(fed) => ctx.federation = Some(fed),
                 }
                 let req = session.req_header();
@@ -367,35 +361,15 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
-    /// A connect failure before any byte was sent is safe to retry on
-    /// another replica. A pinned session has nowhere else to go: it gets the
-    /// 404 that makes an MCP client initialise again, at once rather than
-    /// 502s until the health check notices the replica is gone.
+    /// See `connect_failed`.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
         peer: &HttpPeer,
         ctx: &mut Self::CTX,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        let Some(route) = ctx.route.as_mut() else {
-            return e;
-        };
-        let server = &route.server;
-        log::warn!("server {}: cannot connect to {peer}: {e}", server.name);
-        if let Some(selected) = &route.selected {
-            route.tried.push(selected.addr);
-        }
-        if route.pinned.is_some() {
-            return Error::explain(
-                ErrorType::HTTPStatus(404),
-                SessionError::BackendGone.message(),
-            );
-        }
-        if route.tried.len() < server.upstream.backend_count() {
-            e.set_retry(true);
-        }
-        e
+        self.connect_failed(ctx, peer, e)
     }
 
     /// Applies the header policy's edits and the upstream path.
@@ -408,51 +382,7 @@ impl ProxyHttp for Gateway {
         if let Some(fed) = &ctx.federation {
             return self.federation_request(session, upstream_request, ctx, fed);
         }
-        let Some((server, route)) = Self::server(ctx) else {
-            return Error::e_explain(ErrorType::InternalError, "no route");
-        };
-        let Some(replica) = route
-            .selected
-            .as_ref()
-            .and_then(|c| server.upstream.replica(c.replica))
-        else {
-            return Error::e_explain(ErrorType::InternalError, "no backend selected");
-        };
-        let facts = RequestFacts {
-            identity: &route.identity,
-            peer: peer_ip(session),
-            peer_trusted: server.auth.peer_is_trusted(peer(session)),
-            upstream_host: &replica.host_header,
-            upstream_session: route
-                .pinned
-                .as_ref()
-                .filter(|_| route.endpoint == Endpoint::Mcp)
-                .map(|p| p.upstream_id.as_str()),
-        };
-        let edits = server.headers.plan(&session.req_header().headers, &facts);
-        for dropped in &edits.dropped {
-            log::warn!(
-                "server {}: dropped header {}: {}",
-                server.name,
-                dropped.name,
-                dropped.why
-            );
-        }
-        for name in &edits.remove {
-            upstream_request.remove_header(name);
-        }
-        for (name, value) in edits.set {
-            match crate::headers::wire_name(&name) {
-                Some(titled) => upstream_request.insert_header(titled, value)?,
-                None => upstream_request.insert_header(name, value)?,
-            }
-        }
-        let uri = Self::upstream_uri(replica, route, session.req_header().uri.query())?;
-        upstream_request.set_uri(uri);
-        if let Some(id) = &ctx.request_id {
-            upstream_request.insert_header(X_REQUEST_ID, id.clone())?;
-        }
-        Ok(())
+        self.edit_upstream_request(session, upstream_request, ctx)
     }
 
     /// Wraps a new upstream session id in a sealed token naming the
@@ -594,6 +524,9 @@ impl ProxyHttp for Gateway {
 
     /// Request counts and durations per server, and the access line.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
+        if ctx.handed_off {
+            return;
+        }
         // A failure decides the status even after a 200 went out: a stream
         // the upstream broke is counted as the 502/504 it is, not a success.
         let status = match error.map(|e| refusal::for_proxy_error(e.etype(), e.esource())) {

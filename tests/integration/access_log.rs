@@ -236,3 +236,38 @@ fn no_secret_reaches_the_log() {
         assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
     }
 }
+
+/// The GET stream, relayed off Pingora's path (`proxy::relay`), is logged
+/// when it ends, with the same fields: here the client leaves (499).
+#[test]
+fn a_get_stream_is_logged_when_it_ends() {
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("TRUSTED_PROXIES", "127.0.0.1"));
+    let gw = Gateway::start(&env, &yaml);
+    let sid = gw.initialize("demo", &ALICE).1.expect("session id");
+    let mut headers = ALICE.to_vec();
+    headers.push(("Mcp-Session-Id", &sid));
+    headers.push(("X-Request-Id", "stream-id-1"));
+    let mut reader = open_stream(&gw, "/servers/demo/mcp", &headers);
+    next_data(&mut reader);
+    drop(reader);
+    let line = log_line(&gw, "request_id=stream-id-1");
+    let backend = format!("backend={}", demo.addr);
+    for part in [
+        "method=GET",
+        "path=/servers/demo/mcp",
+        "server=demo",
+        &backend,
+        "status=499",
+        "user=alice",
+        "identity_source=proxy",
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
+    assert!(
+        !line.contains(&sid) && !line.contains("session=-"),
+        "{line}"
+    );
+}

@@ -124,3 +124,49 @@ fn a_client_that_leaves_frees_its_upstream_connection() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the upstream connection was not closed after the client left");
 }
+
+/// The Streamable HTTP GET stream, which the gateway relays on its lean
+/// path (`proxy::relay`), not through Pingora's proxy.
+fn open_get_stream(gw: &Gateway) -> BufReader<TcpStream> {
+    open_stream(gw, "/servers/up/mcp", &ALICE)
+}
+
+#[test]
+fn a_get_stream_carries_every_event_in_order() {
+    let (url, _closed) = ticking_upstream();
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
+    let mut reader = open_get_stream(&gw);
+    for n in 0..20 {
+        assert_eq!(next_data(&mut reader), format!("{{\"tick\":{n}}}"));
+    }
+}
+
+#[test]
+fn a_client_that_leaves_a_get_stream_frees_its_upstream_connection() {
+    let (url, closed) = ticking_upstream();
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
+    let mut reader = open_get_stream(&gw);
+    next_data(&mut reader);
+    assert!(
+        closed.try_recv().is_err(),
+        "the upstream connection closed while the client was there"
+    );
+    drop(reader);
+    closed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream connection was not closed after the client left");
+}
+
+/// Many GET streams at once, each carrying its own events: the shape of the
+/// streams benchmark, at a size a test run affords.
+#[test]
+fn many_get_streams_stay_open_together() {
+    let (url, _closed) = ticking_upstream();
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
+    let mut readers: Vec<_> = (0..50).map(|_| open_get_stream(&gw)).collect();
+    for round in 0..3 {
+        for reader in &mut readers {
+            assert_eq!(next_data(reader), format!("{{\"tick\":{round}}}"));
+        }
+    }
+}

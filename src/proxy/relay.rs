@@ -1,0 +1,355 @@
+//! The lean path for open event streams (issue 10).
+//!
+//! Through Pingora's proxy an open stream holds ~115 KiB while it waits for
+//! its next event: a 64 KiB upstream body buffer reserved before every read
+//! (`BODY_BUFFER_SIZE`, a private constant), the proxy's request future and
+//! its two channels, header buffers kept after parsing. None of it has a
+//! knob, and `ProxyHttp` never sees the upstream session.
+//!
+//! So the Streamable HTTP GET stream (see `stream_head::takes_lean_path`)
+//! leaves Pingora once everything is decided: `request_filter` resolves the
+//! route and identity as for any request, this module picks the backend,
+//! applies the same request edits (`edit_upstream_request`), connects,
+//! sends the head, reads the response head and runs the same response
+//! phases on it. Failures up to there are returned to Pingora, which answers
+//! them as for any proxied request. Then the client's connection is taken
+//! out of the session and a small task copies the body byte for byte,
+//! reading only when the upstream socket is readable, into a buffer freed
+//! after each event: a waiting stream holds its two sockets, the client
+//! connection's buffers, and this task.
+//!
+//! Both connections close with the response (see `stream_head`). The task
+//! holds the request's in-flight guard (drain waits for it), counts the
+//! request in the metrics and writes the access line when the stream ends.
+
+use super::stream_head::{self, Candidate};
+use super::{Gateway, RequestCtx};
+use crate::access_log;
+use crate::lifecycle::InFlight;
+use crate::refusal;
+use crate::state::ServerRuntime;
+use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::proxy::Session;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The transient buffer one read of events goes into; freed once written.
+const EVENT_READ: usize = 8 * 1024;
+
+/// How a relayed stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The upstream closed its side: the response is complete.
+    Complete,
+    ClientGone,
+    /// Nothing from the upstream for the stream idle timeout.
+    UpstreamSilent,
+    UpstreamBroke,
+}
+
+/// The status a relayed stream is counted and logged with, as Pingora's
+/// path counts the same ends (see `refusal::for_proxy_error`).
+fn end_status(end: End, response: u16) -> u16 {
+    match end {
+        End::Complete => response,
+        End::ClientGone => refusal::CLIENT_CLOSED,
+        End::UpstreamSilent => 504,
+        End::UpstreamBroke => 502,
+    }
+}
+
+/// What the task needs once the stream ends.
+struct Finish {
+    server: Arc<ServerRuntime>,
+    started: Instant,
+    status: u16,
+    /// Body bytes that came with the response head.
+    first_body: usize,
+    record: super::access::OwnedRecord,
+    _in_flight: Option<InFlight>,
+}
+
+fn upstream_error(etype: ErrorType, why: String) -> Box<Error> {
+    Error::explain(etype, why).into_up()
+}
+
+impl Gateway {
+    /// Takes the request over when it is a plain GET stream: `Ok(true)`
+    /// when the stream was handed to its task (Pingora has nothing left to
+    /// do), `Ok(false)` to leave it to Pingora's path.
+    pub(super) async fn lean_stream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Ok(false);
+        };
+        let req = session.req_header();
+        let candidate = Candidate {
+            http1: matches!(session.as_downstream(), ServerSession::H1(_)),
+            method: &req.method,
+            version: req.version,
+            endpoint: route.endpoint,
+            headers: &req.headers,
+        };
+        if !stream_head::takes_lean_path(&candidate) {
+            return Ok(false);
+        }
+        let Some(upstream) = self.connect_stream(ctx).await? else {
+            return Ok(false);
+        };
+        let mut upstream_request = session.req_header().clone();
+        for name in stream_head::hop_by_hop_names(&upstream_request.headers, true) {
+            upstream_request.remove_header(&name);
+        }
+        self.edit_upstream_request(session, &mut upstream_request, ctx)?;
+        upstream_request.insert_header(http::header::CONNECTION, "close")?;
+        let target = upstream_request
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str());
+        let head = stream_head::request_head(&upstream_request, target);
+        drop(upstream_request);
+
+        let timeout = self.runtime.stream_idle_timeout;
+        let (upstream, mut response, body_start) =
+            send_and_read_head(upstream, &head, timeout).await?;
+        self.upstream_response_filter(session, &mut response, ctx)
+            .await?;
+        self.response_filter(session, &mut response, ctx).await?;
+        for name in stream_head::hop_by_hop_names(&response.headers, false) {
+            response.remove_header(&name);
+        }
+        response.insert_header(http::header::CONNECTION, "close")?;
+        let mut out = stream_head::response_head(&response);
+        out.extend_from_slice(&body_start);
+        let first_body = body_start.len();
+        drop(body_start);
+        let status = response.status.as_u16();
+        drop(response);
+
+        let Some(route) = ctx.route.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "no route");
+        };
+        let finish = Finish {
+            server: route.server.clone(),
+            started: ctx.started,
+            status,
+            first_body,
+            record: self.owned_record(session, ctx),
+            _in_flight: ctx.in_flight.take(),
+        };
+        let downstream = take_downstream(session)?;
+        ctx.handed_off = true;
+        upstream.set_nodelay(true).ok();
+        tokio::spawn(relay(downstream, upstream, out, timeout, finish));
+        Ok(true)
+    }
+
+    /// Connects to the session's backend or the next one round robin, as
+    /// `upstream_peer` and `fail_to_connect` do for Pingora's path; `None`
+    /// when the backend speaks TLS (left to Pingora's connector).
+    async fn connect_stream(&self, ctx: &mut RequestCtx) -> Result<Option<TcpStream>> {
+        let connect_timeout = self.runtime.connect_timeout;
+        loop {
+            let Some(route) = ctx.route.as_mut() else {
+                return Error::e_explain(ErrorType::InternalError, "no route");
+            };
+            let server = &route.server;
+            if route.pinned.is_none() {
+                route.selected = server.upstream.select(&route.tried);
+            }
+            let Some(selected) = route.selected else {
+                return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
+            };
+            let Some(replica) = server.upstream.replica(selected.replica) else {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(503),
+                    "backend left the configuration",
+                );
+            };
+            if replica.url.tls {
+                return Ok(None);
+            }
+            let e = match pingora::time::timeout(connect_timeout, TcpStream::connect(selected.addr))
+                .await
+            {
+                Ok(Ok(stream)) => return Ok(Some(stream)),
+                Ok(Err(e)) => upstream_error(ErrorType::ConnectError, e.to_string()),
+                Err(_) => upstream_error(ErrorType::ConnectTimedout, "connect timed out".into()),
+            };
+            let e = self.connect_failed(ctx, &selected.addr, e);
+            if !e.retry() {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Sends the request head and reads the response head (each read bounded
+/// by the stream's idle timeout, as Pingora bounds them with the peer's
+/// read timeout): the upstream connection, the parsed head, and the body
+/// bytes that came with it.
+async fn send_and_read_head(
+    mut upstream: TcpStream,
+    head: &[u8],
+    timeout: Option<Duration>,
+) -> Result<(TcpStream, ResponseHeader, Vec<u8>)> {
+    if let Err(e) = upstream.write_all(head).await {
+        return Err(upstream_error(ErrorType::WriteError, e.to_string()));
+    }
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let read = upstream.read_buf(&mut buf);
+        let n = match timeout {
+            Some(t) => match pingora::time::timeout(t, read).await {
+                Ok(n) => n,
+                Err(_) => {
+                    return Err(upstream_error(
+                        ErrorType::ReadTimedout,
+                        "no response head within the stream idle timeout".into(),
+                    ))
+                }
+            },
+            None => read.await,
+        };
+        match n {
+            Ok(0) => {
+                return Err(upstream_error(
+                    ErrorType::ConnectionClosed,
+                    "closed before the response head".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(upstream_error(ErrorType::ReadError, e.to_string())),
+        }
+        let parsed = stream_head::parse_response_head(&buf)
+            .map_err(|why| upstream_error(ErrorType::InvalidHTTPHeader, why.into()))?;
+        if let Some(parsed) = parsed {
+            let mut response = ResponseHeader::build(parsed.status, Some(parsed.headers.len()))?;
+            for (name, value) in parsed.headers {
+                response.append_header(name, value)?;
+            }
+            let body = buf.split_off(parsed.len);
+            return Ok((upstream, response, body));
+        }
+    }
+}
+
+/// Takes the client's connection out of the session, leaving an empty one
+/// that Pingora finishes without writing anything or keeping it alive.
+fn take_downstream(session: &mut Session) -> Result<Stream> {
+    let mut placeholder = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
+    placeholder.set_keepalive(None);
+    match std::mem::replace(&mut *session.downstream_session, placeholder) {
+        ServerSession::H1(h1) => Ok(h1.into_inner()),
+        other => {
+            *session.downstream_session = other;
+            Error::e_explain(ErrorType::InternalError, "lean stream path on HTTP/2")
+        }
+    }
+}
+
+/// The stream's task: the head, then the body as it comes, until either
+/// side ends; then the metrics and the access line.
+async fn relay(
+    mut downstream: Stream,
+    upstream: TcpStream,
+    head: Vec<u8>,
+    idle: Option<Duration>,
+    finish: Finish,
+) {
+    let mut bytes = finish.first_body;
+    let end = match write_out(&mut downstream, &head).await {
+        Ok(()) => copy_events(&mut downstream, &upstream, idle, &mut bytes).await,
+        Err(_) => End::ClientGone,
+    };
+    drop(head);
+    drop(upstream);
+    let _ = AsyncWriteExt::shutdown(&mut downstream).await;
+    drop(downstream);
+    let status = end_status(end, finish.status);
+    let elapsed = finish.started.elapsed();
+    finish.server.metrics.observe(status, elapsed);
+    if let Some(format) = access_log::enabled() {
+        let line = finish.record.line(status, elapsed, bytes, format);
+        log::info!(target: access_log::TARGET, "{line}");
+    }
+    if end != End::Complete {
+        log::debug!("server {}: stream ended: {end:?}", finish.server.name);
+    }
+}
+
+async fn write_out(downstream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
+    downstream.write_all(data).await?;
+    downstream.flush().await
+}
+
+/// Copies what the upstream sends as it comes. While it waits the task
+/// holds no buffer: it waits for readability, then reads into a fresh one.
+/// A read on the client's side sees at once when the client leaves.
+async fn copy_events(
+    downstream: &mut Stream,
+    upstream: &TcpStream,
+    idle: Option<Duration>,
+    bytes: &mut usize,
+) -> End {
+    let mut probe = [0u8; 1];
+    loop {
+        let readable = async {
+            match idle {
+                Some(t) => pingora::time::timeout(t, upstream.readable()).await.ok(),
+                None => Some(upstream.readable().await),
+            }
+        };
+        tokio::select! {
+            ready = readable => match ready {
+                None => return End::UpstreamSilent,
+                Some(Err(_)) => return End::UpstreamBroke,
+                Some(Ok(())) => {}
+            },
+            sent = downstream.read(&mut probe) => match sent {
+                // A client does not send on its stream's connection; what
+                // it sends anyway is dropped.
+                Ok(n) if n > 0 => continue,
+                _ => return End::ClientGone,
+            },
+        }
+        let mut buf = Vec::with_capacity(EVENT_READ);
+        match upstream.try_read_buf(&mut buf) {
+            Ok(0) => return End::Complete,
+            Ok(n) => {
+                *bytes += n;
+                if write_out(downstream, &buf).await.is_err() {
+                    return End::ClientGone;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return End::UpstreamBroke,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_are_counted_as_pingora_counts_them() {
+        assert_eq!(end_status(End::Complete, 200), 200);
+        assert_eq!(end_status(End::Complete, 405), 405);
+        assert_eq!(end_status(End::ClientGone, 200), refusal::CLIENT_CLOSED);
+        assert_eq!(end_status(End::UpstreamSilent, 200), 504);
+        assert_eq!(end_status(End::UpstreamBroke, 200), 502);
+        // The same statuses Pingora's path gives the same failures.
+        let up =
+            |t| refusal::for_proxy_error(&t, &pingora::ErrorSource::Upstream).map(|r| r.status());
+        assert_eq!(up(ErrorType::ReadTimedout), Some(504));
+        assert_eq!(up(ErrorType::ReadError), Some(502));
+    }
+}

@@ -461,6 +461,46 @@ async fn rmcp_refusals_and_closed_sessions_answer_in_json() {
 }
 
 #[tokio::test]
+async fn sessions_beyond_the_limit_are_refused_until_one_closes() {
+    let fed = Arc::new(FakeFederation {
+        changes: watch::channel(0).0,
+        started: mpsc::unbounded_channel().0,
+        cancelled: mpsc::unbounded_channel().0,
+        callers: Mutex::new(Vec::new()),
+    });
+    let config = FrontConfig {
+        max_sessions: 1,
+        ..FrontConfig::default()
+    };
+    let app = router_with(fed, config).layer(axum::middleware::from_fn(handover));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let http = reqwest::Client::new();
+    let mcp = format!("http://{addr}/mcp");
+    let first = open_session(&http, &mcp, "alice").await;
+    let (status, session, body) = post(&http, &mcp, "bob", None, initialize(1)).await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(session, None);
+    assert!(body[0]["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("sessions")));
+
+    let deleted = http
+        .delete(&mcp)
+        .header("mcp-session-id", &first)
+        .send()
+        .await
+        .expect("delete");
+    assert!(deleted.status().is_success());
+    open_session(&http, &mcp, "bob").await;
+}
+
+#[tokio::test]
 async fn a_virtual_server_lists_and_calls_only_what_it_includes() {
     let h = start().await;
     let http = reqwest::Client::new();

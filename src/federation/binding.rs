@@ -36,6 +36,7 @@ pub struct ClientGone(pub CancellationToken);
 /// sweep, so it stays within twice the live sessions.
 pub struct Bindings {
     sessions: Arc<LocalSessionManager>,
+    max_sessions: usize,
     inner: Mutex<BindingMap>,
 }
 
@@ -78,9 +79,10 @@ pub fn admit(
 }
 
 impl Bindings {
-    pub fn new(sessions: Arc<LocalSessionManager>) -> Self {
+    pub fn new(sessions: Arc<LocalSessionManager>, max_sessions: usize) -> Self {
         Bindings {
             sessions,
+            max_sessions,
             inner: Mutex::new(BindingMap::default()),
         }
     }
@@ -108,6 +110,11 @@ impl Bindings {
                 .retain(|id, _| live.contains_key(id.as_str()));
             map.swept_at = map.by_session.len();
         }
+    }
+
+    /// rmcp holds as many sessions as it may.
+    async fn full(&self) -> bool {
+        self.sessions.sessions.read().await.len() >= self.max_sessions
     }
 
     fn forget(&self, session: &str) {
@@ -140,6 +147,14 @@ pub async fn bind_sessions(
     let headers: Vec<&http::HeaderValue> =
         request.headers().get_all(SESSION_HEADER).iter().collect();
     match admit(&headers, |id| bindings.owner(id), &who) {
+        Admission::Open if request.method() == http::Method::POST && bindings.full().await => {
+            log::warn!("federation: initialize refused: the MCP session limit is reached");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::refusal::code::INTERNAL_ERROR,
+                "too many open MCP sessions; retry later",
+            );
+        }
         Admission::Open | Admission::Continue => {}
         Admission::UnknownSession => {
             log::warn!(

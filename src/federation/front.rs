@@ -21,6 +21,7 @@ pub fn router_with(fed: SharedFederation, config: FrontConfig) -> Router {
     sessions.session_config.keep_alive = Some(config.session_idle);
     let sessions = Arc::new(sessions);
     let shutdown = config.shutdown.clone();
+    let max_sessions = config.max_sessions;
     let factory = HandlerFactory {
         fed,
         config: Arc::new(config),
@@ -35,7 +36,7 @@ pub fn router_with(fed: SharedFederation, config: FrontConfig) -> Router {
         .with_cancellation_token(shutdown);
     let service =
         StreamableHttpService::new(move || Ok(per_session.http()), sessions.clone(), http);
-    let bindings = Arc::new(Bindings::new(sessions));
+    let bindings = Arc::new(Bindings::new(sessions, max_sessions));
     let mcp = Router::new()
         .route_service("/mcp", service.clone())
         .route_service("/servers/{name}/mcp", service)

@@ -37,6 +37,9 @@ pub struct FrontConfig {
     /// A session with no traffic for this long is closed and forgotten
     /// (rmcp's keep-alive); its client must initialise again.
     pub session_idle: Duration,
+    /// Open Streamable HTTP sessions at most; an `initialize` beyond them
+    /// is refused (503) until one closes or idles out.
+    pub max_sessions: usize,
     /// Cancelled at shutdown: every session and stream ends.
     pub shutdown: CancellationToken,
 }
@@ -46,6 +49,7 @@ impl Default for FrontConfig {
         FrontConfig {
             page_size: 100,
             session_idle: Duration::from_secs(3600),
+            max_sessions: 10_000,
             shutdown: CancellationToken::new(),
         }
     }

@@ -7,6 +7,7 @@ pub(crate) mod registry;
 use crate::admin::AdminService;
 use crate::config::{ConfigError, Settings, Source};
 use crate::lifecycle::{self, DrainThenStop, Lifecycle};
+use crate::listener_certs::ListenerCerts;
 use crate::proxy::{Gateway, KeepAlive};
 use crate::registry::handle::RegistryHandle;
 use crate::registry::sync::SyncOptions;
@@ -177,15 +178,25 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
     );
     let mut listener = ListenerConfig::tcp(listen.clone())
         .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER));
-    if let Some(tls) = &settings.tls {
-        match crate::tls::listener_settings(tls) {
-            Ok(tls) => listener = listener.tls(tls),
-            Err(e) => {
-                eprintln!("mcp-gateway: configuration error: {e}");
-                std::process::exit(2)
+    // Read again on SIGHUP: the reload service shares them.
+    let listener_certs = match &settings.tls {
+        None => None,
+        Some(tls) => {
+            let certs = ListenerCerts::load(tls.clone())
+                .map(Arc::new)
+                .and_then(|certs| Ok((crate::tls::listener_settings(certs.clone())?, certs)));
+            match certs {
+                Ok((tls, certs)) => {
+                    listener = listener.tls(tls);
+                    Some(certs)
+                }
+                Err(e) => {
+                    eprintln!("mcp-gateway: configuration error: {e}");
+                    std::process::exit(2)
+                }
             }
         }
-    }
+    };
     proxy.add_listener(listener);
 
     let mut checks = HealthCheckService::new(health);
@@ -206,6 +217,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
             registry: registry.clone(),
             applier: applier.clone(),
             config,
+            listener_certs,
         },
     ));
     server.add_service(background_service(

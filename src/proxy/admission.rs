@@ -27,7 +27,7 @@ impl Gateway {
         let started = Instant::now();
         let result = server
             .auth
-            .authenticate(&session.req_header().headers, peer(session));
+            .authenticate(&session.req_header().headers, peer(session, &server.auth));
         metrics
             .auth_latency
             .observe(started.elapsed().as_secs_f64());

@@ -2,7 +2,9 @@
 //! (`SSL`, `CERT_FILE`, `KEY_FILE`, `CLIENT_CA_FILE`,
 //! `TRUSTED_PROXY_CERT_NAMES`) and a server's upstream `tls:` block. Files
 //! are read and parsed here, once, so a bad one stops start-up with the
-//! variable or field that names it, and nothing reads a file per request.
+//! variable or field that names it, and nothing reads a file per request
+//! (`listener_certs` reads the listener's again on SIGHUP, with these
+//! functions).
 
 use super::values::parse_bool;
 use super::{ConfigError, Source};

@@ -25,6 +25,7 @@ pub mod healthcheck;
 pub mod identity;
 pub(crate) mod legacy_sse;
 pub(crate) mod lifecycle;
+pub(crate) mod listener_certs;
 pub(crate) mod local;
 pub(crate) mod metrics;
 pub(crate) mod proxy;

@@ -1,4 +1,5 @@
-//! SIGHUP: read the `--config` file again and write its servers to the
+//! SIGHUP: read the TLS listener's certificate files again (see
+//! `listener_certs`); read the `--config` file again and write its servers to the
 //! registry as the start-up does (configuration-owned records follow the
 //! file), then apply the registry's enabled servers at once, so the routes
 //! have changed when the one log line appears. A file that does not load,
@@ -7,6 +8,7 @@
 
 use crate::app::load_settings;
 use crate::app::registry::RoutingApplier;
+use crate::listener_certs::ListenerCerts;
 use crate::registry::handle::RegistryHandle;
 use crate::registry::ConfigSummary;
 use crate::snapshot::ApplyReport;
@@ -21,10 +23,17 @@ pub struct ReloadOnHangup {
     pub registry: Arc<RegistryHandle>,
     pub applier: Arc<RoutingApplier>,
     pub config: Option<PathBuf>,
+    /// The TLS listener's certificate, read again from the same files.
+    pub listener_certs: Option<Arc<ListenerCerts>>,
 }
 
 impl ReloadOnHangup {
     async fn reload(&self) {
+        // First and on its own: a YAML file that does not load must not
+        // keep a renewed certificate out.
+        if let Some(certs) = &self.listener_certs {
+            certs.reload_and_log();
+        }
         let Some(path) = &self.config else {
             log::warn!("SIGHUP: no --config file to reload; nothing changed");
             return;

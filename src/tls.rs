@@ -1,8 +1,9 @@
-//! The gateway listener's TLS: certificate and key, ALPN h2 + http/1.1, and
-//! with `CLIENT_CA_FILE` required, verified client certificates whose names
-//! are read once per connection for the proxy-header trust decision.
+//! The gateway listener's TLS: certificate and key (from `listener_certs`,
+//! at each handshake), ALPN h2 + http/1.1, and with `CLIENT_CA_FILE`
+//! required, verified client certificates whose names are read once per
+//! connection for the proxy-header trust decision.
 
-use crate::config::ListenerTls;
+use crate::listener_certs::ListenerCerts;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{TlsAccept, ALPN};
@@ -10,7 +11,7 @@ use pingora::protocols::tls::TlsRef;
 use pingora::protocols::Digest;
 use pingora_core::tls::nid::Nid;
 use pingora_core::tls::ssl::SslVerifyMode;
-use pingora_core::tls::x509::{X509Name, X509Ref};
+use pingora_core::tls::x509::X509Ref;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -55,46 +56,46 @@ pub fn client_cert_names(digest: Option<&Digest>) -> Option<&[String]> {
         .map(|n| n.0.as_slice())
 }
 
-struct ReadClientCert;
+/// The listener's handshake hooks: the certificate in use (see
+/// `listener_certs`, replaced on SIGHUP) and, with client certificates
+/// required, their names for the trust decision.
+struct ListenerCallbacks {
+    certs: Arc<ListenerCerts>,
+}
 
 #[async_trait]
-impl TlsAccept for ReadClientCert {
+impl TlsAccept for ListenerCallbacks {
+    /// One `ArcSwap` load per handshake: a reload never waits for, nor
+    /// disturbs, a handshake in progress.
+    async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        if let Err(e) = self.certs.current().serve(ssl) {
+            // The handshake fails without a certificate; the set was
+            // checked when it was loaded, so this is OpenSSL refusing it.
+            log::error!("TLS handshake: the listener certificate was not accepted: {e}");
+        }
+    }
+
     /// The handshake only completes with a certificate the CA verified
     /// (`FAIL_IF_NO_PEER_CERT`), so the one present here is verified.
     async fn handshake_complete_callback(
         &self,
         ssl: &TlsRef,
     ) -> Option<Arc<dyn Any + Send + Sync>> {
+        if !self.certs.verifies_clients() {
+            return None;
+        }
         let cert = ssl.peer_certificate()?;
         Some(Arc::new(ClientCertNames(cert_names(&cert))))
     }
 }
 
-/// Pingora's TLS settings for the listener. Errors name the variable.
-pub fn listener_settings(tls: &ListenerTls) -> Result<TlsSettings, String> {
-    let mut settings = if tls.client_ca_file.is_some() {
-        TlsSettings::with_callbacks(Box::new(ReadClientCert))
-            .map_err(|e| format!("TLS: cannot create the acceptor: {e}"))?
-    } else {
-        TlsSettings::intermediate(&tls.cert_file, &tls.key_file)
-            .map_err(|e| format!("CERT_FILE/KEY_FILE: {e}"))?
-    };
-    if let Some(ca) = &tls.client_ca_file {
-        settings
-            .set_certificate_chain_file(&tls.cert_file)
-            .map_err(|_| format!("CERT_FILE: cannot use {:?}", tls.cert_file))?;
-        settings
-            .set_private_key_file(&tls.key_file, pingora_core::tls::ssl::SslFiletype::PEM)
-            .map_err(|_| format!("KEY_FILE: cannot use {:?}", tls.key_file))?;
-        settings
-            .check_private_key()
-            .map_err(|_| "KEY_FILE: does not belong to CERT_FILE".to_string())?;
-        settings
-            .set_ca_file(ca)
-            .map_err(|_| format!("CLIENT_CA_FILE: cannot use {ca:?}"))?;
-        let names = X509Name::load_client_ca_file(ca)
-            .map_err(|_| format!("CLIENT_CA_FILE: cannot read {ca:?}"))?;
-        settings.set_client_ca_list(names);
+/// Pingora's TLS settings for the listener: certificates from `certs` at
+/// each handshake, ALPN h2 then http/1.1.
+pub fn listener_settings(certs: Arc<ListenerCerts>) -> Result<TlsSettings, String> {
+    let verifies_clients = certs.verifies_clients();
+    let mut settings = TlsSettings::with_callbacks(Box::new(ListenerCallbacks { certs }))
+        .map_err(|e| format!("TLS: cannot create the acceptor: {e}"))?;
+    if verifies_clients {
         settings.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
     }
     settings.set_alpn(ALPN::H2H1);

@@ -5,11 +5,12 @@
 pub(crate) mod registry;
 
 use crate::admin::AdminService;
-use crate::config::{ConfigError, Settings, Source};
 use crate::catalog::{CatalogFederation, CatalogOptions};
+use crate::config::{ConfigError, Settings, Source};
 use crate::federation::service::{self, BoundSocket};
 use crate::federation::SharedFederation;
 use crate::lifecycle::{self, DrainThenStop, Lifecycle};
+use crate::listener_certs::ListenerCerts;
 use crate::proxy::{FederationRoute, Gateway, KeepAlive, FEDERATION_METRICS_LABEL};
 use crate::registry::handle::RegistryHandle;
 use crate::registry::sync::SyncOptions;
@@ -27,10 +28,10 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use registry::{RegistryService, RoutingApplier};
 use std::net::SocketAddr;
-use tokio_util::sync::CancellationToken;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Per-connection read buffer. Pingora's default (64 KiB) is resident for
 /// every idle keep-alive connection; MCP requests are a few KiB, and a
@@ -209,15 +210,25 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
     );
     let mut listener = ListenerConfig::tcp(listen.clone())
         .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER));
-    if let Some(tls) = &settings.tls {
-        match crate::tls::listener_settings(tls) {
-            Ok(tls) => listener = listener.tls(tls),
-            Err(e) => {
-                eprintln!("mcp-gateway: configuration error: {e}");
-                std::process::exit(2)
+    // Read again on SIGHUP: the reload service shares them.
+    let listener_certs = match &settings.tls {
+        None => None,
+        Some(tls) => {
+            let certs = ListenerCerts::load(tls.clone())
+                .map(Arc::new)
+                .and_then(|certs| Ok((crate::tls::listener_settings(certs.clone())?, certs)));
+            match certs {
+                Ok((tls, certs)) => {
+                    listener = listener.tls(tls);
+                    Some(certs)
+                }
+                Err(e) => {
+                    eprintln!("mcp-gateway: configuration error: {e}");
+                    std::process::exit(2)
+                }
             }
         }
-    }
+    };
     proxy.add_listener(listener);
 
     let mut checks = HealthCheckService::new(health);
@@ -245,6 +256,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
             registry: registry.clone(),
             applier: applier.clone(),
             config,
+            listener_certs,
         },
     ));
     server.add_service(background_service(

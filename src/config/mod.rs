@@ -4,7 +4,7 @@
 
 mod logging;
 mod servers;
-mod tls;
+pub(crate) mod tls;
 mod values;
 mod variables;
 mod virtual_servers;

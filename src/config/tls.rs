@@ -2,7 +2,9 @@
 //! (`SSL`, `CERT_FILE`, `KEY_FILE`, `CLIENT_CA_FILE`,
 //! `TRUSTED_PROXY_CERT_NAMES`) and a server's upstream `tls:` block. Files
 //! are read and parsed here, once, so a bad one stops start-up with the
-//! variable or field that names it, and nothing reads a file per request.
+//! variable or field that names it, and nothing reads a file per request
+//! (`listener_certs` reads the listener's again on SIGHUP, with these
+//! functions).
 
 use super::values::parse_bool;
 use super::{ConfigError, Source};
@@ -86,12 +88,12 @@ pub fn read_certificates(path: &str) -> Result<Vec<X509>, String> {
 }
 
 /// A PEM private key. The error never quotes the file's content.
-fn read_private_key(path: &str) -> Result<PKey<Private>, String> {
+pub(crate) fn read_private_key(path: &str) -> Result<PKey<Private>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
     PKey::private_key_from_pem(&pem).map_err(|_| format!("{path:?} holds no PEM private key"))
 }
 
-fn key_matches(chain: &[X509], key: &PKey<Private>) -> Result<(), String> {
+pub(crate) fn key_matches(chain: &[X509], key: &PKey<Private>) -> Result<(), String> {
     let leaf = chain
         .first()
         .ok_or_else(|| "no certificate to match".to_string())?;

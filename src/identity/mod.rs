@@ -325,6 +325,12 @@ impl AuthPolicy {
                     .is_some_and(|names| names_match(&self.trusted_cert_names, names)))
     }
 
+    /// Whether trust depends on the client certificate's names: without
+    /// `TRUSTED_PROXY_CERT_NAMES` the connection's are not looked up.
+    pub fn checks_cert_names(&self) -> bool {
+        !self.trusted_cert_names.is_empty()
+    }
+
     /// Whether some rule restricts who may send the identity header.
     pub fn restricts_peers(&self) -> bool {
         !self.trusted_proxies.is_empty() || !self.trusted_cert_names.is_empty()

@@ -1,6 +1,7 @@
 //! The request id and the access line of a request (see `access_log`).
 
-use super::{peer, Gateway, RequestCtx, X_REQUEST_ID};
+use super::request_id::{RequestId, X_REQUEST_ID};
+use super::{peer, Gateway, RequestCtx};
 use crate::access_log;
 use crate::headers::MCP_SESSION_ID;
 use crate::identity::IdentitySource;
@@ -11,19 +12,20 @@ impl Gateway {
     /// A trusted proxy's sane `X-Request-Id`, else a new one. Trusted means
     /// TRUSTED_PROXIES or TRUSTED_PROXY_CERT_NAMES is set and the peer
     /// passes it: without either rule every client would be "trusted".
-    pub(super) fn request_id(&self, session: &Session) -> http::HeaderValue {
+    pub(super) fn request_id(&self, session: &Session) -> RequestId {
         let auth = &self.runtime.global_auth;
         let mut sent = session.req_header().headers.get_all(X_REQUEST_ID).iter();
-        if let (Some(id), None) = (sent.next(), sent.next()) {
-            if access_log::is_sane_request_id(id.as_bytes())
-                && auth.restricts_peers()
-                && auth.peer_is_trusted(peer(session))
+        match (sent.next(), sent.next()) {
+            (None, _) => RequestId::new(false),
+            (Some(id), None)
+                if access_log::is_sane_request_id(id.as_bytes())
+                    && auth.restricts_peers()
+                    && auth.peer_is_trusted(peer(session, auth)) =>
             {
-                return id.clone();
+                RequestId::forwarded(id.clone())
             }
+            _ => RequestId::new(true),
         }
-        http::HeaderValue::from_bytes(&access_log::new_request_id())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("-"))
     }
 
     /// The access line of a finished request.
@@ -55,11 +57,7 @@ impl Gateway {
                 user: identity.map(|i| i.user.as_str()),
                 identity_source: identity_source(identity),
                 session: req.headers.get(&MCP_SESSION_ID).map(|v| v.as_bytes()),
-                request_id: ctx
-                    .request_id
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-"),
+                request_id: ctx.request_id.as_ref().map_or("-", RequestId::as_str),
             },
             format,
         )
@@ -76,7 +74,7 @@ pub(super) struct OwnedRecord {
     user: Option<String>,
     identity_source: &'static str,
     session: Option<http::HeaderValue>,
-    request_id: Option<http::HeaderValue>,
+    request_id: Option<RequestId>,
 }
 
 impl OwnedRecord {
@@ -100,11 +98,7 @@ impl OwnedRecord {
                 user: self.user.as_deref(),
                 identity_source: self.identity_source,
                 session: self.session.as_ref().map(|v| v.as_bytes()),
-                request_id: self
-                    .request_id
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-"),
+                request_id: self.request_id.as_ref().map_or("-", RequestId::as_str),
             },
             format,
         )

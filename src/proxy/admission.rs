@@ -36,7 +36,7 @@ impl Gateway {
         let metrics = &self.runtime.metrics;
         metrics.auth_attempts.inc();
         let started = Instant::now();
-        let result = policy.authenticate(&session.req_header().headers, peer(session));
+        let result = policy.authenticate(&session.req_header().headers, peer(session, policy));
         metrics
             .auth_latency
             .observe(started.elapsed().as_secs_f64());

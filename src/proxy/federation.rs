@@ -4,7 +4,7 @@
 //! federation service's Unix socket with the hand-over headers, which only
 //! this module sets.
 
-use super::{peer, peer_ip, Gateway, RequestCtx};
+use super::{peer_ip, Gateway, RequestCtx};
 use crate::federation::handover;
 use crate::federation::service::ServiceAddress;
 use crate::identity::{AuthPolicy, Identity};
@@ -171,7 +171,7 @@ impl Gateway {
             &address.secret,
             &fed.identity,
             peer_ip(session),
-            peer(session).cert_names,
+            crate::tls::client_cert_names(session.digest()),
             fed.virtual_name(),
         );
         for name in forged(&upstream_request.headers) {
@@ -181,7 +181,7 @@ impl Gateway {
             upstream_request.insert_header(name, value)?;
         }
         if let Some(id) = &ctx.request_id {
-            upstream_request.insert_header(super::X_REQUEST_ID, id.clone())?;
+            id.add_to_request(upstream_request)?;
         }
         Ok(())
     }

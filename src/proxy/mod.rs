@@ -8,6 +8,7 @@ mod framing;
 mod keepalive;
 mod relay;
 mod reply;
+mod request_id;
 mod session_reply;
 mod stream_head;
 mod streams;
@@ -18,7 +19,7 @@ pub use keepalive::KeepAlive;
 use crate::access_log;
 use crate::cors::UPSTREAM_CORS_HEADERS;
 use crate::headers::RequestFacts;
-use crate::identity::{Identity, Peer};
+use crate::identity::{AuthPolicy, Identity, Peer};
 use crate::legacy_sse::{self, EndpointScanner, Scan};
 use crate::lifecycle::InFlight;
 use crate::refusal::{self, Refusal};
@@ -37,6 +38,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use reply::write_local;
+use request_id::RequestId;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -63,7 +65,7 @@ pub struct RequestCtx {
     /// A browser origin allowed to read the response (CORS).
     origin: Option<String>,
     /// `X-Request-Id`: a trusted proxy's, or made up; sent up and back.
-    request_id: Option<http::HeaderValue>,
+    request_id: Option<RequestId>,
 }
 
 struct RouteCtx {
@@ -90,16 +92,18 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
-/// The peer as the identity rules see it: address, and the names of a
-/// verified client certificate (read once per connection at the handshake).
-fn peer(session: &Session) -> Peer<'_> {
+/// The peer as `auth` sees it: address, and the names of a verified client
+/// certificate (read once per connection at the handshake), looked up only
+/// when `auth` has names to match them against.
+fn peer<'s>(session: &'s Session, auth: &AuthPolicy) -> Peer<'s> {
     Peer {
         ip: peer_ip(session),
-        cert_names: crate::tls::client_cert_names(session.digest()),
+        cert_names: auth
+            .checks_cert_names()
+            .then(|| crate::tls::client_cert_names(session.digest()))
+            .flatten(),
     }
 }
-
-pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Longest wait for the rest of an HTTP/2 request body before a local answer.
 const H2_BODY_SETTLE: Duration = Duration::from_secs(1);
@@ -201,7 +205,7 @@ impl Gateway {
         let facts = RequestFacts {
             identity: &route.identity,
             peer: peer_ip(session),
-            peer_trusted: server.auth.peer_is_trusted(peer(session)),
+            peer_trusted: server.auth.peer_is_trusted(peer(session, &server.auth)),
             upstream_host: &replica.host_header,
             upstream_session: route
                 .pinned
@@ -230,7 +234,7 @@ impl Gateway {
         let uri = Self::upstream_uri(replica, route, session.req_header().uri.query())?;
         upstream_request.set_uri(uri);
         if let Some(id) = &ctx.request_id {
-            upstream_request.insert_header(X_REQUEST_ID, id.clone())?;
+            id.add_to_request(upstream_request)?;
         }
         Ok(())
     }
@@ -279,8 +283,7 @@ impl ProxyHttp for Gateway {
         let id_text = |ctx: &RequestCtx| {
             ctx.request_id
                 .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
+                .map_or("-", RequestId::as_str)
                 .to_string()
         };
         if let Some(why) = framing_refusal(session) {
@@ -496,7 +499,7 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(id) = &ctx.request_id {
-            upstream_response.insert_header(X_REQUEST_ID, id.clone())?;
+            id.add_to_response(upstream_response)?;
         }
         Ok(())
     }

@@ -271,3 +271,24 @@ fn a_get_stream_is_logged_when_it_ends() {
         "{line}"
     );
 }
+
+#[test]
+fn a_made_up_request_id_reaches_the_upstream_once_and_comes_back() {
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let gw = Gateway::start(&PROXY_ENV, &yaml);
+    let (r, sid) = gw.initialize("demo", &ALICE);
+    assert_eq!(r.status, 200, "{r:?}");
+    let body = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#;
+    let r = gw.mcp_post("demo", &ALICE, sid.as_deref(), body);
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = r.header("x-request-id").expect("an id").to_string();
+    assert!(is_request_id(&id), "{id}");
+    let text = r.json()["result"]["content"][0]["text"]
+        .as_str()
+        .expect("whoami text")
+        .to_string();
+    let seen: Value = serde_json::from_str(&text).expect("whoami JSON");
+    // One value (a repeated header would be an array), the one sent back.
+    assert_eq!(seen["headers"]["x-request-id"], json!(id));
+}

@@ -233,3 +233,128 @@ fn bad_tls_settings_stop_start_up_naming_the_variable() {
         assert!(!out.contains("PRIVATE KEY"), "{out}");
     }
 }
+
+/// The certificate a new connection is shown (its PEM block) and the
+/// protocol ALPN chose, as `openssl s_client` reports them.
+fn served(gw: &Gateway, trust: &str) -> (String, String) {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &gw.addr, "-servername", "localhost"])
+        .args([
+            "-alpn",
+            "h2,http/1.1",
+            "-CAfile",
+            trust,
+            "-verify_return_error",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pem = pem_block(&text).unwrap_or_else(|| panic!("no certificate shown: {out:?}"));
+    let alpn = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ALPN protocol: "))
+        .unwrap_or("none")
+        .to_string();
+    (pem, alpn)
+}
+
+/// The first certificate of a PEM text.
+fn pem_block(text: &str) -> Option<String> {
+    let begin = text.find("-----BEGIN CERTIFICATE-----")?;
+    let end = begin + text[begin..].find("-----END CERTIFICATE-----")?;
+    Some(text[begin..end].to_string())
+}
+
+fn file_pem(path: &str) -> String {
+    pem_block(&std::fs::read_to_string(path).expect("certificate file")).expect("a PEM file")
+}
+
+/// Sends SIGHUP and waits for the listener certificate's reload line.
+fn hangup(gw: &Gateway) -> String {
+    let lines = |gw: &Gateway| {
+        gw.proc
+            .output()
+            .lines()
+            .filter(|l| l.contains("listener certificate: "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before = lines(gw).len();
+    gw.proc.signal("-HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(line) = lines(gw).get(before) {
+            return line.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload line:\n{}",
+            gw.proc.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_swaps_the_listener_certificate_and_keeps_it_when_the_new_key_is_broken() {
+    let pki = server_pki("cert-reload");
+    pki.issue(
+        "ca",
+        "renewed",
+        "localhost",
+        &["DNS:localhost", "IP:127.0.0.1"],
+    );
+    let (live_cert, live_key) = (pki.path("live.pem"), pki.path("live.key"));
+    let install = |name: &str| {
+        std::fs::copy(pki.path(&format!("{name}.pem")), &live_cert).expect("cert");
+        std::fs::copy(pki.path(&format!("{name}.key")), &live_key).expect("key");
+    };
+    install("server");
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let env = vec![
+        ("SSL", "true".to_string()),
+        ("CERT_FILE", live_cert.clone()),
+        ("KEY_FILE", live_key.clone()),
+    ];
+    let ca = pki.path("ca.pem");
+    let trust = vec!["--cacert".to_string(), ca.clone()];
+    let gw = start(&env, &yaml, &trust);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !gw.proc.output().contains("SIGHUP reloads") {
+        assert!(std::time::Instant::now() < deadline, "{}", gw.proc.output());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (first, alpn) = served(&gw, &ca);
+    assert_eq!(first, file_pem(&pki.path("server.pem")));
+    assert_eq!(alpn, "h2");
+
+    install("renewed");
+    let line = hangup(&gw);
+    assert!(line.contains("replaced"), "{line}");
+    let (second, alpn) = served(&gw, &ca);
+    assert_eq!(second, file_pem(&pki.path("renewed.pem")));
+    assert_ne!(second, first);
+    assert_eq!(alpn, "h2");
+    let mut h2 = trust.clone();
+    h2.push("--http2".into());
+    let r = post(&gw, &h2, "/servers/demo/mcp", &ALICE, INITIALIZE).expect("TLS after reload");
+    assert_eq!((r.status, r.version.as_str()), (200, "HTTP/2"), "{r:?}");
+
+    // The same files again: nothing to swap.
+    assert!(hangup(&gw).contains("unchanged"));
+
+    // A broken key: refused, with the reason, and the renewed pair stays.
+    std::fs::write(&live_key, "-----BEGIN PRIVATE KEY-----\nbroken\n").expect("key");
+    let line = hangup(&gw);
+    assert!(
+        line.contains("reload refused") && line.contains("KEY_FILE") && line.contains(&live_key),
+        "{line}"
+    );
+    let (third, _) = served(&gw, &ca);
+    assert_eq!(third, second);
+    let r = post(&gw, &h2, "/servers/demo/mcp", &ALICE, INITIALIZE).expect("still served");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!gw.proc.output().contains("PRIVATE KEY"));
+}

@@ -46,7 +46,10 @@ pub(crate) async fn upgrade(
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
+    // A client that asks for the `mcp` subprotocol gets it named back (some
+    // WebSocket libraries close the connection otherwise); none is required.
     ws.max_message_size(MAX_FRAME)
+        .protocols(["mcp"])
         .on_upgrade(move |socket| serve(socket, factory, caller))
 }
 

@@ -45,10 +45,21 @@ const TARGETS: &[Target] = &[
         prefix: "",
         echo: "",
     },
-    // FEDERATION: when `/mcp` and virtual servers land, add them here, e.g.
-    // Target { path: "/mcp", checks: "list,echo,progress,sampling,cancel", prefix: "everything-", echo: "Echo: " },
-    // Target { path: "/servers/<virtual>/mcp", checks: …, prefix: "everything-", echo: "Echo: " },
-    // and a `virtual_servers:` entry in `gateway_yaml` below.
+    // Federation: `/mcp` (everything the caller may use) and a virtual
+    // server that merges both upstreams. No sampling there: the catalog does
+    // not forward a server's requests to the client yet.
+    Target {
+        path: "/mcp",
+        checks: "list,echo,progress,cancel",
+        prefix: "everything-",
+        echo: "Echo: ",
+    },
+    Target {
+        path: "/servers/merged/mcp",
+        checks: "list,echo,progress,cancel",
+        prefix: "everything-",
+        echo: "Echo: ",
+    },
 ];
 
 /// Everything a check may wait for is bounded by the tool's own pace (five
@@ -70,10 +81,11 @@ fn upstreams() -> Upstreams {
 }
 
 fn gateway_yaml(up: &Upstreams) -> String {
-    servers_yaml(&[
+    let servers = servers_yaml(&[
         ("everything", &[up.everything.url()]),
         ("demo", &[up.demo.url()]),
-    ])
+    ]);
+    format!("{servers}virtual_servers:\n  - name: merged\n    include: [\"everything/*\", \"demo/*\"]\n")
 }
 
 /// Runs a client to its end; its stdout must be one JSON object.
@@ -390,22 +402,14 @@ fn websocket_client_reports_a_refused_upgrade() {
     let gw = gateway_for(&up);
     let (code, seen, output) = ws_client(&format!("ws://{}/ws", gw.addr), "", "echo");
     assert_eq!(code, Some(3), "the upgrade must be refused: {output}");
-    // Today `/ws` is not routed (404); with the federation endpoints a
-    // request without a credential gets 401 (asserted below, when merged).
-    assert!(
-        seen["status"]
-            .as_u64()
-            .is_some_and(|s| (400..500).contains(&s)),
-        "{output}"
-    );
+    // No credential: refused before the upgrade.
+    assert_eq!(seen["status"].as_u64(), Some(401), "{output}");
     let body: Value = serde_json::from_str(seen["body"].as_str().unwrap_or("")).unwrap_or_default();
     assert!(body.is_object(), "a JSON body says why: {output}");
 }
 
-/// FEDERATION: `/ws` (JSON-RPC to the `/mcp` virtual server) is not on this
-/// branch; remove the `ignore` when it is merged.
+/// `/ws`: JSON-RPC to the `/mcp` virtual server over a WebSocket.
 #[test]
-#[ignore = "FEDERATION: /ws arrives with the federation endpoints"]
 fn websocket_client_lists_and_calls_through_ws() {
     let up = upstreams();
     let gw = gateway_for(&up);

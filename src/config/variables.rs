@@ -48,6 +48,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "SHUTDOWN_DRAIN_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
     "UPGRADE_SOCK",
+    "RUNTIME_DIRECTORY",
     "SSL",
     "CERT_FILE",
     "KEY_FILE",

@@ -15,7 +15,6 @@
 //! - the front (`mcp`, `ws`, `tools`): the HTTP and MCP protocol surface.
 
 pub mod binding;
-pub mod empty;
 pub mod front;
 #[cfg(test)]
 mod front_tests;

@@ -37,6 +37,14 @@ fn serve_ticks(conn: TcpStream, closed: &mpsc::Sender<()>) {
             Ok(_) => head.push_str(&line),
         }
     }
+    // The gateway's own catalog gathering (no user identity) is not a
+    // client's stream: refused, so its connections never count as closed.
+    if !head.to_ascii_lowercase().contains("x-authenticated-user:") {
+        let mut conn = conn;
+        let _ = conn
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
     let length = head
         .lines()
         .find_map(|l| {

@@ -118,7 +118,14 @@ try {
 
   await page.click(`#delete-${NAME}`);
   await row.waitFor({ state: 'detached', ...WAIT });
-  await page.locator('#audit-body tr').first().waitFor(WAIT);
+  // The audit table refreshes after the deletion: wait for its entry, not
+  // for any row (the earlier entries are already there).
+  await page.waitForFunction(
+    (name) =>
+      new RegExp(`delete\\s*${name}`).test(document.querySelector('#audit-body')?.textContent ?? ''),
+    NAME,
+    WAIT,
+  );
   const audit = await page.locator('#audit-body').textContent();
   assert.match(audit, new RegExp(`delete\\s*${NAME}`));
 

@@ -51,8 +51,11 @@ bench-load: deps
 	BENCH_COMMAND="make bench-load" benches/load/run.sh
 
 ## One short round of everything: does the benchmark still run? (no figures)
+## It runs the debug binaries, which `make test` has built already: no figure
+## of a smoke run means anything, and a release build would double CI's time.
 bench-load-smoke: deps
-	MODE=smoke BENCH_COMMAND="make bench-load-smoke" benches/load/run.sh
+	cargo build --bins --examples
+	MODE=smoke SKIP_BUILD=1 BIN_DIR=target/debug BENCH_COMMAND="make bench-load-smoke" benches/load/run.sh
 
 ## Installs what `make build` made (run that first, as yourself; then this,
 ## as root): binaries in $(PREFIX)/bin, the systemd unit in

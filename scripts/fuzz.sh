@@ -8,6 +8,7 @@
 #   FUZZ_SECONDS=600 scripts/fuzz.sh identity
 #   FUZZ_SANITIZER=address scripts/fuzz.sh   ASan too (slower build and runs)
 #   FUZZ_CODEGEN_UNITS=1 ...                  slower build, faster fuzzing
+#   FUZZ_PROFILE=release ...                  optimised: for long runs
 #
 # The machine has only stable Rust; cargo fuzz passes nightly flags
 # (-Zsanitizer, -Cpasses=sancov-module), which stable rustc accepts with
@@ -54,6 +55,18 @@ export OPENSSL_NO_VENDOR=1
 # cargo fuzz builds with one codegen unit for the fastest fuzzing; cargo's
 # usual 16 lets a big crate use both cores, worth more to short runs.
 flags=(--fuzz-dir fuzz --sanitizer "$FUZZ_SANITIZER" --codegen-units "${FUZZ_CODEGEN_UNITS:-16}")
+# Unoptimised (with debug assertions, so an overflow is a finding) by
+# default: CI's bounded runs are a regression guard, and optimising the
+# whole dependency tree (Pingora, sqlx, rmcp) for them cost more build time
+# than the runs themselves. Long runs want FUZZ_PROFILE=release.
+case "${FUZZ_PROFILE:-dev}" in
+  dev) flags+=(--dev) ;;
+  release) flags+=(--release) ;;
+  *)
+    echo "fuzz: FUZZ_PROFILE must be dev or release (got '$FUZZ_PROFILE')" >&2
+    exit 2
+    ;;
+esac
 # Cargo features of the fuzz crate, if any are added.
 if [ -n "${FUZZ_FEATURES:-}" ]; then flags+=(--features "$FUZZ_FEATURES"); fi
 # One build of every target (they share the instrumented dependencies).

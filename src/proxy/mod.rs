@@ -79,6 +79,24 @@ struct RouteCtx {
     sse_scanner: Option<EndpointScanner>,
 }
 
+impl RouteCtx {
+    /// The session's pinned backend, else the next healthy one round robin
+    /// (skipping those this request already failed on), with its replica;
+    /// Pingora's path and the lean stream path both connect to this.
+    fn choose_backend(&mut self) -> Result<(SelectedBackend, &Replica)> {
+        if self.pinned.is_none() {
+            self.selected = self.server.upstream.select(&self.tried);
+        }
+        let Some(selected) = self.selected else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
+        };
+        match self.server.upstream.replica(selected.replica) {
+            Some(replica) => Ok((selected, replica)),
+            None => Error::e_explain(ErrorType::HTTPStatus(503), "backend left the configuration"),
+        }
+    }
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -333,23 +351,14 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.as_mut() else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };
-        let server = &route.server;
-        if route.pinned.is_none() {
-            route.selected = server.upstream.select(&route.tried);
-        }
-        let Some(selected) = route.selected else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
-        };
-        let Some(replica) = server.upstream.replica(selected.replica) else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "backend left the configuration");
-        };
+        let (selected, replica) = route.choose_backend()?;
         let sni = if replica.url.tls {
             replica.url.host.clone()
         } else {
             String::new()
         };
         let mut peer = HttpPeer::new(selected.addr, replica.url.tls, sni);
-        server.upstream.apply_tls(&mut peer);
+        route.server.upstream.apply_tls(&mut peer);
         peer.options.connection_timeout = Some(runtime.connect_timeout);
         peer.options.total_connection_timeout = Some(runtime.connect_timeout * 2);
         let req = session.req_header();

@@ -160,19 +160,7 @@ impl Gateway {
             let Some(route) = ctx.route.as_mut() else {
                 return Error::e_explain(ErrorType::InternalError, "no route");
             };
-            let server = &route.server;
-            if route.pinned.is_none() {
-                route.selected = server.upstream.select(&route.tried);
-            }
-            let Some(selected) = route.selected else {
-                return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
-            };
-            let Some(replica) = server.upstream.replica(selected.replica) else {
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(503),
-                    "backend left the configuration",
-                );
-            };
+            let (selected, replica) = route.choose_backend()?;
             if replica.url.tls {
                 return Ok(None);
             }

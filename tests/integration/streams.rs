@@ -105,21 +105,21 @@ fn open_post_stream(gw: &Gateway) -> BufReader<TcpStream> {
     reader
 }
 
-#[test]
-fn a_stream_carries_every_event_in_order() {
+/// Events arrive in order through a stream that `open` opens.
+fn carries_every_event_in_order(open: fn(&Gateway) -> BufReader<TcpStream>) {
     let (url, _closed) = ticking_upstream();
     let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
-    let mut reader = open_post_stream(&gw);
+    let mut reader = open(&gw);
     for n in 0..20 {
         assert_eq!(next_data(&mut reader), format!("{{\"tick\":{n}}}"));
     }
 }
 
-#[test]
-fn a_client_that_leaves_frees_its_upstream_connection() {
+/// A client that leaves a stream `open` opened frees its upstream connection.
+fn frees_the_upstream_when_the_client_leaves(open: fn(&Gateway) -> BufReader<TcpStream>) {
     let (url, closed) = ticking_upstream();
     let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
-    let mut reader = open_post_stream(&gw);
+    let mut reader = open(&gw);
     next_data(&mut reader);
     assert!(
         closed.try_recv().is_err(),
@@ -133,6 +133,16 @@ fn a_client_that_leaves_frees_its_upstream_connection() {
         .expect("the upstream connection was not closed after the client left");
 }
 
+#[test]
+fn a_stream_carries_every_event_in_order() {
+    carries_every_event_in_order(open_post_stream);
+}
+
+#[test]
+fn a_client_that_leaves_frees_its_upstream_connection() {
+    frees_the_upstream_when_the_client_leaves(open_post_stream);
+}
+
 /// The Streamable HTTP GET stream, which the gateway relays on its lean
 /// path (`proxy::relay`), not through Pingora's proxy.
 fn open_get_stream(gw: &Gateway) -> BufReader<TcpStream> {
@@ -141,28 +151,12 @@ fn open_get_stream(gw: &Gateway) -> BufReader<TcpStream> {
 
 #[test]
 fn a_get_stream_carries_every_event_in_order() {
-    let (url, _closed) = ticking_upstream();
-    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
-    let mut reader = open_get_stream(&gw);
-    for n in 0..20 {
-        assert_eq!(next_data(&mut reader), format!("{{\"tick\":{n}}}"));
-    }
+    carries_every_event_in_order(open_get_stream);
 }
 
 #[test]
 fn a_client_that_leaves_a_get_stream_frees_its_upstream_connection() {
-    let (url, closed) = ticking_upstream();
-    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
-    let mut reader = open_get_stream(&gw);
-    next_data(&mut reader);
-    assert!(
-        closed.try_recv().is_err(),
-        "the upstream connection closed while the client was there"
-    );
-    drop(reader);
-    closed
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the upstream connection was not closed after the client left");
+    frees_the_upstream_when_the_client_leaves(open_get_stream);
 }
 
 /// Many GET streams at once, each carrying its own events: the shape of the

@@ -3,9 +3,9 @@
 //! and virtual servers to the registry as the start-up does
 //! (configuration-owned records follow the file), then apply the registry's
 //! enabled ones at once, so the routes have changed when the one log line
-//! appears. A file that does not load,
-//! or a registry that cannot be written, is refused with its reason logged
-//! once, and the routes in effect stay.
+//! appears. A file that does not load, or a registry that cannot be
+//! written, is refused with its reason logged once, and the routes in
+//! effect stay.
 
 use crate::app::load_settings;
 use crate::app::registry::RoutingApplier;

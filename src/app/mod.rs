@@ -135,8 +135,9 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         settings.admin.database_url.clone(),
         settings.admin.encryption_secret.clone(),
     );
-    // Without the file, the servers it declared stay as they are: a
-    // data-plane replica started without it must not remove them.
+    // Without the file, the servers and virtual servers it declared stay
+    // as they are: a data-plane replica started without it must not remove
+    // them.
     sync.written = registry.written.clone();
     sync.config = config.as_ref().map(|file| ConfigFile {
         servers: settings.servers.clone(),

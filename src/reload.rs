@@ -1,10 +1,11 @@
 //! SIGHUP: read the TLS listener's certificate files again (see
-//! `listener_certs`); read the `--config` file again and write its servers to the
-//! registry as the start-up does (configuration-owned records follow the
-//! file), then apply the registry's enabled servers at once, so the routes
-//! have changed when the one log line appears. A file that does not load,
-//! or a registry that cannot be written, is refused with its reason logged
-//! once, and the routes in effect stay.
+//! `listener_certs`); read the `--config` file again and write its servers
+//! and virtual servers to the registry as the start-up does
+//! (configuration-owned records follow the file), then apply the registry's
+//! enabled ones at once, so the routes have changed when the one log line
+//! appears. A file that does not load, or a registry that cannot be
+//! written, is refused with its reason logged once, and the routes in
+//! effect stay.
 
 use crate::app::load_settings;
 use crate::app::registry::RoutingApplier;
@@ -52,23 +53,25 @@ impl ReloadOnHangup {
         let registry = self.registry.get().map_err(|e| e.to_string())?;
         self.applier.set_file_servers(&settings.servers);
         let written = registry
-            .upsert_config(&settings.servers, &path.display().to_string())
+            .upsert_config(
+                &settings.servers,
+                &settings.virtual_servers,
+                &path.display().to_string(),
+            )
             .await
             .map_err(|e| e.to_string())?;
-        let (generation, specs) = registry.load_enabled().await.map_err(|e| e.to_string())?;
-        // `None`: the sync applied a newer generation first.
-        let applied = self.applier.reapply(generation, specs).await;
-        // Virtual servers are the file's alone (no registry records yet).
-        let virtuals_changed = self
-            .applier
-            .apply_virtual_servers(settings.virtual_servers)
-            .await
-            .map_err(|e| e.to_string())?;
+        let enabled = registry.load_enabled().await.map_err(|e| e.to_string())?;
+        // `None`: the sync applied a newer generation first (and with it
+        // whatever this write changed).
+        let applied = self.applier.reapply(enabled).await;
+        let virtuals_changed = written.virtual_servers_changed
+            || applied.as_ref().is_some_and(|(_, changed)| *changed);
         let servers = if !written.is_empty() {
             summary(written)
         } else {
             // Only the TLS files changed, which the registry does not hold.
             applied
+                .map(|(report, _)| report)
                 .filter(|report| !report.is_empty())
                 .map(|report| report.summary())
                 .unwrap_or_default()
@@ -83,6 +86,7 @@ impl ReloadOnHangup {
 
 /// The file's changes in the words of the routing's own report.
 fn summary(written: ConfigSummary) -> String {
+    // Servers and virtual servers alike: their names are one name space.
     ApplyReport {
         added: written.created,
         changed: written.updated,

@@ -31,9 +31,9 @@ impl Snapshot {
         self.virtual_servers.get(name)
     }
 
-    /// A virtual server whose name a registered server took since (the
-    /// registry does not know the file's virtual servers) is left out:
-    /// the real server keeps its route.
+    /// A virtual server whose name a server has is left out (the registry
+    /// refuses such a pair; this is the backstop for a file applied before
+    /// the registry is read): the real server keeps its route.
     fn with_virtual_servers(mut self, specs: &[VirtualServerSpec], runtime: &Runtime) -> Self {
         self.virtual_servers = specs
             .iter()
@@ -131,7 +131,7 @@ pub struct Routing {
     pub runtime: Arc<Runtime>,
     current: ArcSwap<Snapshot>,
     /// One apply at a time (SIGHUP and the registry sync may both call);
-    /// holds the virtual servers of the file, which every apply builds in.
+    /// holds the virtual servers in effect, which every apply builds in.
     applying: tokio::sync::Mutex<Vec<VirtualServerSpec>>,
 }
 
@@ -179,7 +179,24 @@ impl Routing {
         self.apply_locked(specs, &virtuals, false).await
     }
 
-    /// Replaces the virtual servers (start-up and SIGHUP), keeping the
+    /// Replaces the servers and the virtual servers in one swap (the
+    /// registry's reads); `true` in the second place if the virtual servers
+    /// changed. When they did, every server is rebuilt, since a virtual
+    /// server's `proxy_header` is one of the identity headers none may
+    /// forward.
+    pub async fn apply_with_virtual_servers(
+        &self,
+        specs: Vec<ServerSpec>,
+        virtual_servers: Vec<VirtualServerSpec>,
+    ) -> Result<(ApplyReport, bool), SpecError> {
+        let mut virtuals = self.applying.lock().await;
+        let changed = *virtuals != virtual_servers;
+        let report = self.apply_locked(specs, &virtual_servers, changed).await?;
+        *virtuals = virtual_servers;
+        Ok((report, changed))
+    }
+
+    /// Replaces the virtual servers (start-up, from the file), keeping the
     /// servers; every server is rebuilt, since a virtual server's
     /// `proxy_header` is one of the identity headers none may forward.
     pub async fn apply_virtual_servers(
@@ -400,6 +417,51 @@ mod tests {
         let snap = r.current();
         assert!(snap.virtual_server("dev").is_none());
         assert!(snap.server("dev").is_some());
+    }
+
+    #[tokio::test]
+    async fn one_apply_swaps_servers_and_virtual_servers_together() {
+        let r = routing(AB);
+        let yaml = format!("{AB}virtual_servers:\n  - {{name: dev, include: [a/*]}}\n");
+        let virtuals = settings(&yaml).virtual_servers;
+        let (report, changed) = r
+            .apply_with_virtual_servers(specs(AB), virtuals.clone())
+            .await
+            .unwrap();
+        assert_eq!(report.added, ["a", "b"]);
+        assert!(changed);
+        assert_eq!(
+            r.current().virtual_server("dev").unwrap().scope.include,
+            ["a/*"]
+        );
+        let before = r.current();
+        let (report, changed) = r
+            .apply_with_virtual_servers(specs(AB), virtuals)
+            .await
+            .unwrap();
+        assert!(report.is_empty() && !changed);
+        assert!(
+            Arc::ptr_eq(&before, &r.current()),
+            "nothing changed, no swap"
+        );
+        let narrower = settings(&format!(
+            "{AB}virtual_servers:\n  - {{name: dev, include: [b/x]}}\n"
+        ));
+        let (_, changed) = r
+            .apply_with_virtual_servers(specs(AB), narrower.virtual_servers)
+            .await
+            .unwrap();
+        assert!(changed);
+        assert_eq!(
+            r.current().virtual_server("dev").unwrap().scope.include,
+            ["b/x"]
+        );
+        let (_, changed) = r
+            .apply_with_virtual_servers(specs(AB), Vec::new())
+            .await
+            .unwrap();
+        assert!(changed);
+        assert!(r.current().virtual_server("dev").is_none());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! configuration, and the service's own liveness and readiness.
 
 use super::auth::{LoginError, Principal, SESSION_COOKIE};
-use super::conflicts::refuse_identity_clash;
+use super::conflicts::{refuse_credential_of_a_virtual_identity, refuse_identity_clash};
 use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
 use super::guard::{bearer_token, session_cookie, ClientAddr};
 use super::json::{
@@ -155,6 +155,7 @@ pub async fn create_server(
     }
     let draft = body.into_draft(Default::default())?;
     refuse_identity_clash(state.registry.as_ref(), &draft).await?;
+    refuse_credential_of_a_virtual_identity(state.virtuals.as_ref(), &draft).await?;
     let record = state.registry.create(draft, &Actor(who.actor)).await?;
     let location = format!("/api/servers/{}", record.draft.name);
     let mut response = (StatusCode::CREATED, Json(server_json(&record))).into_response();
@@ -204,6 +205,7 @@ pub async fn replace_server(
     }
     let draft = body.into_draft(current.draft.upstream_auth)?;
     refuse_identity_clash(state.registry.as_ref(), &draft).await?;
+    refuse_credential_of_a_virtual_identity(state.virtuals.as_ref(), &draft).await?;
     let record = state
         .registry
         .update(&name, draft, version, &Actor(who.actor))
@@ -221,11 +223,9 @@ pub async fn patch_server(
     // The store applies the patch to the row it locks; checked here on the
     // record as read, which the version check (when sent) keeps current.
     let current = state.registry.get(&name).await?;
-    refuse_identity_clash(
-        state.registry.as_ref(),
-        &apply_patch(current.draft, patch.clone()),
-    )
-    .await?;
+    let patched = apply_patch(current.draft, patch.clone());
+    refuse_identity_clash(state.registry.as_ref(), &patched).await?;
+    refuse_credential_of_a_virtual_identity(state.virtuals.as_ref(), &patched).await?;
     let record = state
         .registry
         .patch(&name, patch, version, &Actor(who.actor))

@@ -2,13 +2,14 @@
 //! upstream credential header that is another server's identity header
 //! (`proxy_header`). The data plane refuses such a pair and leaves the
 //! server with the credential out of the routes, so a write to one server
-//! could silently take a different, unchanged server offline. The admin
-//! API refuses the write instead. Two concurrent writes can still race past
+//! could silently take a different, unchanged server offline. A virtual
+//! server's `proxy_header` is an identity header too. The admin API
+//! refuses the write instead. Two concurrent writes can still race past
 //! this check; the routing applier's refusal remains the backstop.
 
 use super::error::ApiError;
 use crate::config::UpstreamCredential;
-use crate::registry::{ListQuery, Registry, ServerDraft};
+use crate::registry::{ListQuery, Registry, ServerDraft, VirtualRegistry, VirtualServerDraft};
 use axum::http::StatusCode;
 
 /// Header names (lowercase) the server's credential sets upstream.
@@ -70,6 +71,91 @@ pub async fn refuse_identity_clash(
                     format!(
                         "proxy_header: {id:?} is a header of server {:?}'s upstream credential; \
                          the gateway would stop routing that server",
+                        other.name
+                    ),
+                ));
+            }
+        }
+        let seen = u64::from(query.offset) + page.items.len() as u64;
+        if page.items.is_empty() || seen >= page.total {
+            return Ok(());
+        }
+        query.offset = u32::try_from(seen).unwrap_or(u32::MAX);
+    }
+}
+
+/// 409 if the enabled virtual server's `proxy_header` is a header of an
+/// enabled server's upstream credential.
+pub async fn refuse_virtual_identity_clash(
+    registry: &dyn Registry,
+    draft: &VirtualServerDraft,
+) -> Result<(), ApiError> {
+    let Some(id) = draft
+        .proxy_header
+        .as_ref()
+        .filter(|_| draft.enabled)
+        .map(|h| h.to_ascii_lowercase())
+    else {
+        return Ok(());
+    };
+    let mut query = ListQuery {
+        enabled: Some(true),
+        limit: 500,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = registry.list(&query).await?;
+        if let Some(other) = page
+            .items
+            .iter()
+            .find(|r| credential_headers(&r.draft).contains(&id))
+        {
+            return Err(clash(
+                "proxy_header",
+                format!(
+                    "proxy_header: {id:?} is a header of server {:?}'s upstream credential; \
+                     the gateway would stop routing that server",
+                    other.draft.name
+                ),
+            ));
+        }
+        let seen = u64::from(query.offset) + page.items.len() as u64;
+        if page.items.is_empty() || seen >= page.total {
+            return Ok(());
+        }
+        query.offset = u32::try_from(seen).unwrap_or(u32::MAX);
+    }
+}
+
+/// 409 if the enabled server's upstream credential sets a header that is
+/// an enabled virtual server's `proxy_header`.
+pub async fn refuse_credential_of_a_virtual_identity(
+    virtuals: &dyn VirtualRegistry,
+    draft: &ServerDraft,
+) -> Result<(), ApiError> {
+    let mine = credential_headers(draft);
+    if !draft.enabled || mine.is_empty() {
+        return Ok(());
+    }
+    let mut query = ListQuery {
+        enabled: Some(true),
+        limit: 500,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = virtuals.list_virtual(&query).await?;
+        for other in page.items.iter().map(|r| &r.draft) {
+            if let Some(id) = other
+                .proxy_header
+                .as_ref()
+                .map(|h| h.to_ascii_lowercase())
+                .filter(|id| mine.contains(id))
+            {
+                return Err(clash(
+                    "upstream_auth",
+                    format!(
+                        "upstream_auth: the header {id:?} is the identity header (proxy_header) \
+                         of virtual server {:?}; the gateway would not route this server",
                         other.name
                     ),
                 ));

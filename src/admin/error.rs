@@ -51,31 +51,48 @@ impl ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        let message = e.to_string();
-        match e {
-            RegistryError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, message),
-            RegistryError::Exists(_) => ApiError {
-                field: Some("name".into()),
-                ..ApiError::new(StatusCode::CONFLICT, message)
-            },
-            RegistryError::Conflict {
-                current_version, ..
-            } => ApiError {
-                field: Some("version".into()),
-                current_version: Some(current_version),
-                ..ApiError::new(StatusCode::CONFLICT, message)
-            },
-            RegistryError::ConfigOwned { .. } => ApiError::new(StatusCode::CONFLICT, message),
-            RegistryError::Invalid { field, .. } => ApiError::bad_field(field, message),
-            RegistryError::Unavailable(why) => {
-                // The database's own words may name hosts or users: logged
-                // for the operator, summarised for the client.
-                log::warn!("admin: registry unavailable: {why}");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the registry database is unavailable; nothing was changed, retry later",
-                )
-            }
+        registry_error(e, "server")
+    }
+}
+
+/// The registry's error about a record of kind `noun` (`server`, `virtual
+/// server`), in the API's shape.
+pub fn registry_error(e: RegistryError, noun: &str) -> ApiError {
+    let message = match &e {
+        RegistryError::NotFound(name) => format!("no {noun} named {name:?}"),
+        RegistryError::Exists(name) => format!("a {noun} named {name:?} already exists"),
+        RegistryError::Conflict {
+            name,
+            current_version,
+        } => format!("{noun} {name:?} was changed meanwhile: its version is now {current_version}"),
+        RegistryError::ConfigOwned { name, file } => {
+            format!("{noun} {name:?} is declared in {file}: change it there")
+        }
+        other => other.to_string(),
+    };
+    match e {
+        RegistryError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, message),
+        RegistryError::Exists(_) | RegistryError::NameTaken { .. } => ApiError {
+            field: Some("name".into()),
+            ..ApiError::new(StatusCode::CONFLICT, message)
+        },
+        RegistryError::Conflict {
+            current_version, ..
+        } => ApiError {
+            field: Some("version".into()),
+            current_version: Some(current_version),
+            ..ApiError::new(StatusCode::CONFLICT, message)
+        },
+        RegistryError::ConfigOwned { .. } => ApiError::new(StatusCode::CONFLICT, message),
+        RegistryError::Invalid { field, .. } => ApiError::bad_field(field, message),
+        RegistryError::Unavailable(why) => {
+            // The database's own words may name hosts or users: logged
+            // for the operator, summarised for the client.
+            log::warn!("admin: registry unavailable: {why}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the registry database is unavailable; nothing was changed, retry later",
+            )
         }
     }
 }
@@ -311,6 +328,14 @@ mod tests {
             (RegistryError::NotFound("a".into()), 404, None),
             (RegistryError::Exists("a".into()), 409, Some("name")),
             (
+                RegistryError::NameTaken {
+                    name: "a".into(),
+                    by: "virtual server",
+                },
+                409,
+                Some("name"),
+            ),
+            (
                 RegistryError::Conflict {
                     name: "a".into(),
                     current_version: 3,
@@ -351,6 +376,8 @@ mod tests {
             current_version: 3,
         });
         assert_eq!(stale.current_version, Some(3));
+        let gone = registry_error(RegistryError::NotFound("dev".into()), "virtual server");
+        assert_eq!(gone.message, "no virtual server named \"dev\"");
         let down = ApiError::from(RegistryError::Unavailable("password=hunter2".into()));
         assert!(!down.message.contains("hunter2"));
     }

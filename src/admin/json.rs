@@ -320,6 +320,7 @@ pub fn audit_json(entry: &AuditEntry) -> Value {
         "at": entry.at,
         "actor": entry.actor,
         "action": entry.action,
+        "kind": entry.kind,
         "server": entry.server,
         "before": entry.before,
         "after": entry.after,

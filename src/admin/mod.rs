@@ -1,7 +1,8 @@
 //! The admin service: a small axum app beside the data plane, on
 //! `ADMIN_HOST:ADMIN_PORT`, serving the registry's JSON API, login, the
 //! OpenAPI document and the admin page. It reads and writes servers only
-//! through [`Registry`] and backend health only through [`HealthView`].
+//! through [`Registry`], virtual servers only through [`VirtualRegistry`],
+//! and backend health only through [`HealthView`].
 
 mod api;
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod json;
 mod openapi;
 mod page;
 mod throttle;
+mod virtual_servers;
 
 #[cfg(test)]
 mod test_registry;
@@ -23,7 +25,7 @@ pub use auth::{AuthConfig, Authenticator};
 pub use effective::effective_config;
 pub use error::ApiError;
 
-use crate::registry::{HealthView, Registry};
+use crate::registry::{HealthView, Registry, VirtualRegistry};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
@@ -39,6 +41,7 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct AdminState {
     pub registry: Arc<dyn Registry>,
+    pub virtuals: Arc<dyn VirtualRegistry>,
     pub health: Arc<dyn HealthView>,
     /// The effective configuration with secrets redacted, as the caller
     /// built it; served by `GET /api/config`.
@@ -49,6 +52,7 @@ pub struct AdminState {
 impl AdminState {
     pub fn new(
         registry: Arc<dyn Registry>,
+        virtuals: Arc<dyn VirtualRegistry>,
         health: Arc<dyn HealthView>,
         effective_config: serde_json::Value,
         auth: AuthConfig,
@@ -66,6 +70,7 @@ impl AdminState {
         }
         Ok(AdminState {
             registry,
+            virtuals,
             health,
             effective_config: Arc::new(effective_config),
             auth: Arc::new(Authenticator::new(auth)?),
@@ -91,6 +96,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/servers/{name}"),
     ("DELETE", "/api/servers/{name}"),
     ("GET", "/api/servers/{name}/health"),
+    ("GET", "/api/virtual-servers"),
+    ("POST", "/api/virtual-servers"),
+    ("GET", "/api/virtual-servers/{name}"),
+    ("PUT", "/api/virtual-servers/{name}"),
+    ("PATCH", "/api/virtual-servers/{name}"),
+    ("DELETE", "/api/virtual-servers/{name}"),
     ("GET", "/api/audit"),
     ("GET", "/api/config"),
 ];
@@ -123,6 +134,20 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/api/servers/{name}/health",
             get(api::server_health).merge(method_not_allowed()),
+        )
+        .route(
+            "/api/virtual-servers",
+            get(virtual_servers::list)
+                .post(virtual_servers::create)
+                .merge(method_not_allowed()),
+        )
+        .route(
+            "/api/virtual-servers/{name}",
+            get(virtual_servers::get)
+                .put(virtual_servers::replace)
+                .patch(virtual_servers::patch)
+                .delete(virtual_servers::delete)
+                .merge(method_not_allowed()),
         )
         .route("/api/audit", get(api::audit).merge(method_not_allowed()))
         .route("/api/config", get(api::config).merge(method_not_allowed()))
@@ -226,6 +251,7 @@ impl AdminService {
     pub fn from_settings(
         settings: &crate::config::Settings,
         registry: Arc<dyn Registry>,
+        virtuals: Arc<dyn VirtualRegistry>,
         health: Arc<dyn HealthView>,
         upgrade: bool,
     ) -> Result<Self, String> {
@@ -249,6 +275,7 @@ impl AdminService {
             },
             state: AdminState::new(
                 registry,
+                virtuals,
                 health,
                 effective_config(settings),
                 AuthConfig::from_settings(settings),

@@ -60,6 +60,7 @@ impl MemoryRegistry {
             at: 1_700_000_000 + id,
             actor: actor.0.clone(),
             action: action.into(),
+            kind: "server".into(),
             server: server.into(),
             // What the real store records, so tests see its shape.
             before: before.map(redacted_json),
@@ -295,5 +296,62 @@ pub struct FixedHealth(pub Mutex<HashMap<String, Vec<BackendHealth>>>);
 impl HealthView for FixedHealth {
     fn server_health(&self, name: &str) -> Option<Vec<BackendHealth>> {
         self.0.lock().unwrap().get(name).cloned()
+    }
+}
+
+/// The double holds no virtual servers and stores none: the SQL store's
+/// tests (`tests/virtual_servers.rs`) cover the virtual servers' API.
+#[async_trait]
+impl VirtualRegistry for MemoryRegistry {
+    async fn list_virtual(
+        &self,
+        query: &ListQuery,
+    ) -> Result<Page<VirtualServerRecord>, RegistryError> {
+        self.up()?;
+        Ok(Page {
+            items: Vec::new(),
+            total: 0,
+            offset: query.offset,
+            limit: query.limit,
+        })
+    }
+    async fn get_virtual(&self, name: &str) -> Result<VirtualServerRecord, RegistryError> {
+        self.up()?;
+        Err(RegistryError::NotFound(name.into()))
+    }
+    async fn create_virtual(
+        &self,
+        _: VirtualServerDraft,
+        _: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError> {
+        Err(RegistryError::Unavailable(
+            "the test double stores no virtual servers".into(),
+        ))
+    }
+    async fn update_virtual(
+        &self,
+        name: &str,
+        _: VirtualServerDraft,
+        _: i64,
+        _: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError> {
+        self.get_virtual(name).await
+    }
+    async fn patch_virtual(
+        &self,
+        name: &str,
+        _: VirtualServerPatch,
+        _: Option<i64>,
+        _: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError> {
+        self.get_virtual(name).await
+    }
+    async fn delete_virtual(
+        &self,
+        name: &str,
+        _: Option<i64>,
+        _: &Actor,
+    ) -> Result<(), RegistryError> {
+        self.get_virtual(name).await.map(drop)
     }
 }

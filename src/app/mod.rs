@@ -13,7 +13,7 @@ use crate::lifecycle::{self, DrainThenStop, Lifecycle};
 use crate::listener_certs::ListenerCerts;
 use crate::proxy::{FederationRoute, Gateway, KeepAlive, FEDERATION_METRICS_LABEL};
 use crate::registry::handle::RegistryHandle;
-use crate::registry::sync::SyncOptions;
+use crate::registry::sync::{ConfigFile, SyncOptions};
 use crate::reload::ReloadOnHangup;
 use crate::snapshot::Routing;
 use crate::state::Runtime;
@@ -115,7 +115,13 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
     let applier = Arc::new(RoutingApplier::new(routing.clone(), runtime.clone()));
     applier.set_file_servers(&settings.servers);
     let admin = if settings.admin.service.enabled {
-        match AdminService::from_settings(&settings, registry.clone(), routing.clone(), upgrade) {
+        match AdminService::from_settings(
+            &settings,
+            registry.clone(),
+            registry.clone(),
+            routing.clone(),
+            upgrade,
+        ) {
             Ok(admin) => Some(admin),
             Err(e) => {
                 eprintln!("mcp-gateway: {e}");
@@ -129,12 +135,15 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         settings.admin.database_url.clone(),
         settings.admin.encryption_secret.clone(),
     );
-    // Without the file, the servers it declared stay as they are: a
-    // data-plane replica started without it must not remove them.
+    // Without the file, the servers and virtual servers it declared stay
+    // as they are: a data-plane replica started without it must not remove
+    // them.
     sync.written = registry.written.clone();
-    sync.config = config
-        .as_ref()
-        .map(|file| (settings.servers.clone(), file.display().to_string()));
+    sync.config = config.as_ref().map(|file| ConfigFile {
+        servers: settings.servers.clone(),
+        virtual_servers: settings.virtual_servers.clone(),
+        file: file.display().to_string(),
+    });
 
     let conf = ServerConf {
         threads: settings.listen.worker_threads,

@@ -1,5 +1,7 @@
 //! The registry's side of the process: the sync that keeps the routing
-//! snapshot equal to the database's enabled servers, and the admin API over
+//! snapshot equal to the database's enabled servers and virtual servers
+//! (the federation reads the latter from the same snapshot), and the admin
+//! API over
 //! the same registry. Both run on one runtime because sqlx connections
 //! belong to the runtime that opened them.
 
@@ -7,6 +9,7 @@ use crate::admin::AdminService;
 use crate::config::{ServerSpec, UpstreamTls};
 use crate::registry::handle::RegistryHandle;
 use crate::registry::sync::{self, ApplySpecs, OnReady, SyncOptions};
+use crate::registry::Enabled;
 use crate::snapshot::{ApplyReport, Routing};
 use crate::state::Runtime;
 use async_trait::async_trait;
@@ -50,39 +53,33 @@ impl RoutingApplier {
         }
     }
 
-    /// The file's virtual servers (start-up's are applied before the
-    /// listener opens); `true` if they changed.
-    pub async fn apply_virtual_servers(
-        &self,
-        specs: Vec<crate::config::VirtualServerSpec>,
-    ) -> Result<bool, crate::state::SpecError> {
-        self.routing.apply_virtual_servers(specs).await
-    }
-
-    /// `None` if `generation` is not newer than what runs. A server the data
-    /// plane refuses (a credential header that is another server's identity
-    /// header, which the registry cannot see when it validates one record)
-    /// is left out with an error logged, so one bad record does not hold
-    /// back every later change.
-    pub async fn apply(&self, generation: i64, specs: Vec<ServerSpec>) -> Option<ApplyReport> {
-        self.apply_if(generation, specs, |g, applied| g > applied)
-            .await
+    /// `None` if `enabled.generation` is not newer than what runs. A
+    /// server the data plane refuses (a credential header that is another
+    /// server's identity header, which the registry cannot see when it
+    /// validates one record) is left out with an error logged, so one bad
+    /// record does not hold back every later change.
+    /// `true` beside the report when the virtual servers changed.
+    pub async fn apply(&self, enabled: Enabled) -> Option<(ApplyReport, bool)> {
+        self.apply_if(enabled, |g, applied| g > applied).await
     }
 
     /// As [`apply`](Self::apply), also for the generation that runs: a
     /// reload whose file changed only in its TLS files leaves the registry
     /// as it was, and the new certificates must still take effect.
-    pub async fn reapply(&self, generation: i64, specs: Vec<ServerSpec>) -> Option<ApplyReport> {
-        self.apply_if(generation, specs, |g, applied| g >= applied)
-            .await
+    pub async fn reapply(&self, enabled: Enabled) -> Option<(ApplyReport, bool)> {
+        self.apply_if(enabled, |g, applied| g >= applied).await
     }
 
     async fn apply_if(
         &self,
-        generation: i64,
-        mut specs: Vec<ServerSpec>,
+        enabled: Enabled,
         newer: impl Fn(i64, i64) -> bool,
-    ) -> Option<ApplyReport> {
+    ) -> Option<(ApplyReport, bool)> {
+        let Enabled {
+            generation,
+            servers: mut specs,
+            virtual_servers,
+        } = enabled;
         let mut applied = self.applied.lock().await;
         if !newer(generation, *applied) {
             return None;
@@ -94,9 +91,13 @@ impl RoutingApplier {
                 }
             }
         }
-        let report = loop {
-            match self.routing.apply(specs.clone()).await {
-                Ok(report) => break report,
+        let (report, virtuals_changed) = loop {
+            let attempt = self
+                .routing
+                .apply_with_virtual_servers(specs.clone(), virtual_servers.clone())
+                .await;
+            match attempt {
+                Ok(done) => break done,
                 Err(refused) => {
                     log::error!(
                         "registry generation {generation}: {refused}; this server is left out of the routes"
@@ -117,8 +118,19 @@ impl RoutingApplier {
                 report.summary()
             );
         }
+        if virtuals_changed {
+            let names: Vec<&str> = virtual_servers.iter().map(|v| v.name.as_str()).collect();
+            log::info!(
+                "registry generation {generation}: virtual servers now {}",
+                if names.is_empty() {
+                    "-".to_string()
+                } else {
+                    names.join(",")
+                }
+            );
+        }
         self.runtime.set_routing_loaded(true);
-        Some(report)
+        Some((report, virtuals_changed))
     }
 }
 
@@ -138,9 +150,9 @@ impl BackgroundService for RegistryService {
             return;
         };
         let applier = self.applier.clone();
-        let apply: ApplySpecs = Arc::new(move |generation, specs| {
+        let apply: ApplySpecs = Arc::new(move |enabled| {
             let applier = applier.clone();
-            tokio::spawn(async move { applier.apply(generation, specs).await });
+            tokio::spawn(async move { applier.apply(enabled).await });
         });
         let handle = self.registry.clone();
         let on_ready: OnReady = Box::new(move |opened| handle.set(opened));

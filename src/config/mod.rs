@@ -2,6 +2,7 @@
 //! into an immutable, validated [`Settings`]. Every other module receives the
 //! part it needs from here and never reads the environment itself.
 
+mod fields;
 mod logging;
 mod servers;
 pub(crate) mod tls;
@@ -9,15 +10,20 @@ mod values;
 mod variables;
 mod virtual_servers;
 
+pub use fields::{
+    check_description, is_valid_server_name, MAX_AUDIENCE_CHARS, MAX_DESCRIPTION_CHARS,
+};
 pub use logging::{LogFormat, LogSettings};
 pub use servers::{
-    is_valid_server_name, parse_upstream_url, validate_server, AuthMode, ServerFields, ServerSpec,
-    UpstreamCredential, UpstreamUrl,
+    parse_upstream_url, validate_server, AuthMode, ServerFields, ServerSpec, UpstreamCredential,
+    UpstreamUrl,
 };
 pub use tls::{read_certificates, ListenerTls, UpstreamTls};
 pub use values::Secret;
 pub use variables::KNOWN_VARIABLES;
-pub use virtual_servers::{IncludePattern, VirtualServerSpec};
+pub use virtual_servers::{
+    validate_virtual_server, IncludePattern, VirtualServerFields, VirtualServerSpec, MAX_INCLUDE,
+};
 
 use crate::registry::crypto::DEFAULT_ENCRYPTION_SECRET;
 use http::HeaderName;

@@ -1,7 +1,8 @@
 //! The YAML file that declares MCP servers (`--config conf/gateway.yaml`).
 
+use super::fields::{check_auth_fields, check_name};
 use super::tls::{upstream_tls, RawUpstreamTls, UpstreamTls};
-use super::values::{parse_header_name, parse_identity_header_name, Secret};
+use super::values::{parse_header_name, Secret};
 use super::virtual_servers::{validate_virtual_servers, VirtualServerSpec};
 use super::ConfigError;
 use http::{HeaderName, Uri};
@@ -221,12 +222,7 @@ pub fn validate_server(
     raw: ServerFields<'_>,
     field: &dyn Fn(&str) -> String,
 ) -> Result<ServerSpec, ConfigError> {
-    if !is_valid_server_name(raw.name) {
-        return Err(ConfigError::new(
-            field("name"),
-            format!("{:?} must match [a-z0-9-]{{1,63}}", raw.name),
-        ));
-    }
+    check_name(raw.name, field)?;
     if raw.urls.is_empty() {
         return Err(ConfigError::new(
             field("urls"),
@@ -241,24 +237,7 @@ pub fn validate_server(
             parse_upstream_url(u).map_err(|e| ConfigError::new(field(&format!("urls[{j}]")), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let proxy_header = raw
-        .proxy_header
-        .map(|h| {
-            parse_identity_header_name(h).map_err(|e| ConfigError::new(field("proxy_header"), e))
-        })
-        .transpose()?;
-    if proxy_header.is_some() && raw.auth_mode == AuthMode::Jwt {
-        return Err(ConfigError::new(
-            field("proxy_header"),
-            "only meaningful with auth_mode proxy or inherit",
-        ));
-    }
-    if raw.jwt_audience.is_some() && raw.auth_mode == AuthMode::Proxy {
-        return Err(ConfigError::new(
-            field("jwt_audience"),
-            "only meaningful with auth_mode jwt or inherit",
-        ));
-    }
+    let proxy_header = check_auth_fields(raw.auth_mode, raw.proxy_header, raw.jwt_audience, field)?;
     let passthrough_headers = raw
         .passthrough_headers
         .map(|list| {
@@ -346,13 +325,6 @@ fn validate_credential(cred: &UpstreamCredential) -> Result<(), (String, String)
             Ok(())
         }
     }
-}
-
-pub fn is_valid_server_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// `raw` with what may be a secret hidden: the user-information part

@@ -2,8 +2,8 @@
 //! serves at `/servers/{name}/mcp`, made of tools of registered servers,
 //! each with its own authentication rules.
 
-use super::servers::{is_valid_server_name, AuthMode};
-use super::values::parse_identity_header_name;
+use super::fields::{check_auth_fields, check_description, check_name, is_valid_server_name};
+use super::servers::AuthMode;
 use super::ConfigError;
 use http::HeaderName;
 use serde::Deserialize;
@@ -102,7 +102,15 @@ pub(super) fn validate_virtual_servers(
         .enumerate()
         .map(|(i, raw)| {
             let field = |f: &str| format!("{file}: virtual_servers[{i}].{f}");
-            let spec = validate_virtual_server(raw, &field)?;
+            let fields = VirtualServerFields {
+                name: &raw.name,
+                include: &raw.include,
+                auth_mode: raw.auth_mode,
+                proxy_header: raw.proxy_header.as_deref(),
+                jwt_audience: raw.jwt_audience.as_deref(),
+                description: raw.description.as_deref().unwrap_or_default(),
+            };
+            let spec = validate_virtual_server(fields, &field)?;
             if real.contains(spec.name.as_str()) {
                 return Err(ConfigError::new(
                     field("name"),
@@ -123,61 +131,57 @@ pub(super) fn validate_virtual_servers(
         .collect()
 }
 
-fn validate_virtual_server(
-    raw: RawVirtualServer,
+/// Most `include` entries a virtual server may hold.
+pub const MAX_INCLUDE: usize = 256;
+
+/// A virtual server's fields as written, before validation: what the YAML
+/// file and the registry's records both hold.
+pub struct VirtualServerFields<'a> {
+    pub name: &'a str,
+    pub include: &'a [String],
+    pub auth_mode: AuthMode,
+    pub proxy_header: Option<&'a str>,
+    pub jwt_audience: Option<&'a str>,
+    /// Empty for none.
+    pub description: &'a str,
+}
+
+/// The one set of rules for a virtual server, from the YAML file or the
+/// registry (the server rules for the name and the authentication fields);
+/// `field` names a field as the caller does in an error. Whether the
+/// included servers exist is not a rule: servers come and go.
+pub fn validate_virtual_server(
+    raw: VirtualServerFields<'_>,
     field: &dyn Fn(&str) -> String,
 ) -> Result<VirtualServerSpec, ConfigError> {
-    if !is_valid_server_name(&raw.name) {
+    check_name(raw.name, field)?;
+    if raw.include.len() > MAX_INCLUDE {
         return Err(ConfigError::new(
-            field("name"),
-            format!("{:?} must match [a-z0-9-]{{1,63}}", raw.name),
+            field("include"),
+            format!("at most {MAX_INCLUDE} entries"),
         ));
     }
-    let include = raw
-        .include
-        .iter()
-        .enumerate()
-        .map(|(j, p)| {
-            IncludePattern::parse(p)
-                .map_err(|e| ConfigError::new(field(&format!("include[{j}]")), e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let proxy_header = raw
-        .proxy_header
-        .as_deref()
-        .map(|h| {
-            parse_identity_header_name(h).map_err(|e| ConfigError::new(field("proxy_header"), e))
-        })
-        .transpose()?;
-    if proxy_header.is_some() && raw.auth_mode == AuthMode::Jwt {
-        return Err(ConfigError::new(
-            field("proxy_header"),
-            "only meaningful with auth_mode proxy or inherit",
-        ));
+    let mut include: Vec<IncludePattern> = Vec::with_capacity(raw.include.len());
+    for (j, p) in raw.include.iter().enumerate() {
+        let pattern = IncludePattern::parse(p)
+            .map_err(|e| ConfigError::new(field(&format!("include[{j}]")), e))?;
+        if include.contains(&pattern) {
+            return Err(ConfigError::new(
+                field(&format!("include[{j}]")),
+                format!("{p:?} appears twice"),
+            ));
+        }
+        include.push(pattern);
     }
-    if raw.jwt_audience.is_some() && raw.auth_mode == AuthMode::Proxy {
-        return Err(ConfigError::new(
-            field("jwt_audience"),
-            "only meaningful with auth_mode jwt or inherit",
-        ));
-    }
-    if raw
-        .description
-        .as_deref()
-        .is_some_and(|d| d.len() > 4096 || d.chars().any(|c| c.is_control() && c != '\n'))
-    {
-        return Err(ConfigError::new(
-            field("description"),
-            "must be at most 4096 characters without control characters",
-        ));
-    }
+    let proxy_header = check_auth_fields(raw.auth_mode, raw.proxy_header, raw.jwt_audience, field)?;
+    check_description(raw.description, field)?;
     Ok(VirtualServerSpec {
-        name: raw.name,
+        name: raw.name.to_string(),
         include,
         auth_mode: raw.auth_mode,
         proxy_header,
-        jwt_audience: raw.jwt_audience,
-        description: raw.description,
+        jwt_audience: raw.jwt_audience.map(str::to_string),
+        description: Some(raw.description.to_string()).filter(|d| !d.is_empty()),
     })
 }
 
@@ -247,6 +251,11 @@ mod tests {
                 "jwt_audience",
             ),
             ("- {name: d, include: [a/*], urls: [x]}", "unknown field"),
+            ("- {name: d, include: [a/*, a/*]}", "include[1]"),
+            (
+                "- {name: d, auth_mode: jwt, jwt_audience: \"\"}",
+                "jwt_audience",
+            ),
             (
                 "- {name: d, include: [a/*], auth_mode: oauth}",
                 "unknown variant",

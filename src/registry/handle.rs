@@ -5,10 +5,10 @@
 
 use super::model::{
     Actor, AuditEntry, AuditQuery, ListQuery, Page, RegistryError, ServerDraft, ServerPatch,
-    ServerRecord,
+    ServerRecord, VirtualServerDraft, VirtualServerPatch, VirtualServerRecord,
 };
 use super::store::SqlRegistry;
-use super::Registry;
+use super::{Registry, VirtualRegistry};
 use async_trait::async_trait;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
@@ -100,6 +100,65 @@ impl Registry for RegistryHandle {
     }
     async fn ping(&self) -> Result<(), RegistryError> {
         self.get()?.ping().await
+    }
+}
+
+#[async_trait]
+impl VirtualRegistry for RegistryHandle {
+    async fn list_virtual(
+        &self,
+        query: &ListQuery,
+    ) -> Result<Page<VirtualServerRecord>, RegistryError> {
+        self.get()?.list_virtual(query).await
+    }
+    async fn get_virtual(&self, name: &str) -> Result<VirtualServerRecord, RegistryError> {
+        self.get()?.get_virtual(name).await
+    }
+    async fn create_virtual(
+        &self,
+        draft: VirtualServerDraft,
+        actor: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError> {
+        let result = self.get()?.create_virtual(draft, actor).await;
+        self.wrote(result)
+    }
+    async fn update_virtual(
+        &self,
+        name: &str,
+        draft: VirtualServerDraft,
+        expected_version: i64,
+        actor: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError> {
+        let result = self
+            .get()?
+            .update_virtual(name, draft, expected_version, actor)
+            .await;
+        self.wrote(result)
+    }
+    async fn patch_virtual(
+        &self,
+        name: &str,
+        patch: VirtualServerPatch,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError> {
+        let result = self
+            .get()?
+            .patch_virtual(name, patch, expected_version, actor)
+            .await;
+        self.wrote(result)
+    }
+    async fn delete_virtual(
+        &self,
+        name: &str,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> Result<(), RegistryError> {
+        let result = self
+            .get()?
+            .delete_virtual(name, expected_version, actor)
+            .await;
+        self.wrote(result)
     }
 }
 

@@ -1,30 +1,39 @@
-//! The server registry: MCP servers registered at run time, persisted with
-//! `sqlx` (SQLite by default, PostgreSQL in production), read by the data
-//! plane as routing snapshots and written by the admin service.
+//! The server registry: MCP servers and virtual servers registered at run
+//! time, persisted with `sqlx` (SQLite by default, PostgreSQL in
+//! production), read by the data plane as routing snapshots and written by
+//! the admin service.
 //!
-//! [`Registry`] is the one interface between the store and its users (the
-//! admin API, the registry sync, start-up's YAML upsert); the model types
-//! below are what crosses it.
+//! [`Registry`] (servers) and [`VirtualRegistry`] (virtual servers) are the
+//! interfaces between the store and its users (the admin API, the registry
+//! sync, start-up's YAML upsert); the model types below are what crosses
+//! them. Both kinds share one write path (`writes`, over `kind::Kind`).
 
 pub mod crypto;
 pub mod database_url;
 pub mod handle;
+mod kind;
 pub mod migrate;
 pub mod model;
 mod rows;
 mod store;
 pub mod sync;
 mod validate;
+mod virtual_servers;
+mod virtual_store;
 mod writes;
 
 pub use model::{
-    Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, Origin, Page, RegistryError,
-    ServerDraft, ServerPatch, ServerRecord, Transport,
+    Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, Origin, Page, Record, RegistryError,
+    ServerDraft, ServerPatch, ServerRecord, Transport, VirtualServerDraft, VirtualServerPatch,
+    VirtualServerRecord,
+};
+pub use virtual_servers::{
+    apply_virtual_patch, validate_virtual_draft, virtual_draft_from_spec, virtual_redacted_json,
 };
 
 pub use database_url::DatabaseUrl;
 pub use rows::{redacted_credential, redacted_json};
-pub use store::{Dialect, OpenError, SqlRegistry, NOTIFY_CHANNEL};
+pub use store::{Dialect, Enabled, OpenError, SqlRegistry, NOTIFY_CHANNEL};
 pub use validate::{
     apply_patch, draft_from_spec, spec_from_record, validate_draft, MAX_DESCRIPTION_CHARS,
     MAX_TAGS, MAX_TAG_CHARS, MAX_URLS,
@@ -76,6 +85,45 @@ pub trait Registry: Send + Sync {
     async fn generation(&self) -> Result<i64, RegistryError>;
     /// `Unavailable` when the database cannot be reached.
     async fn ping(&self) -> Result<(), RegistryError>;
+}
+
+/// The store of virtual servers: the same contract as [`Registry`]
+/// (versions, configuration-owned records, one audit entry per write),
+/// and one name space with the servers: a write that would give a virtual
+/// server a server's name is `NameTaken`, and the reverse too.
+#[async_trait]
+pub trait VirtualRegistry: Send + Sync {
+    /// Ordered by name; `tag` is not used.
+    async fn list_virtual(
+        &self,
+        query: &ListQuery,
+    ) -> Result<Page<VirtualServerRecord>, RegistryError>;
+    async fn get_virtual(&self, name: &str) -> Result<VirtualServerRecord, RegistryError>;
+    async fn create_virtual(
+        &self,
+        draft: VirtualServerDraft,
+        actor: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError>;
+    async fn update_virtual(
+        &self,
+        name: &str,
+        draft: VirtualServerDraft,
+        expected_version: i64,
+        actor: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError>;
+    async fn patch_virtual(
+        &self,
+        name: &str,
+        patch: VirtualServerPatch,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> Result<VirtualServerRecord, RegistryError>;
+    async fn delete_virtual(
+        &self,
+        name: &str,
+        expected_version: Option<i64>,
+        actor: &Actor,
+    ) -> Result<(), RegistryError>;
 }
 
 /// What the data plane knows of each server's backends, for the admin API.

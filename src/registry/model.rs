@@ -55,10 +55,11 @@ pub struct ServerPatch {
     pub upstream_auth: Option<UpstreamCredential>,
 }
 
-/// A stored server.
+/// A stored record: a server's or a virtual server's draft, and what the
+/// store keeps beside it.
 #[derive(Debug, Clone)]
-pub struct ServerRecord {
-    pub draft: ServerDraft,
+pub struct Record<D> {
+    pub draft: D,
     pub origin: Origin,
     /// Starts at 1; bumped by every write of this record.
     pub version: i64,
@@ -66,6 +67,37 @@ pub struct ServerRecord {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// A stored server.
+pub type ServerRecord = Record<ServerDraft>;
+
+/// A virtual server as written by a client: served by the gateway itself
+/// at `/servers/{name}/mcp`, made of the tools its `include` patterns
+/// (`server/tool`, `server/*`) take. Not yet validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VirtualServerDraft {
+    pub name: String,
+    pub include: Vec<String>,
+    pub auth_mode: AuthMode,
+    pub proxy_header: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub description: String,
+    pub enabled: bool,
+}
+
+/// A partial change of a virtual server, as [`ServerPatch`].
+#[derive(Debug, Clone, Default)]
+pub struct VirtualServerPatch {
+    pub include: Option<Vec<String>>,
+    pub auth_mode: Option<AuthMode>,
+    pub proxy_header: Option<Option<String>>,
+    pub jwt_audience: Option<Option<String>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// A stored virtual server.
+pub type VirtualServerRecord = Record<VirtualServerDraft>;
 
 /// Who made a change, as the audit log names them: the admin's email, or
 /// `config:<file>` for the start-up upsert.
@@ -80,6 +112,8 @@ pub struct AuditEntry {
     pub actor: String,
     /// `create`, `update`, `patch`, `delete` or `config`.
     pub action: String,
+    /// `server` or `virtual_server`: what `server` names.
+    pub kind: String,
     pub server: String,
     /// The record before and after, as the API shows it: secrets appear
     /// only as "set" / "not set".
@@ -122,6 +156,13 @@ pub enum RegistryError {
         name: String,
         current_version: i64,
     },
+    /// The name is a record of the other kind's (a server's for a virtual
+    /// server, and the reverse): `/servers/{name}/mcp` must mean one thing.
+    NameTaken {
+        name: String,
+        /// `server` or `virtual server`.
+        by: &'static str,
+    },
     /// The server comes from the YAML file and changes only there.
     ConfigOwned {
         name: String,
@@ -147,6 +188,10 @@ impl fmt::Display for RegistryError {
             } => write!(
                 f,
                 "server {name:?} was changed meanwhile: its version is now {current_version}"
+            ),
+            RegistryError::NameTaken { name, by } => write!(
+                f,
+                "{name:?} is the name of a {by}: /servers/{name}/mcp must name one of them"
             ),
             RegistryError::ConfigOwned { name, file } => {
                 write!(f, "server {name:?} is declared in {file}: change it there")

@@ -3,16 +3,14 @@
 //! in the audit only "set" / "not set" for a secret.
 
 use super::crypto::CredentialCipher;
-use super::model::{Origin, RegistryError, ServerDraft, ServerRecord, Transport};
+use super::kind::{Kind, Query};
+use super::model::{
+    Origin, RegistryError, ServerDraft, ServerRecord, Transport, VirtualServerDraft,
+};
 use crate::config::{AuthMode, UpstreamCredential};
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-
-/// The columns every server query selects, in [`record_from_row`]'s order.
-pub const SERVER_COLUMNS: &str = "name, urls, transport, auth_mode, proxy_header, jwt_audience, \
-     passthrough_headers, enabled, description, tags, credential, origin_file, version, \
-     created_at, updated_at";
 
 pub fn transport_name(t: Transport) -> &'static str {
     match t {
@@ -37,7 +35,7 @@ pub fn auth_mode_name(m: AuthMode) -> &'static str {
     }
 }
 
-fn auth_mode_from(name: &str) -> Option<AuthMode> {
+pub fn auth_mode_from(name: &str) -> Option<AuthMode> {
     match name {
         "inherit" => Some(AuthMode::Inherit),
         "proxy" => Some(AuthMode::Proxy),
@@ -46,41 +44,77 @@ fn auth_mode_from(name: &str) -> Option<AuthMode> {
     }
 }
 
-fn unreadable(name: &str, what: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Unavailable(format!("stored server {name:?} is unreadable: {what}"))
+pub fn unreadable(name: &str, what: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Unavailable(format!("stored record {name:?} is unreadable: {what}"))
 }
 
 pub fn db_error(e: sqlx::Error) -> RegistryError {
     RegistryError::Unavailable(e.to_string())
 }
 
-/// A row of `SELECT {SERVER_COLUMNS}` as a record, its credential opened.
-pub fn record_from_row(
-    row: &AnyRow,
-    cipher: &CredentialCipher,
-) -> Result<ServerRecord, RegistryError> {
-    let name: String = row.try_get(0).map_err(db_error)?;
-    let json_list = |i: usize| -> Result<Option<Vec<String>>, RegistryError> {
-        let text: Option<String> = row.try_get(i).map_err(db_error)?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| unreadable(&name, e)))
-            .transpose()
-    };
-    let text = |i: usize| -> Result<String, RegistryError> { row.try_get(i).map_err(db_error) };
-    let opt_text =
-        |i: usize| -> Result<Option<String>, RegistryError> { row.try_get(i).map_err(db_error) };
-    let int = |i: usize| -> Result<i64, RegistryError> { row.try_get(i).map_err(db_error) };
-    let transport = transport_from(&text(2)?).ok_or_else(|| unreadable(&name, "transport"))?;
-    let auth_mode = auth_mode_from(&text(3)?).ok_or_else(|| unreadable(&name, "auth_mode"))?;
-    let sealed: Option<Vec<u8>> = row.try_get(10).map_err(db_error)?;
-    let upstream_auth = cipher
-        .open(&name, sealed.as_deref())
-        .map_err(RegistryError::Unavailable)?;
-    let origin = match opt_text(11)? {
-        Some(file) => Origin::Config { file },
-        None => Origin::Api,
-    };
-    Ok(ServerRecord {
-        draft: ServerDraft {
+impl Kind for ServerDraft {
+    type Rival = VirtualServerDraft;
+    const TABLE: &'static str = "gw_servers";
+    const AUDIT_KIND: &'static str = "server";
+    const NOUN: &'static str = "server";
+    const OWN_COLUMNS: &'static [&'static str] = &[
+        "urls",
+        "transport",
+        "auth_mode",
+        "proxy_header",
+        "jwt_audience",
+        "passthrough_headers",
+        "enabled",
+        "description",
+        "tags",
+        "credential",
+    ];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn validate(&self) -> Result<(), RegistryError> {
+        super::validate::validate_draft(self).map(drop)
+    }
+
+    fn bind_own<'q>(&'q self, query: Query<'q>, cipher: &CredentialCipher) -> Query<'q> {
+        query
+            .bind(list_json(&self.urls))
+            .bind(transport_name(self.transport))
+            .bind(auth_mode_name(self.auth_mode))
+            .bind(self.proxy_header.as_deref())
+            .bind(self.jwt_audience.as_deref())
+            .bind(self.passthrough_headers.as_deref().map(list_json))
+            .bind(i64::from(self.enabled))
+            .bind(self.description.as_str())
+            .bind(list_json(&self.tags))
+            .bind(cipher.seal(&self.name, &self.upstream_auth))
+    }
+
+    /// The credential is opened here: a record read is a usable one.
+    fn read_own(
+        row: &AnyRow,
+        name: String,
+        cipher: &CredentialCipher,
+    ) -> Result<Self, RegistryError> {
+        let json_list = |i: usize| -> Result<Option<Vec<String>>, RegistryError> {
+            let text: Option<String> = row.try_get(i).map_err(db_error)?;
+            text.map(|t| serde_json::from_str(&t).map_err(|e| unreadable(&name, e)))
+                .transpose()
+        };
+        let text = |i: usize| -> Result<String, RegistryError> { row.try_get(i).map_err(db_error) };
+        let opt_text = |i: usize| -> Result<Option<String>, RegistryError> {
+            row.try_get(i).map_err(db_error)
+        };
+        let int = |i: usize| -> Result<i64, RegistryError> { row.try_get(i).map_err(db_error) };
+        let transport = transport_from(&text(2)?).ok_or_else(|| unreadable(&name, "transport"))?;
+        let auth_mode = auth_mode_from(&text(3)?).ok_or_else(|| unreadable(&name, "auth_mode"))?;
+        let sealed: Option<Vec<u8>> = row.try_get(10).map_err(db_error)?;
+        let upstream_auth = cipher
+            .open(&name, sealed.as_deref())
+            .map_err(RegistryError::Unavailable)?;
+        Ok(ServerDraft {
             urls: json_list(1)?.unwrap_or_default(),
             transport,
             auth_mode,
@@ -91,13 +125,28 @@ pub fn record_from_row(
             description: text(8)?,
             tags: json_list(9)?.unwrap_or_default(),
             upstream_auth,
-            name: name.clone(),
-        },
-        origin,
-        version: int(12)?,
-        created_at: int(13)?,
-        updated_at: int(14)?,
-    })
+            name,
+        })
+    }
+
+    fn audit_json(record: &ServerRecord) -> Value {
+        redacted_json(record)
+    }
+
+    fn same(&self, b: &Self) -> bool {
+        let a = self;
+        a.name == b.name
+            && a.urls == b.urls
+            && a.transport == b.transport
+            && a.auth_mode == b.auth_mode
+            && a.proxy_header == b.proxy_header
+            && a.jwt_audience == b.jwt_audience
+            && a.passthrough_headers == b.passthrough_headers
+            && a.enabled == b.enabled
+            && a.description == b.description
+            && a.tags == b.tags
+            && a.upstream_auth == b.upstream_auth
+    }
 }
 
 pub fn list_json(list: &[String]) -> String {

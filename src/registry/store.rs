@@ -4,14 +4,17 @@
 
 use super::crypto::CredentialCipher;
 use super::database_url::DatabaseUrl;
+use super::kind::{columns, read_record};
 use super::migrate::{self, MigrateError};
 use super::model::{
     Actor, AuditEntry, AuditQuery, ListQuery, Page, RegistryError, ServerDraft, ServerPatch,
-    ServerRecord,
+    ServerRecord, VirtualServerDraft,
 };
-use super::rows::{db_error, record_from_row, SERVER_COLUMNS};
+use super::rows::db_error;
+use super::validate::apply_patch;
+use super::virtual_servers::validate_virtual_draft;
 use super::Registry;
-use crate::config::{Secret, ServerSpec};
+use crate::config::{Secret, ServerSpec, VirtualServerSpec};
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -203,31 +206,55 @@ impl SqlRegistry {
         self.pool.close().await;
     }
 
-    /// The generation and the enabled servers as the data plane runs them.
-    /// A stored record that no longer passes validation is skipped with a
-    /// warning rather than taking every other server down with it.
-    pub async fn load_enabled(&self) -> Result<(i64, Vec<ServerSpec>), RegistryError> {
+    /// The generation and the enabled servers and virtual servers as the
+    /// data plane runs them. A stored record that no longer passes
+    /// validation is skipped with a warning rather than taking every other
+    /// one down with it.
+    pub async fn load_enabled(&self) -> Result<Enabled, RegistryError> {
         let generation = self.generation().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {SERVER_COLUMNS} FROM gw_servers WHERE enabled = 1 ORDER BY name"
+            "SELECT {} FROM gw_servers WHERE enabled = 1 ORDER BY name",
+            columns::<ServerDraft>()
         ))
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let mut specs = Vec::with_capacity(rows.len());
+        let mut servers = Vec::with_capacity(rows.len());
         for row in &rows {
-            let record = record_from_row(row, &self.cipher)?;
+            let record: ServerRecord = read_record(row, &self.cipher)?;
             match super::validate::spec_from_record(&record) {
-                Ok(spec) => specs.push(spec),
+                Ok(spec) => servers.push(spec),
                 Err(e) => log::warn!("registry: server {:?} skipped: {e}", record.draft.name),
             }
         }
-        Ok((generation, specs))
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM gw_virtual_servers WHERE enabled = 1 ORDER BY name",
+            columns::<VirtualServerDraft>()
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut virtual_servers = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record: super::Record<VirtualServerDraft> = read_record(row, &self.cipher)?;
+            match validate_virtual_draft(&record.draft) {
+                Ok(spec) => virtual_servers.push(spec),
+                Err(e) => log::warn!(
+                    "registry: virtual server {:?} skipped: {e}",
+                    record.draft.name
+                ),
+            }
+        }
+        Ok(Enabled {
+            generation,
+            servers,
+            virtual_servers,
+        })
     }
 
     /// `instr` in SQLite, `strpos` in PostgreSQL: a substring test with no
     /// wildcard characters to escape.
-    fn contains_fn(&self) -> &'static str {
+    pub(super) fn contains_fn(&self) -> &'static str {
         match self.dialect {
             Dialect::Sqlite => "instr",
             Dialect::Postgres => "strpos",
@@ -235,8 +262,16 @@ impl SqlRegistry {
     }
 }
 
+/// What the data plane runs, as read at one registry generation.
+#[derive(Debug, Clone, Default)]
+pub struct Enabled {
+    pub generation: i64,
+    pub servers: Vec<ServerSpec>,
+    pub virtual_servers: Vec<VirtualServerSpec>,
+}
+
 /// `limit` 0 means 100, and no page is longer than 500.
-fn page_limit(limit: u32) -> u32 {
+pub(super) fn page_limit(limit: u32) -> u32 {
     match limit {
         0 => 100,
         n => n.min(500),
@@ -289,7 +324,8 @@ impl Registry for SqlRegistry {
             .and_then(|r| r.try_get(0))
             .map_err(db_error)?;
         let page_sql = format!(
-            "SELECT {SERVER_COLUMNS} FROM gw_servers{filter} ORDER BY name LIMIT {limit} OFFSET {}",
+            "SELECT {} FROM gw_servers{filter} ORDER BY name LIMIT {limit} OFFSET {}",
+            columns::<ServerDraft>(),
             query.offset
         );
         let mut page = sqlx::query(&page_sql);
@@ -299,7 +335,7 @@ impl Registry for SqlRegistry {
         let rows = page.fetch_all(&self.pool).await.map_err(db_error)?;
         let items = rows
             .iter()
-            .map(|r| record_from_row(r, &self.cipher))
+            .map(|r| read_record(r, &self.cipher))
             .collect::<Result<_, _>>()?;
         Ok(Page {
             items,
@@ -311,14 +347,15 @@ impl Registry for SqlRegistry {
 
     async fn get(&self, name: &str) -> Result<ServerRecord, RegistryError> {
         let row = sqlx::query(&format!(
-            "SELECT {SERVER_COLUMNS} FROM gw_servers WHERE name = $1"
+            "SELECT {} FROM gw_servers WHERE name = $1",
+            columns::<ServerDraft>()
         ))
         .bind(name)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?
         .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        record_from_row(&row, &self.cipher)
+        read_record(&row, &self.cipher)
     }
 
     async fn create(
@@ -336,6 +373,10 @@ impl Registry for SqlRegistry {
         expected_version: i64,
         actor: &Actor,
     ) -> Result<ServerRecord, RegistryError> {
+        let mut draft = draft;
+        if draft.name.is_empty() {
+            draft.name = name.to_string();
+        }
         self.write_update(name, draft, expected_version, actor)
             .await
     }
@@ -347,7 +388,13 @@ impl Registry for SqlRegistry {
         expected_version: Option<i64>,
         actor: &Actor,
     ) -> Result<ServerRecord, RegistryError> {
-        self.write_patch(name, patch, expected_version, actor).await
+        self.write_patch(
+            name,
+            |draft: ServerDraft| apply_patch(draft, patch),
+            expected_version,
+            actor,
+        )
+        .await
     }
 
     async fn delete(
@@ -356,7 +403,8 @@ impl Registry for SqlRegistry {
         expected_version: Option<i64>,
         actor: &Actor,
     ) -> Result<(), RegistryError> {
-        self.write_delete(name, expected_version, actor).await
+        self.write_delete::<ServerDraft>(name, expected_version, actor)
+            .await
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, RegistryError> {
@@ -368,7 +416,7 @@ impl Registry for SqlRegistry {
         };
         let count_sql = format!("SELECT COUNT(*) FROM gw_audit{filter}");
         let page_sql = format!(
-            "SELECT id, at, actor, action, server, before_json, after_json FROM gw_audit{filter} \
+            "SELECT id, at, actor, action, kind, server, before_json, after_json FROM gw_audit{filter} \
              ORDER BY id DESC LIMIT {limit} OFFSET {}",
             query.offset
         );
@@ -393,9 +441,10 @@ impl Registry for SqlRegistry {
                     at: r.try_get(1)?,
                     actor: r.try_get(2)?,
                     action: r.try_get(3)?,
-                    server: r.try_get(4)?,
-                    before: json(r.try_get(5)?),
-                    after: json(r.try_get(6)?),
+                    kind: r.try_get(4)?,
+                    server: r.try_get(5)?,
+                    before: json(r.try_get(6)?),
+                    after: json(r.try_get(7)?),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -1,6 +1,6 @@
 //! The registry sync: opens the registry (retrying while the database is
-//! unreachable), seeds it from the YAML file, hands the enabled servers to
-//! the data plane, then follows every change: PostgreSQL notifies each
+//! unreachable), seeds it from the YAML file, hands the enabled servers and
+//! virtual servers to the data plane, then follows every change: PostgreSQL notifies each
 //! write, SQLite is polled; both also re-check on a slower timer in case a
 //! notification was lost. While the database is away the data plane keeps
 //! the servers it has; the sync retries until it is back.
@@ -11,7 +11,11 @@
 //! async fn start(&self, shutdown: ShutdownWatch) {
 //!     let mut options = SyncOptions::new(settings.admin.database_url.clone(),
 //!                                        settings.admin.encryption_secret.clone());
-//!     options.config = config_file.map(|file| (settings.servers.clone(), file));
+//!     options.config = config_file.map(|file| ConfigFile {
+//!         servers: settings.servers.clone(),
+//!         virtual_servers: settings.virtual_servers.clone(),
+//!         file,
+//!     });
 //!     if let Err(e) = sync::run(options, apply, on_ready, shutdown).await {
 //!         eprintln!("mcp-gateway: {e}");   // schema too new, failed migration,
 //!         std::process::exit(1);           // another AUTH_ENCRYPTION_SECRET
@@ -20,17 +24,26 @@
 //! ```
 
 use super::database_url::DatabaseUrl;
-use super::store::{Dialect, OpenError, SqlRegistry, NOTIFY_CHANNEL};
+use super::store::{Dialect, Enabled, OpenError, SqlRegistry, NOTIFY_CHANNEL};
 use super::Registry;
-use crate::config::{Secret, ServerSpec};
+use crate::config::{Secret, ServerSpec, VirtualServerSpec};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Receives the enabled servers every time they change, with the registry
-/// generation they were read at (so a late, older read can be told from a
-/// newer one). Never called with what a failed read returned.
-pub type ApplySpecs = Arc<dyn Fn(i64, Vec<ServerSpec>) + Send + Sync>;
+/// Receives the enabled servers and virtual servers every time they
+/// change, with the registry generation they were read at (so a late, older
+/// read can be told from a newer one). Never called with what a failed read
+/// returned.
+pub type ApplySpecs = Arc<dyn Fn(Enabled) + Send + Sync>;
+
+/// The YAML file's records, and the file's name.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub servers: Vec<ServerSpec>,
+    pub virtual_servers: Vec<VirtualServerSpec>,
+    pub file: String,
+}
 /// Called once, after the first servers were applied, with the open
 /// registry (for the admin API and `/ready`).
 pub type OnReady = Box<dyn FnOnce(Arc<SqlRegistry>) + Send>;
@@ -38,10 +51,10 @@ pub type OnReady = Box<dyn FnOnce(Arc<SqlRegistry>) + Send>;
 pub struct SyncOptions {
     pub database_url: DatabaseUrl,
     pub encryption_secret: Secret,
-    /// The YAML file's servers and the file's name. `None` (no `--config`)
-    /// leaves configuration-owned records as they are: a replica started
-    /// without the file must not remove the servers the file declared.
-    pub config: Option<(Vec<ServerSpec>, String)>,
+    /// The YAML file's records. `None` (no `--config`) leaves
+    /// configuration-owned records as they are: a replica started without
+    /// the file must not remove what the file declared.
+    pub config: Option<ConfigFile>,
     /// First wait after a failure; doubles up to `retry_max`.
     pub retry_initial: Duration,
     pub retry_max: Duration,
@@ -166,8 +179,13 @@ async fn open_and_load(
     loop {
         let attempt = async {
             let registry = SqlRegistry::connect(url, &options.encryption_secret).await?;
-            if let Some((specs, file)) = &options.config {
-                match registry.upsert_config(specs, file).await {
+            if let Some(ConfigFile {
+                servers,
+                virtual_servers,
+                file,
+            }) = &options.config
+            {
+                match registry.upsert_config(servers, virtual_servers, file).await {
                     Ok(summary) if !summary.is_empty() => log::info!(
                         "registry: {file}: {} created, {} updated, {} removed",
                         summary.created.len(),
@@ -181,20 +199,22 @@ async fn open_and_load(
                     Err(e) => return Err(OpenError::Fatal(format!("{file}: {e}"))),
                 }
             }
-            let (generation, specs) = registry
+            let enabled = registry
                 .load_enabled()
                 .await
                 .map_err(|e| OpenError::Unreachable(e.to_string()))?;
-            Ok::<_, OpenError>((registry, generation, specs))
+            Ok::<_, OpenError>((registry, enabled))
         };
         match attempt.await {
-            Ok((registry, generation, specs)) => {
+            Ok((registry, enabled)) => {
                 log::info!(
-                    "registry: {} servers loaded from {}",
-                    specs.len(),
+                    "registry: {} servers and {} virtual servers loaded from {}",
+                    enabled.servers.len(),
+                    enabled.virtual_servers.len(),
                     url.redacted()
                 );
-                apply(generation, specs);
+                let generation = enabled.generation;
+                apply(enabled);
                 return Ok(Some((registry, generation)));
             }
             Err(OpenError::Unreachable(why)) => {
@@ -241,10 +261,15 @@ impl Follower {
                     log::info!("registry: database reachable again");
                     self.backoff.reset();
                 }
-                if let Some((generation, specs)) = loaded {
-                    log::info!("registry: generation {generation}, {} servers", specs.len());
-                    self.applied = generation;
-                    (self.apply)(generation, specs);
+                if let Some(enabled) = loaded {
+                    log::info!(
+                        "registry: generation {}, {} servers, {} virtual servers",
+                        enabled.generation,
+                        enabled.servers.len(),
+                        enabled.virtual_servers.len()
+                    );
+                    self.applied = enabled.generation;
+                    (self.apply)(enabled);
                 }
                 None
             }

@@ -6,7 +6,7 @@
 use super::model::{RegistryError, ServerDraft, ServerPatch, ServerRecord, Transport};
 use crate::config::{self, ServerFields, ServerSpec};
 
-pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+pub use crate::config::MAX_DESCRIPTION_CHARS;
 pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_CHARS: usize = 64;
 pub const MAX_URLS: usize = 32;
@@ -33,27 +33,12 @@ pub fn validate_draft(draft: &ServerDraft) -> Result<ServerSpec, RegistryError> 
         field: e.field,
         problem: e.problem,
     })?;
-    if let Some(aud) = &draft.jwt_audience {
-        if aud.is_empty() || aud.len() > 256 || aud.chars().any(char::is_control) {
-            return Err(invalid(
-                "jwt_audience",
-                "must be 1 to 256 characters without control characters",
-            ));
+    config::check_description(&draft.description, &|f| f.to_string()).map_err(|e| {
+        RegistryError::Invalid {
+            field: e.field,
+            problem: e.problem,
         }
-    }
-    if draft.description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(invalid(
-            "description",
-            format!("at most {MAX_DESCRIPTION_CHARS} characters"),
-        ));
-    }
-    if draft
-        .description
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(invalid("description", "holds a control character"));
-    }
+    })?;
     if draft.tags.len() > MAX_TAGS {
         return Err(invalid("tags", format!("at most {MAX_TAGS} tags")));
     }

@@ -1,33 +1,36 @@
 //! Every write: one transaction that first bumps the generation (which also
 //! serialises writers, in one process or several), checks the record's
 //! version, writes the row and its audit entry, and on PostgreSQL notifies
-//! the other replicas. An error anywhere rolls all of it back.
+//! the other replicas. An error anywhere rolls all of it back. One path for
+//! every [`Kind`] of record: servers and virtual servers.
 
-use super::model::{Actor, Origin, RegistryError, ServerDraft, ServerPatch, ServerRecord};
-use super::rows::{
-    auth_mode_name, db_error, list_json, record_from_row, redacted_json, transport_name,
-    SERVER_COLUMNS,
-};
+use super::kind::{bind_record, columns, insert_sql, read_record, update_sql, Kind};
+use super::model::{Actor, Origin, Record, RegistryError, ServerDraft, VirtualServerDraft};
+use super::rows::db_error;
 use super::store::{Dialect, SqlRegistry, NOTIFY_CHANNEL};
-use super::validate::{apply_patch, draft_from_spec, validate_draft};
-use crate::config::ServerSpec;
+use super::validate::draft_from_spec;
+use super::virtual_servers::virtual_draft_from_spec;
+use crate::config::{ServerSpec, VirtualServerSpec};
 use sqlx::{Any, Row, Transaction};
 use std::collections::HashSet;
 
-type Tx<'a> = Transaction<'a, Any>;
+pub(super) type Tx<'a> = Transaction<'a, Any>;
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// What [`SqlRegistry::upsert_config`] changed.
+/// What [`SqlRegistry::upsert_config`] changed, servers and virtual
+/// servers alike (their names are one name space).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ConfigSummary {
     pub created: Vec<String>,
     pub updated: Vec<String>,
     pub removed: Vec<String>,
+    /// Whether any of those names is a virtual server's.
+    pub virtual_servers_changed: bool,
 }
 
 impl ConfigSummary {
@@ -36,8 +39,25 @@ impl ConfigSummary {
     }
 }
 
+/// The YAML file's records as one [`SqlRegistry::upsert_config`] writes them.
+struct ConfigWrite<'a> {
+    file: &'a str,
+    actor: Actor,
+    origin: Origin,
+    at: i64,
+    summary: ConfigSummary,
+}
+
+impl ConfigWrite<'_> {
+    fn touched<K: Kind>(&mut self) {
+        if K::TABLE == <VirtualServerDraft as Kind>::TABLE {
+            self.summary.virtual_servers_changed = true;
+        }
+    }
+}
+
 impl SqlRegistry {
-    async fn begin_write(&self) -> Result<Tx<'_>, RegistryError> {
+    pub(super) async fn begin_write(&self) -> Result<Tx<'_>, RegistryError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         sqlx::query("UPDATE gw_meta SET generation = generation + 1 WHERE id = 1")
             .execute(&mut *tx)
@@ -46,7 +66,7 @@ impl SqlRegistry {
         Ok(tx)
     }
 
-    async fn commit_write(&self, mut tx: Tx<'_>) -> Result<(), RegistryError> {
+    pub(super) async fn commit_write(&self, mut tx: Tx<'_>) -> Result<(), RegistryError> {
         if self.dialect == Dialect::Postgres {
             // Delivered at commit, and only if the transaction commits.
             sqlx::query(&format!("NOTIFY {NOTIFY_CHANNEL}"))
@@ -57,38 +77,66 @@ impl SqlRegistry {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn fetch_for_write(
+    async fn fetch_for_write<K: Kind>(
         &self,
         tx: &mut Tx<'_>,
         name: &str,
-    ) -> Result<Option<ServerRecord>, RegistryError> {
+    ) -> Result<Option<Record<K>>, RegistryError> {
         let row = sqlx::query(&format!(
-            "SELECT {SERVER_COLUMNS} FROM gw_servers WHERE name = $1"
+            "SELECT {} FROM {} WHERE name = $1",
+            columns::<K>(),
+            K::TABLE
         ))
         .bind(name)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db_error)?;
-        row.map(|r| record_from_row(&r, &self.cipher)).transpose()
+        row.map(|r| read_record(&r, &self.cipher)).transpose()
     }
 
-    async fn audit_entry(
+    /// `NameTaken` if a record of the other kind has `name`. Run after
+    /// [`begin_write`](Self::begin_write), whose generation bump makes every
+    /// other writer wait, so no twin can appear between this and the insert.
+    async fn refuse_rival<K: Kind>(
+        &self,
+        tx: &mut Tx<'_>,
+        name: &str,
+    ) -> Result<(), RegistryError> {
+        let taken = sqlx::query(&format!(
+            "SELECT 1 FROM {} WHERE name = $1",
+            <K::Rival as Kind>::TABLE
+        ))
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        match taken {
+            Some(_) => Err(RegistryError::NameTaken {
+                name: name.to_string(),
+                by: <K::Rival as Kind>::NOUN,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn audit_entry<K: Kind>(
         tx: &mut Tx<'_>,
         actor: &Actor,
         action: &str,
-        server: &str,
-        before: Option<&ServerRecord>,
-        after: Option<&ServerRecord>,
+        name: &str,
+        before: Option<&Record<K>>,
+        after: Option<&Record<K>>,
     ) -> Result<(), RegistryError> {
-        let json = |r: Option<&ServerRecord>| r.map(|r| redacted_json(r).to_string());
+        let json = |r: Option<&Record<K>>| r.map(|r| K::audit_json(r).to_string());
         sqlx::query(
-            "INSERT INTO gw_audit (at, actor, action, server, before_json, after_json) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO gw_audit (at, actor, action, kind, server, before_json, after_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(now())
         .bind(actor.0.as_str())
         .bind(action)
-        .bind(server)
+        .bind(K::AUDIT_KIND)
+        .bind(name)
         .bind(json(before))
         .bind(json(after))
         .execute(&mut **tx)
@@ -97,22 +145,13 @@ impl SqlRegistry {
         Ok(())
     }
 
-    async fn insert_row(
+    async fn insert_row<K: Kind>(
         &self,
         tx: &mut Tx<'_>,
-        record: &ServerRecord,
+        record: &Record<K>,
     ) -> Result<bool, RegistryError> {
-        let done = self
-            .bind_record(
-                sqlx::query(
-                    "INSERT INTO gw_servers (name, urls, transport, auth_mode, proxy_header, \
-                     jwt_audience, passthrough_headers, enabled, description, tags, credential, \
-                     origin_file, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                     ON CONFLICT (name) DO NOTHING",
-                ),
-                record,
-            )
+        let sql = insert_sql::<K>();
+        let done = bind_record(sqlx::query(&sql), record, &self.cipher)
             .bind(record.created_at)
             .bind(record.updated_at)
             .execute(&mut **tx)
@@ -121,52 +160,15 @@ impl SqlRegistry {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Binds `$1`..`$13`, the columns an insert and an update share, in the
-    /// table's order: name, urls, …, origin_file, version.
-    fn bind_record<'q>(
-        &self,
-        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-        record: &'q ServerRecord,
-    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-        let d = &record.draft;
-        let origin_file = match &record.origin {
-            Origin::Config { file } => Some(file.as_str()),
-            Origin::Api => None,
-        };
-        query
-            .bind(d.name.as_str())
-            .bind(list_json(&d.urls))
-            .bind(transport_name(d.transport))
-            .bind(auth_mode_name(d.auth_mode))
-            .bind(d.proxy_header.as_deref())
-            .bind(d.jwt_audience.as_deref())
-            .bind(d.passthrough_headers.as_deref().map(list_json))
-            .bind(i64::from(d.enabled))
-            .bind(d.description.as_str())
-            .bind(list_json(&d.tags))
-            .bind(self.cipher.seal(&d.name, &d.upstream_auth))
-            .bind(origin_file)
-            .bind(record.version)
-    }
-
     /// Rewrites the row if its version is still `expected`; false if not.
-    async fn update_row(
+    async fn update_row<K: Kind>(
         &self,
         tx: &mut Tx<'_>,
-        record: &ServerRecord,
+        record: &Record<K>,
         expected: i64,
     ) -> Result<bool, RegistryError> {
-        let done = self
-            .bind_record(
-                sqlx::query(
-                    "UPDATE gw_servers SET urls = $2, transport = $3, auth_mode = $4, \
-                     proxy_header = $5, jwt_audience = $6, passthrough_headers = $7, \
-                     enabled = $8, description = $9, tags = $10, credential = $11, \
-                     origin_file = $12, version = $13, updated_at = $14 \
-                     WHERE name = $1 AND version = $15",
-                ),
-                record,
-            )
+        let sql = update_sql::<K>();
+        let done = bind_record(sqlx::query(&sql), record, &self.cipher)
             .bind(record.updated_at)
             .bind(expected)
             .execute(&mut **tx)
@@ -176,14 +178,14 @@ impl SqlRegistry {
     }
 
     /// The current record, if the API may change it at `expected` version.
-    async fn writable(
+    async fn writable<K: Kind>(
         &self,
         tx: &mut Tx<'_>,
         name: &str,
         expected: Option<i64>,
-    ) -> Result<ServerRecord, RegistryError> {
+    ) -> Result<Record<K>, RegistryError> {
         let current = self
-            .fetch_for_write(tx, name)
+            .fetch_for_write::<K>(tx, name)
             .await?
             .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
         if let Origin::Config { file } = &current.origin {
@@ -194,7 +196,8 @@ impl SqlRegistry {
         }
         if let Some(expected) = expected.filter(|v| *v != current.version) {
             log::debug!(
-                "registry: {name} at version {} not {expected}",
+                "registry: {} {name} at version {} not {expected}",
+                K::NOUN,
                 current.version
             );
             return Err(RegistryError::Conflict {
@@ -205,122 +208,116 @@ impl SqlRegistry {
         Ok(current)
     }
 
-    pub(super) async fn write_create(
+    pub(super) async fn write_create<K: Kind>(
         &self,
-        draft: ServerDraft,
+        draft: K,
         actor: &Actor,
-    ) -> Result<ServerRecord, RegistryError> {
-        validate_draft(&draft)?;
+    ) -> Result<Record<K>, RegistryError> {
+        draft.validate()?;
         let at = now();
-        let record = ServerRecord {
+        let record = Record {
             draft,
             origin: Origin::Api,
             version: 1,
             created_at: at,
             updated_at: at,
         };
+        let name = record.draft.name().to_string();
         let mut tx = self.begin_write().await?;
+        self.refuse_rival::<K>(&mut tx, &name).await?;
         if !self.insert_row(&mut tx, &record).await? {
-            return Err(RegistryError::Exists(record.draft.name));
+            return Err(RegistryError::Exists(name));
         }
-        Self::audit_entry(
-            &mut tx,
-            actor,
-            "create",
-            &record.draft.name,
-            None,
-            Some(&record),
-        )
-        .await?;
+        Self::audit_entry(&mut tx, actor, "create", &name, None, Some(&record)).await?;
         self.commit_write(tx).await?;
         Ok(record)
     }
 
     /// Replaces `current` by `draft` (already validated) at the next version.
-    async fn replace(
+    async fn replace<K: Kind>(
         &self,
         mut tx: Tx<'_>,
-        current: ServerRecord,
-        draft: ServerDraft,
+        current: Record<K>,
+        draft: K,
         action: &str,
         actor: &Actor,
-    ) -> Result<ServerRecord, RegistryError> {
-        let record = ServerRecord {
+    ) -> Result<Record<K>, RegistryError> {
+        let record = Record {
             draft,
             origin: current.origin.clone(),
             version: current.version + 1,
             created_at: current.created_at,
             updated_at: now(),
         };
+        let name = record.draft.name().to_string();
         if !self.update_row(&mut tx, &record, current.version).await? {
             return Err(RegistryError::Conflict {
-                name: record.draft.name,
+                name,
                 current_version: current.version,
             });
         }
-        Self::audit_entry(
-            &mut tx,
-            actor,
-            action,
-            &record.draft.name,
-            Some(&current),
-            Some(&record),
-        )
-        .await?;
+        Self::audit_entry(&mut tx, actor, action, &name, Some(&current), Some(&record)).await?;
         self.commit_write(tx).await?;
         Ok(record)
     }
 
-    pub(super) async fn write_update(
+    pub(super) async fn write_update<K: Kind>(
         &self,
         name: &str,
-        mut draft: ServerDraft,
+        draft: K,
         expected_version: i64,
         actor: &Actor,
-    ) -> Result<ServerRecord, RegistryError> {
-        if draft.name.is_empty() {
-            draft.name = name.to_string();
-        }
-        if draft.name != name {
+    ) -> Result<Record<K>, RegistryError> {
+        if draft.name() != name {
             return Err(RegistryError::Invalid {
                 field: "name".into(),
-                problem: format!("a server cannot be renamed ({name:?} to {:?})", draft.name),
+                problem: format!(
+                    "a {} cannot be renamed ({name:?} to {:?})",
+                    K::NOUN,
+                    draft.name()
+                ),
             });
         }
-        validate_draft(&draft)?;
+        draft.validate()?;
         let mut tx = self.begin_write().await?;
-        let current = self.writable(&mut tx, name, Some(expected_version)).await?;
+        let current = self
+            .writable::<K>(&mut tx, name, Some(expected_version))
+            .await?;
         self.replace(tx, current, draft, "update", actor).await
     }
 
-    pub(super) async fn write_patch(
+    /// `apply` makes the new draft from the locked, current one.
+    pub(super) async fn write_patch<K: Kind>(
         &self,
         name: &str,
-        patch: ServerPatch,
+        apply: impl FnOnce(K) -> K + Send,
         expected_version: Option<i64>,
         actor: &Actor,
-    ) -> Result<ServerRecord, RegistryError> {
+    ) -> Result<Record<K>, RegistryError> {
         let mut tx = self.begin_write().await?;
-        let current = self.writable(&mut tx, name, expected_version).await?;
-        let draft = apply_patch(current.draft.clone(), patch);
-        validate_draft(&draft)?;
+        let current = self.writable::<K>(&mut tx, name, expected_version).await?;
+        let draft = apply(current.draft.clone());
+        draft.validate()?;
         self.replace(tx, current, draft, "patch", actor).await
     }
 
-    pub(super) async fn write_delete(
+    pub(super) async fn write_delete<K: Kind>(
         &self,
         name: &str,
         expected_version: Option<i64>,
         actor: &Actor,
     ) -> Result<(), RegistryError> {
         let mut tx = self.begin_write().await?;
-        let current = self.writable(&mut tx, name, expected_version).await?;
-        let done = sqlx::query("DELETE FROM gw_servers WHERE name = $1 AND version = $2")
-            .bind(name)
-            .bind(current.version)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let current = self.writable::<K>(&mut tx, name, expected_version).await?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM {} WHERE name = $1 AND version = $2",
+            K::TABLE
+        ))
+        .bind(name)
+        .bind(current.version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         if done.rows_affected() != 1 {
             return Err(RegistryError::Conflict {
                 name: name.to_string(),
@@ -331,117 +328,159 @@ impl SqlRegistry {
         self.commit_write(tx).await
     }
 
-    /// Start-up: makes the registry hold exactly the YAML file's servers as
-    /// configuration-owned records (enabled, read-only through the API).
-    /// A YAML server takes over an API record of the same name; a record
-    /// that came from configuration and is no longer in the file is removed.
-    /// One transaction, audited as `config` by `config:<file>`; nothing is
+    /// Start-up and SIGHUP: makes the registry hold exactly the YAML file's
+    /// servers and virtual servers as configuration-owned records (enabled,
+    /// read-only through the API). A YAML entry takes over an API record of
+    /// the same name, of its kind or the other (the file is the operator's
+    /// word; the audit log keeps what it replaced); a record that came from
+    /// configuration and is no longer in the file is removed. One
+    /// transaction, audited as `config` by `config:<file>`; nothing is
     /// written (and no generation bumped) when nothing changed.
     pub async fn upsert_config(
         &self,
         specs: &[ServerSpec],
+        virtuals: &[VirtualServerSpec],
         file: &str,
     ) -> Result<ConfigSummary, RegistryError> {
-        let actor = Actor(format!("config:{file}"));
-        let origin = Origin::Config {
-            file: file.to_string(),
+        let mut write = ConfigWrite {
+            file,
+            actor: Actor(format!("config:{file}")),
+            origin: Origin::Config {
+                file: file.to_string(),
+            },
+            at: now(),
+            summary: ConfigSummary::default(),
         };
-        let mut summary = ConfigSummary::default();
         let mut tx = self.begin_write().await?;
-        let at = now();
-        for spec in specs {
-            let mut draft = draft_from_spec(spec);
-            validate_draft(&draft)?;
-            match self.fetch_for_write(&mut tx, &spec.name).await? {
-                None => {
-                    let record = ServerRecord {
-                        draft,
-                        origin: origin.clone(),
-                        version: 1,
-                        created_at: at,
-                        updated_at: at,
-                    };
-                    self.insert_row(&mut tx, &record).await?;
-                    Self::audit_entry(&mut tx, &actor, "config", &spec.name, None, Some(&record))
-                        .await?;
-                    summary.created.push(spec.name.clone());
-                }
-                Some(current) => {
-                    // What the file cannot say is kept from the record.
-                    draft.description = current.draft.description.clone();
-                    draft.tags = current.draft.tags.clone();
-                    draft.transport = current.draft.transport;
-                    if current.origin == origin && same_draft(&current.draft, &draft) {
-                        continue;
-                    }
-                    if current.origin == Origin::Api {
-                        log::warn!(
-                            "registry: server {:?} was created through the API; {file} declares it, \
-                             so it now comes from the file",
-                            spec.name
-                        );
-                    }
-                    let record = ServerRecord {
-                        draft,
-                        origin: origin.clone(),
-                        version: current.version + 1,
-                        created_at: current.created_at,
-                        updated_at: at,
-                    };
-                    self.update_row(&mut tx, &record, current.version).await?;
-                    Self::audit_entry(
-                        &mut tx,
-                        &actor,
-                        "config",
-                        &spec.name,
-                        Some(&current),
-                        Some(&record),
-                    )
-                    .await?;
-                    summary.updated.push(spec.name.clone());
-                }
-            }
-        }
-        let declared: HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        let owned =
-            sqlx::query("SELECT name FROM gw_servers WHERE origin_file IS NOT NULL ORDER BY name")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        for row in owned {
-            let name: String = row.try_get(0).map_err(db_error)?;
-            if declared.contains(name.as_str()) {
-                continue;
-            }
-            let current = self.fetch_for_write(&mut tx, &name).await?;
-            sqlx::query("DELETE FROM gw_servers WHERE name = $1")
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            Self::audit_entry(&mut tx, &actor, "config", &name, current.as_ref(), None).await?;
-            summary.removed.push(name);
-        }
-        if summary.is_empty() {
+        let servers: Vec<ServerDraft> = specs.iter().map(draft_from_spec).collect();
+        self.upsert_kind(&mut tx, &mut write, servers, |draft, current| {
+            // What the file cannot say is kept from the record.
+            draft.description = current.description.clone();
+            draft.tags = current.tags.clone();
+            draft.transport = current.transport;
+        })
+        .await?;
+        let virtuals: Vec<VirtualServerDraft> =
+            virtuals.iter().map(virtual_draft_from_spec).collect();
+        self.upsert_kind(&mut tx, &mut write, virtuals, |_, _| {})
+            .await?;
+        if write.summary.is_empty() {
             tx.rollback().await.map_err(db_error)?;
         } else {
             self.commit_write(tx).await?;
         }
-        Ok(summary)
+        Ok(write.summary)
     }
-}
 
-/// Field by field, credentials included (their secrets compared as values).
-fn same_draft(a: &ServerDraft, b: &ServerDraft) -> bool {
-    a.name == b.name
-        && a.urls == b.urls
-        && a.transport == b.transport
-        && a.auth_mode == b.auth_mode
-        && a.proxy_header == b.proxy_header
-        && a.jwt_audience == b.jwt_audience
-        && a.passthrough_headers == b.passthrough_headers
-        && a.enabled == b.enabled
-        && a.description == b.description
-        && a.tags == b.tags
-        && a.upstream_auth == b.upstream_auth
+    /// [`upsert_config`](Self::upsert_config) for one kind; `keep` copies
+    /// onto a YAML draft what the file cannot say from the stored record.
+    async fn upsert_kind<K: Kind>(
+        &self,
+        tx: &mut Tx<'_>,
+        write: &mut ConfigWrite<'_>,
+        drafts: Vec<K>,
+        keep: impl Fn(&mut K, &K),
+    ) -> Result<(), RegistryError> {
+        let file = write.file;
+        let declared: HashSet<String> = drafts.iter().map(|d| d.name().to_string()).collect();
+        for mut draft in drafts {
+            draft.validate()?;
+            let name = draft.name().to_string();
+            if let Some(rival) = self.fetch_for_write::<K::Rival>(tx, &name).await? {
+                if rival.origin == Origin::Api {
+                    log::warn!(
+                        "registry: {} {name:?} was created through the API; {file} declares a \
+                         {} of that name, so it is removed",
+                        <K::Rival as Kind>::NOUN,
+                        K::NOUN
+                    );
+                }
+                self.remove_row(tx, write, rival).await?;
+            }
+            match self.fetch_for_write::<K>(tx, &name).await? {
+                None => {
+                    let record = Record {
+                        draft,
+                        origin: write.origin.clone(),
+                        version: 1,
+                        created_at: write.at,
+                        updated_at: write.at,
+                    };
+                    self.insert_row(tx, &record).await?;
+                    Self::audit_entry(tx, &write.actor, "config", &name, None, Some(&record))
+                        .await?;
+                    write.summary.created.push(name);
+                    write.touched::<K>();
+                }
+                Some(current) => {
+                    keep(&mut draft, &current.draft);
+                    if current.origin == write.origin && current.draft.same(&draft) {
+                        continue;
+                    }
+                    if current.origin == Origin::Api {
+                        log::warn!(
+                            "registry: {} {name:?} was created through the API; {file} declares \
+                             it, so it now comes from the file",
+                            K::NOUN
+                        );
+                    }
+                    let record = Record {
+                        draft,
+                        origin: write.origin.clone(),
+                        version: current.version + 1,
+                        created_at: current.created_at,
+                        updated_at: write.at,
+                    };
+                    self.update_row(tx, &record, current.version).await?;
+                    Self::audit_entry(
+                        tx,
+                        &write.actor,
+                        "config",
+                        &name,
+                        Some(&current),
+                        Some(&record),
+                    )
+                    .await?;
+                    write.summary.updated.push(name);
+                    write.touched::<K>();
+                }
+            }
+        }
+        let owned = sqlx::query(&format!(
+            "SELECT name FROM {} WHERE origin_file IS NOT NULL ORDER BY name",
+            K::TABLE
+        ))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        for row in owned {
+            let name: String = row.try_get(0).map_err(db_error)?;
+            if declared.contains(&name) {
+                continue;
+            }
+            if let Some(current) = self.fetch_for_write::<K>(tx, &name).await? {
+                self.remove_row(tx, write, current).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a record for the file, audited as `config`.
+    async fn remove_row<K: Kind>(
+        &self,
+        tx: &mut Tx<'_>,
+        write: &mut ConfigWrite<'_>,
+        current: Record<K>,
+    ) -> Result<(), RegistryError> {
+        let name = current.draft.name().to_string();
+        sqlx::query(&format!("DELETE FROM {} WHERE name = $1", K::TABLE))
+            .bind(name.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        Self::audit_entry(tx, &write.actor, "config", &name, Some(&current), None).await?;
+        write.summary.removed.push(name);
+        write.touched::<K>();
+        Ok(())
+    }
 }

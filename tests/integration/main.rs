@@ -32,4 +32,5 @@ mod spoofing;
 mod streams;
 mod tls;
 mod upgrade;
+mod virtual_registry;
 mod wire;

@@ -6,4 +6,5 @@ mod databases;
 mod outage;
 mod schema;
 mod sync;
+mod virtual_servers;
 mod writes;

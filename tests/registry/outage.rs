@@ -2,9 +2,8 @@
 //! servers, writes answer `Unavailable`, and everything recovers by itself.
 
 use crate::databases::*;
-use mcp_gateway::config::ServerSpec;
 use mcp_gateway::registry::sync::{self, SyncOptions};
-use mcp_gateway::registry::{DatabaseUrl, Registry, RegistryError};
+use mcp_gateway::registry::{DatabaseUrl, Enabled, Registry, RegistryError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::copy_bidirectional;
@@ -66,8 +65,8 @@ async fn postgres_cut_and_restored_under_the_sync() {
     let mut options = SyncOptions::new(relayed, secret());
     options.retry_max = Duration::from_secs(1);
     options.recheck_interval = Duration::from_secs(1);
-    let apply: sync::ApplySpecs = Arc::new(move |_generation: i64, specs: Vec<ServerSpec>| {
-        let _ = tx.send(specs.into_iter().map(|s| s.name).collect());
+    let apply: sync::ApplySpecs = Arc::new(move |enabled: Enabled| {
+        let _ = tx.send(enabled.servers.into_iter().map(|s| s.name).collect());
     });
     let task = tokio::spawn(sync::run(
         options,

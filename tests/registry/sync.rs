@@ -1,8 +1,8 @@
 //! The sync: a change written by one process reaches another's data plane.
 
 use crate::databases::*;
-use mcp_gateway::config::ServerSpec;
-use mcp_gateway::registry::sync::{self, SyncOptions};
+use mcp_gateway::registry::sync::{self, ConfigFile, SyncOptions};
+use mcp_gateway::registry::Enabled;
 use mcp_gateway::registry::{validate_draft, Origin, Registry, ServerPatch, SqlRegistry};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +22,8 @@ fn start(options: SyncOptions) -> Running {
     let (tx, applied) = mpsc::unbounded_channel();
     let (ready_tx, ready) = oneshot::channel();
     let (stop, shutdown) = watch::channel(false);
-    let apply: sync::ApplySpecs = Arc::new(move |_generation: i64, specs: Vec<ServerSpec>| {
-        let _ = tx.send(specs.into_iter().map(|s| s.name).collect());
+    let apply: sync::ApplySpecs = Arc::new(move |enabled: Enabled| {
+        let _ = tx.send(enabled.servers.into_iter().map(|s| s.name).collect());
     });
     let on_ready: sync::OnReady = Box::new(move |reg| {
         let _ = ready_tx.send(reg);
@@ -68,10 +68,11 @@ async fn a_write_by_one_process_reaches_another_within_two_seconds() {
         let writer = db.open().await;
         writer.create(draft("first"), &admin()).await.unwrap();
         let mut options = SyncOptions::new(db.url.clone(), secret());
-        options.config = Some((
-            vec![validate_draft(&draft("from-yaml")).unwrap()],
-            "g.yaml".into(),
-        ));
+        options.config = Some(ConfigFile {
+            servers: vec![validate_draft(&draft("from-yaml")).unwrap()],
+            virtual_servers: Vec::new(),
+            file: "g.yaml".into(),
+        });
         let mut follower = start(options);
         follower.until(|n| n == ["first", "from-yaml"]).await;
         let ready = follower.ready.take().unwrap().await.unwrap();

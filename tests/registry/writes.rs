@@ -304,7 +304,10 @@ async fn configuration_servers_are_upserted_read_only_and_removed_with_the_file(
             .iter()
             .map(|n| validate_draft(&draft(n)).unwrap())
             .collect();
-        let summary = reg.upsert_config(&specs, "gateway.yaml").await.unwrap();
+        let summary = reg
+            .upsert_config(&specs, &[], "gateway.yaml")
+            .await
+            .unwrap();
         assert_eq!(summary.created, ["github", "wiki"]);
         let github = reg.get("github").await.unwrap();
         let owned = Origin::Config {
@@ -335,7 +338,7 @@ async fn configuration_servers_are_upserted_read_only_and_removed_with_the_file(
         // The same file again changes nothing, not even the generation.
         let generation = reg.generation().await.unwrap();
         assert!(reg
-            .upsert_config(&specs, "gateway.yaml")
+            .upsert_config(&specs, &[], "gateway.yaml")
             .await
             .unwrap()
             .is_empty());
@@ -345,7 +348,7 @@ async fn configuration_servers_are_upserted_read_only_and_removed_with_the_file(
         let mut moved = draft("github");
         moved.urls = vec!["http://127.0.0.1:10/mcp".into()];
         let summary = reg
-            .upsert_config(&[validate_draft(&moved).unwrap()], "gateway.yaml")
+            .upsert_config(&[validate_draft(&moved).unwrap()], &[], "gateway.yaml")
             .await
             .unwrap();
         assert_eq!(

@@ -117,6 +117,24 @@ async function refreshHealth() {
   }));
 }
 
+// Read-only here: virtual servers are written through the API or the file.
+async function loadVirtualServers() {
+  const page = await api('GET', '/api/virtual-servers?limit=500');
+  const body = $('virtual-body');
+  body.replaceChildren();
+  for (const v of page.items) {
+    const row = document.createElement('tr');
+    row.id = `virtual-${v.name}`;
+    cell(row, v.name).className = 'virtual-name';
+    cell(row, v.include.join('\n'));
+    cell(row, v.auth_mode);
+    cell(row, v.enabled ? 'yes' : 'no');
+    cell(row, v.unresolved.join('\n')).className = 'virtual-unresolved';
+    cell(row, v.origin === 'config' ? `config (${v.config_file || 'file'})` : 'api');
+    body.appendChild(row);
+  }
+}
+
 async function loadAudit() {
   const page = await api('GET', '/api/audit?limit=50');
   const body = $('audit-body');
@@ -133,6 +151,7 @@ async function loadAudit() {
 
 async function loadAll() {
   await loadServers();
+  await loadVirtualServers();
   await loadAudit();
   stopHealth();
   healthTimer = setInterval(() => refreshHealth().catch(() => {}), HEALTH_POLL_MS);

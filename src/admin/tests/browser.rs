@@ -47,6 +47,7 @@ async fn the_admin_page_drives_the_api_in_headless_chromium() {
     );
     let registry = Arc::new(MemoryRegistry::default());
     let state = AdminState::new(
+        registry.clone(),
         registry,
         Arc::new(AllUp),
         serde_json::json!({}),

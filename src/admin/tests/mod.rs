@@ -8,6 +8,7 @@ mod openapi;
 mod servers;
 mod service;
 mod sql_store;
+mod virtual_servers;
 
 use super::auth::{test_params, AuthConfig};
 use super::test_registry::{FixedHealth, MemoryRegistry};
@@ -97,8 +98,14 @@ impl Fixture {
         registry.seed_from_config("from-yaml", "conf/gateway.yaml");
         let health = Arc::new(FixedHealth::default());
         let effective = serde_json::json!({"PORT": 4444, "JWT_SECRET_KEY": "***"});
-        let state = AdminState::new(registry.clone(), health.clone(), effective, config)
-            .expect("admin state");
+        let state = AdminState::new(
+            registry.clone(),
+            registry.clone(),
+            health.clone(),
+            effective,
+            config,
+        )
+        .expect("admin state");
         Fixture {
             state,
             registry,

@@ -126,13 +126,17 @@ fn schema<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
 /// schema does not describe, down through objects and arrays.
 pub(super) fn conforms(doc: &Value, node: &Value, value: &Value, at: &str) {
     let mut node = schema(doc, node);
-    // `oneOf` here is always "a shape or null": an object takes the shape.
-    if let (Some(alternatives), true) = (node["oneOf"].as_array(), value.is_object()) {
-        if let Some(shape) = alternatives
+    // `oneOf` here is "one of some shapes, or null": an object takes the
+    // first shape that describes each of its properties (a server's or a
+    // virtual server's record in the audit log), else the first shape.
+    if let (Some(alternatives), Some(object)) = (node["oneOf"].as_array(), value.as_object()) {
+        let shapes: Vec<&Value> = alternatives
             .iter()
             .map(|a| schema(doc, a))
-            .find(|a| a["properties"].is_object())
-        {
+            .filter(|a| a["properties"].is_object())
+            .collect();
+        let fits = |shape: &&&Value| object.keys().all(|k| shape["properties"].get(k).is_some());
+        if let Some(shape) = shapes.iter().find(fits).or(shapes.first()) {
             node = shape;
         }
     }
@@ -236,6 +240,19 @@ fn the_documented_request_limits_are_the_validators() {
             );
         }
     }
+    let virtual_input = &schemas["VirtualServerInput"]["properties"];
+    assert_eq!(
+        virtual_input["include"]["maxItems"],
+        crate::config::MAX_INCLUDE
+    );
+    assert_eq!(
+        virtual_input["description"]["maxLength"],
+        MAX_DESCRIPTION_CHARS
+    );
+    assert_eq!(
+        virtual_input["jwt_audience"]["maxLength"],
+        crate::config::MAX_AUDIENCE_CHARS
+    );
     // POST refuses `version`, PUT requires it: the document says so.
     let post = schema(
         &doc,

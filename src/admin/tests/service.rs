@@ -27,6 +27,7 @@ async fn built_from_settings_it_serves_until_shutdown() {
         AdminService::from_settings(
             &settings,
             Arc::new(MemoryRegistry::default()),
+            Arc::new(MemoryRegistry::default()),
             Arc::new(FixedHealth::default()),
             false,
         )

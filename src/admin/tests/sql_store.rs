@@ -8,12 +8,15 @@ use crate::registry::{DatabaseUrl, SqlRegistry};
 
 const SECRET: &str = "sql-store-upstream-secret";
 
-async fn over_the_store(dir: &std::path::Path) -> Fixture {
+/// The admin API over a SQLite file seeded from a YAML file declaring the
+/// server `from-yaml` and the virtual server `yaml-tools`.
+pub(super) async fn over_the_store(dir: &std::path::Path) -> Fixture {
     let url = DatabaseUrl::parse(&format!("sqlite:///{}/mcp.db", dir.display())).expect("url");
     let store = SqlRegistry::connect(&url, &Secret::new("an-encryption-secret-for-tests"))
         .await
         .expect("store");
-    let yaml = "servers:\n  - name: from-yaml\n    urls: [http://127.0.0.1:9/mcp]\n";
+    let yaml = "servers:\n  - name: from-yaml\n    urls: [http://127.0.0.1:9/mcp]\n\
+                virtual_servers:\n  - name: yaml-tools\n    include: [from-yaml/*]\n";
     let settings = Settings::load(
         &Source::from_pairs([
             ("MCP_CLIENT_AUTH_ENABLED", "false"),
@@ -23,12 +26,18 @@ async fn over_the_store(dir: &std::path::Path) -> Fixture {
     )
     .expect("settings");
     store
-        .upsert_config(&settings.servers, "conf/gateway.yaml")
+        .upsert_config(
+            &settings.servers,
+            &settings.virtual_servers,
+            "conf/gateway.yaml",
+        )
         .await
         .expect("upsert");
+    let store = Arc::new(store);
     let health = Arc::new(FixedHealth::default());
     let state = AdminState::new(
-        Arc::new(store),
+        store.clone(),
+        store,
         health.clone(),
         serde_json::json!({}),
         auth_config(),
@@ -166,6 +175,7 @@ async fn a_database_gone_mid_service_is_a_json_503() {
     let health = Arc::new(FixedHealth::default());
     let state = AdminState::new(
         store.clone(),
+        store.clone(),
         health.clone(),
         serde_json::json!({}),
         auth_config(),
@@ -291,7 +301,8 @@ async fn the_stores_audit_entries_have_the_documented_shape() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let doc = document();
     let r = f.call("GET", "/api/audit", &h, None).await;
-    assert_eq!(r.json()["total"], 3, "{}", r.text);
+    // The two the file declared (a server and a virtual server), then two.
+    assert_eq!(r.json()["total"], 4, "{}", r.text);
     conforms(
         &doc,
         response_schema(&doc, "/api/audit", "get", 200),

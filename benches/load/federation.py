@@ -170,7 +170,7 @@ class Results:
 
     def sections(self):
         return [
-            ("One call, five ways (medians over the rounds)", self.table(CALLS)),
+            ("One tools/call of echo through each target (medians over the rounds)", self.table(CALLS)),
             ("Ratios", self.ratios()),
             (f"GET /tools at {int(self.env.get('servers', 0)):,} servers × {self.env.get('tools', '?')} tools",
              self.table(CATALOG)),

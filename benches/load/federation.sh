@@ -331,7 +331,9 @@ fed_catalog() {
 }
 
 federation() {
-  log "federation ($FED_PARTS): the calls (targets ${FED_TARGETS[*]}); GET /tools at $FED_SERVERS servers × $FED_TOOLS tools"
+  local compared=""
+  [ "$COMPARE_CONTEXTFORGE" = 1 ] && compared=" f g"
+  log "federation ($FED_PARTS): calls to targets ${FED_TARGETS[*]}$compared; catalog of $FED_SERVERS servers × $FED_TOOLS tools"
   # The echo message carries a per-run marker: only a real reply has it.
   FED_MESSAGE=$(python3 -c 'import secrets; m = "fed-bench-" + secrets.token_hex(8) + "-"; print(m + "x" * (900 - len(m)))')
   printf '%s\n' "$FED_MESSAGE" >"$WORK/fed-message.txt"

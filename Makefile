@@ -44,7 +44,9 @@ clean:
 	cargo clean
 
 ## Load benchmark (benches/load/run.sh): the upstream direct, nginx, a bare
-## Pingora proxy and the gateway under the same load; rewrites BENCHMARKS.md.
+## Pingora proxy and the gateway under the same load, then the federation
+## endpoints (/tools/invoke, virtual servers, /mcp, GET /tools at 1,000 servers
+## x 100 tools); rewrites BENCHMARKS.md.
 ## Settings by environment, e.g. DURATION=30s ROUNDS=5 make bench-load.
 .PHONY: bench-load bench-load-smoke
 bench-load: deps

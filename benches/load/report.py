@@ -216,7 +216,8 @@ everything below in one go and rewrites the "Results" section of this file;
 the figures are from one machine and only mean something next to each other.
 
 ```bash
-make bench-load                     # throughput, fixed rate, RSS, streams; writes BENCHMARKS.md (~10 min)
+make bench-load                     # throughput, fixed rate, RSS, streams, federation; writes BENCHMARKS.md (~15 min)
+MODE=federation benches/load/run.sh # /tools/invoke, virtual servers, /mcp; GET /tools at 1,000 x 100 tools
 make bench-load-smoke               # 1 short round of everything: does it still run? (no figures)
 MODE=streams STREAMS=1000 make bench-load   # memory per open event stream, ~2 min
 MODE=rate RATE=5000 benches/load/run.sh
@@ -224,7 +225,8 @@ DURATION=30s CONNECTIONS=128 ROUNDS=5 make bench-load
 ```
 
 Settings (environment): `MODE` (`full`, `throughput`, `rate`, `rss`, `smoke`,
-`streams`: open event streams, printed only, see "Open streams" below),
+`streams`: open event streams, printed only, see "Open streams" below;
+`federation`: its own section, "Federation (issue 9)" below),
 `DURATION`, `CONNECTIONS`, `THREADS`, `ROUNDS`, `WARMUP` (wrk), `RATE`,
 `RATE_DURATION`, `RATE_CONNECTIONS` (loadgen), `IDLE_CONNECTIONS` (RSS),
 `STREAMS`, `STREAM_SETTLE`, `STREAM_MEASURE` (streams),

@@ -11,17 +11,23 @@
 # same load through nginx and through Pingora doing nothing.
 #
 # Modes (MODE=…): full (default: throughput, then rate, then RSS, then
-# streams; writes BENCHMARKS.md except the streams table), throughput, rate, rss, instructions (user-space
+# streams, then federation; writes BENCHMARKS.md except the streams table), throughput, rate, rss, instructions (user-space
 # instructions per request of (3)-(6) under callgrind: repeatable where req/s
 # are noisy), smoke (everything, tiny and short; only proves the benchmark
 # still runs), streams (memory per open MCP event stream and the delay added
 # to each event, issue 10: the demo server directly, nginx, the bare Pingora
 # pass-through and the gateway, each holding STREAMS open GET streams; prints
-# its own report). Settings, all overridable:
+# its own report), federation (issue 9, benches/load/federation.sh: one
+# tools/call direct, through the plain route, /tools/invoke, a virtual
+# server and /mcp; GET /tools at 1,000 servers x 100 tools and the catalog's
+# memory; prints its own report and, with WRITE_RESULTS=1, writes its section
+# of BENCHMARKS.md). Settings, all overridable:
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s      (wrk)
 #   RATE=2000 RATE_DURATION=10s RATE_CONNECTIONS=32               (loadgen)
 #   IDLE_CONNECTIONS=10000                                         (RSS)
 #   STREAMS=1000 STREAM_SETTLE=5 STREAM_MEASURE=10                 (streams)
+#   FED_SERVERS=1000 FED_TOOLS=100 FED_TARGETS="a b c d e"          (federation;
+#     COMPARE_CONTEXTFORGE=1 adds ContextForge's /rpc, see federation.sh)
 #   SKIP_BUILD=1  KEEP_TMP=1  WRITE_RESULTS=0|1  SETTLE_SECONDS=60
 #   BIN_DIR=target/debug (with SKIP_BUILD=1: binaries built elsewhere than
 #     target/release); TARGET_STREAMS="direct nginx pingora gateway" (streams;
@@ -43,7 +49,7 @@ HERE=$ROOT/benches/load
 
 # What was asked for, as BENCHMARKS.md records it.
 overrides=""
-for var in MODE TARGETS TARGET_STREAMS BIN_DIR GATEWAY_BEFORE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE; do
+for var in MODE TARGETS TARGET_STREAMS BIN_DIR GATEWAY_BEFORE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE FED_SERVERS FED_TOOLS FED_TARGETS FED_PARTS FED_DURATION FED_WARMUP COMPARE_CONTEXTFORGE; do
   if [ -n "${!var:-}" ]; then overrides+="$var=${!var} "; fi
 done
 BENCH_COMMAND="$overrides${BENCH_COMMAND:-benches/load/run.sh}"
@@ -57,6 +63,8 @@ case "$MODE" in
     RATE_CONNECTIONS=${RATE_CONNECTIONS:-4} IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-200}
     SETTLE_SECONDS=${SETTLE_SECONDS:-0}
     STREAMS=${STREAMS:-20} STREAM_SETTLE=${STREAM_SETTLE:-1} STREAM_MEASURE=${STREAM_MEASURE:-2}
+    FED_SERVERS=${FED_SERVERS:-20} FED_TOOLS=${FED_TOOLS:-10}
+    FED_DURATION=${FED_DURATION:-2s} FED_WARMUP=${FED_WARMUP:-0}
     ;;
   instructions)
     # Instructions are counted, not timed: a few connections are enough and
@@ -64,9 +72,9 @@ case "$MODE" in
     DURATION=${DURATION:-20s} CONNECTIONS=${CONNECTIONS:-4} THREADS=${THREADS:-1}
     WARMUP=${WARMUP:-5s} SETTLE_SECONDS=${SETTLE_SECONDS:-0}
     ;;
-  full | throughput | rate | rss | streams) ;;
+  full | throughput | rate | rss | streams | federation) ;;
   *)
-    echo "run.sh: MODE must be full, throughput, rate, rss, instructions, streams or smoke (got '$MODE')" >&2
+    echo "run.sh: MODE must be full, throughput, rate, rss, instructions, streams, federation or smoke (got '$MODE')" >&2
     exit 2
     ;;
 esac
@@ -87,6 +95,9 @@ STREAM_MEASURE=${STREAM_MEASURE:-10}
 if [ "$MODE" = full ]; then WRITE_RESULTS=${WRITE_RESULTS:-1}; else WRITE_RESULTS=${WRITE_RESULTS:-0}; fi
 
 read -r -a TARGETS <<<"${TARGETS:-1 2 3 7 4 5 6}"
+# After the mode's defaults, which its own defaults must not override.
+# shellcheck source=benches/load/federation.sh
+source "$HERE/federation.sh"
 declare -A NAME URL HEADERS PID_OF
 PIDS=()
 WORK=""
@@ -742,8 +753,14 @@ main() {
   local started
   started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
+  local write=()
+  [ "$WRITE_RESULTS" = 1 ] && write=(--write "$ROOT/BENCHMARKS.md")
   if [ "$MODE" = streams ]; then
     streams
+    return
+  fi
+  if [ "$MODE" = federation ]; then
+    federation "${write[@]}"
     return
   fi
   start_targets
@@ -754,12 +771,15 @@ main() {
       rss
       # ~2 minutes at 1,000 streams; printed, not written to BENCHMARKS.md.
       streams
+      # Its own section of BENCHMARKS.md, which report.py keeps.
+      federation "${write[@]}"
       ;;
     smoke)
       throughput
       rate
       rss
       streams
+      federation
       ;;
     throughput) throughput ;;
     rate) rate ;;
@@ -782,8 +802,6 @@ main() {
     for id in "${TARGETS[@]}"; do echo "name$id=${NAME[$id]}"; done
   } >"$WORK/meta.env"
 
-  local write=()
-  [ "$WRITE_RESULTS" = 1 ] && write=(--write "$ROOT/BENCHMARKS.md")
   python3 "$HERE/report.py" "$WORK" "${write[@]}"
 }
 

@@ -31,6 +31,8 @@ use tokio::time::MissedTickBehavior;
 // A directory beside this file, not `src/bin/`, where every file is a binary.
 #[path = "mcp-demo-server/behaviour.rs"]
 mod behaviour;
+#[path = "mcp-demo-server/filler.rs"]
+mod filler;
 use behaviour::{Behaviour, SseEndpoint};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -80,6 +82,15 @@ struct Cli {
     /// Offer the prompt `greet` ({"who"}) and the resource `demo://readme`
     #[arg(long)]
     prompts_and_resources: bool,
+    /// Also list N filler tools `tool_0` … (a catalog of realistic size for
+    /// the federation benchmark) [env: DEMO_EXTRA_TOOLS] [default: 0]
+    #[arg(long, value_name = "N")]
+    extra_tools: Option<usize>,
+    /// GET streams carry only `list_changed`, no tick every 200 ms: a
+    /// gateway holding a session to each of 1,000 servers served by this
+    /// one process is not kept busy by their ticks [env: DEMO_QUIET_STREAMS=1]
+    #[arg(long)]
+    quiet_streams: bool,
 }
 
 enum Session {
@@ -243,7 +254,7 @@ fn handle_rpc(
             state.behaviour.prompts_and_resources,
         )),
         "ping" => Ok(json!({})),
-        "tools/list" => Ok(tools_list(state.behaviour.progress_tool)),
+        "tools/list" => Ok(tools_list(&state.behaviour)),
         "tools/call" => call_tool(state, session, headers, params),
         "prompts/list" | "prompts/get" | "resources/list" | "resources/read"
             if state.behaviour.prompts_and_resources =>
@@ -307,7 +318,7 @@ fn initialize_result(params: &Value, prompts_and_resources: bool) -> Value {
     })
 }
 
-fn tools_list(progress_tool: bool) -> Value {
+fn tools_list(behaviour: &Behaviour) -> Value {
     let echo_args = json!({"message": {"type": "string"}});
     let mut tools = vec![
         json!({"name": "echo", "description": "Returns the given message unchanged.",
@@ -316,13 +327,14 @@ fn tools_list(progress_tool: bool) -> Value {
          "description": "Reports this replica's name, the session id and the request headers.",
          "inputSchema": {"type": "object", "properties": {}}}),
     ];
-    if progress_tool {
+    if behaviour.progress_tool {
         let args = json!({"steps": {"type": "integer", "minimum": 1},
                           "interval_ms": {"type": "integer", "minimum": 0}});
         tools.push(json!({"name": "countdown",
             "description": "Reports progress `steps` times, `interval_ms` apart, then answers.",
             "inputSchema": {"type": "object", "properties": args, "required": ["steps"]}}));
     }
+    tools.extend(filler::tools(behaviour.extra_tools));
     json!({ "tools": tools })
 }
 
@@ -347,7 +359,11 @@ fn call_tool(
             let headers = headers_json(headers);
             json!({"server": state.name, "session": session, "headers": headers}).to_string()
         }
-        other => return Err((INVALID_PARAMS, format!("Unknown tool: {other}"))),
+        other => {
+            let (count, args) = (state.behaviour.extra_tools, params.get("arguments"));
+            filler::call(other, count, args)
+                .ok_or_else(|| (INVALID_PARAMS, format!("Unknown tool: {other}")))?
+        }
     };
     Ok(json!({"content": [{"type": "text", "text": text}], "isError": false}))
 }
@@ -542,6 +558,11 @@ async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, R
         let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
         Some((format!("event: message\ndata: {note}\n\n"), rx))
     });
+    // Pending rather than filtered: a quiet stream must not even wake up.
+    let ticks = match state.behaviour.quiet_streams {
+        true => stream::pending().boxed(),
+        false => ticks.boxed(),
+    };
     Ok(sse_response(stream::select(ticks, changes)))
 }
 
@@ -645,11 +666,23 @@ async fn main() -> ExitCode {
     };
     let echo_env = std::env::var("DEMO_ECHO_SESSION_ID").is_ok_and(|v| v == "1" || v == "true");
     let progress_env = std::env::var("DEMO_PROGRESS_TOOL").is_ok_and(|v| v == "1" || v == "true");
+    let quiet_env = std::env::var("DEMO_QUIET_STREAMS").is_ok_and(|v| v == "1" || v == "true");
+    let extra = setting(
+        cli.extra_tools.map(|n| n.to_string()),
+        "DEMO_EXTRA_TOOLS",
+        "0",
+    );
+    let Ok(extra_tools) = extra.parse::<usize>() else {
+        log::error!("DEMO_EXTRA_TOOLS {extra:?}: expected a whole number");
+        return ExitCode::FAILURE;
+    };
     let behaviour = Behaviour {
         echo_session_id: cli.echo_session_id || echo_env,
         sse_endpoint,
         progress_tool: cli.progress_tool || progress_env,
         prompts_and_resources: cli.prompts_and_resources,
+        extra_tools,
+        quiet_streams: cli.quiet_streams || quiet_env,
     };
     // Fail at start, not on the first session, if ids cannot be made.
     if let Err(e) = new_session_id() {
@@ -677,6 +710,12 @@ async fn serve(listen: &str, name: String, behaviour: Behaviour) -> std::io::Res
 
     let app = Router::new()
         .route("/mcp", post(mcp_post).get(mcp_get).delete(mcp_delete))
+        // One process standing for many servers (the federation benchmark
+        // registers 1,000): each its own URL, one shared behaviour.
+        .route(
+            "/s/{server}/mcp",
+            post(mcp_post).get(mcp_get).delete(mcp_delete),
+        )
         .route("/sse", get(legacy_sse))
         .route("/message", post(legacy_message))
         .route("/healthz", get(healthz))
@@ -737,6 +776,24 @@ mod tests {
         assert_eq!(code("tools/call", json!({"name": "nope"})), INVALID_PARAMS);
         assert_eq!(code("tools/call", json!({"name": "echo"})), INVALID_PARAMS);
         assert_eq!(code("resources/list", json!({})), METHOD_NOT_FOUND);
+    }
+
+    #[test]
+    fn extra_tools_are_listed_after_the_real_ones_and_answer() {
+        let behaviour = Behaviour {
+            extra_tools: 3,
+            ..Behaviour::default()
+        };
+        let (state, h) = (AppState::with_behaviour("a", behaviour), HeaderMap::new());
+        let list = rpc(&state, &h, "tools/list", json!({}));
+        let tools = list["result"]["tools"].as_array().expect("a list");
+        let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+        assert_eq!(names, ["echo", "whoami", "tool_0", "tool_1", "tool_2"]);
+        let call = json!({"name": "tool_2", "arguments": {"query": "q"}});
+        let reply = rpc(&state, &h, "tools/call", call);
+        assert_eq!(reply["result"]["isError"], false);
+        let past = rpc(&state, &h, "tools/call", json!({"name": "tool_3"}));
+        assert_eq!(past["error"]["code"], INVALID_PARAMS);
     }
 
     #[test]

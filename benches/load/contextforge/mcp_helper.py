@@ -7,7 +7,8 @@
   sessions  open MCP sessions at one target (initialize +
             notifications/initialized), find the echo tool's name there
             (tools/list) and prove that tools/call answers 200 with the echo
-            text; prints shell assignments (TOOL=…, SESSIONS=…)
+            text (--expect); prints shell assignments (TOOL=…, SESSIONS=…);
+            also used by the federation benchmark (run.sh MODE=federation)
   report    medians over the rounds, ratios; prints the table and, with
             --write, replaces the "Optional: ContextForge" section of
             BENCHMARKS.md (and nothing else)
@@ -179,7 +180,7 @@ def sessions(args):
             die(f"tools/call {tool} at {args.url} answered {status}: {text[:400]}")
         res = result_of(hdrs, text, 3)
         texts = [c.get("text", "") for c in (res or {}).get("content", [])]
-        if (res or {}).get("isError") or f"Echo: {message}" not in texts:
+        if (res or {}).get("isError") or args.expect.replace("{message}", message) not in texts:
             die(f"tools/call {tool} at {args.url} did not echo: {text[:400]}")
     ctype = (hdrs.get("Content-Type") or "?").split(";")[0]
     print(f"S_TOOL={shlex.quote(tool)}")
@@ -494,6 +495,10 @@ def main():
     s.add_argument("--tool")
     s.add_argument("--find-tool", default="echo")
     s.add_argument("--message-file", required=True)
+    # The everything server answers "Echo: <message>"; the demo server the
+    # message alone (the federation benchmark).
+    s.add_argument("--expect", default="Echo: {message}",
+                   help="the text the echo tool answers; {message} is the message")
     o = sub.add_parser("report")
     o.add_argument("work")
     o.add_argument("--write")

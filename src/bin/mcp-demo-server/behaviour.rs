@@ -48,6 +48,10 @@ pub struct Behaviour {
     pub progress_tool: bool,
     /// Offer a prompt (`greet`) and a resource (`demo://readme`).
     pub prompts_and_resources: bool,
+    /// Filler tools listed besides the real ones (`filler.rs`).
+    pub extra_tools: usize,
+    /// GET streams without the periodic tick.
+    pub quiet_streams: bool,
 }
 
 impl Default for Behaviour {
@@ -57,6 +61,8 @@ impl Default for Behaviour {
             sse_endpoint: SseEndpoint::Path,
             progress_tool: false,
             prompts_and_resources: false,
+            extra_tools: 0,
+            quiet_streams: false,
         }
     }
 }

@@ -350,23 +350,53 @@ impl Federation for CatalogFederation {
         let admission = Admission::new(caller, &snapshot);
         let mut out = Vec::new();
         self.each_tool(&catalog, &admission, scope, |server, tool| {
-            let reason = if catalog.index.collides(&tool.tool.name) {
-                Some(format!(
-                    "the name {} is claimed by more than one server",
-                    tool.tool.name
-                ))
-            } else {
-                server.unavailable_reason().map(str::to_string)
-            };
-            out.push(ToolEntry {
-                tool: tool.tool.clone(),
-                server: server.name.clone(),
-                original_name: tool.original_name.to_string(),
-                available: reason.is_none(),
-                unavailable_reason: reason,
-            });
+            out.push(tool_entry(&catalog, server, tool));
         });
         out
+    }
+
+    fn tool_page(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        start: usize,
+        limit: usize,
+    ) -> (Vec<ToolEntry>, bool) {
+        let catalog = self.store.current();
+        let snapshot = self.routing.current();
+        let admission = Admission::new(caller, &snapshot);
+        let mut skip = start;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for (i, server) in catalog.servers.iter().enumerate() {
+            if server.tools.is_empty() || !server_in_scope(scope, &server.name) {
+                continue;
+            }
+            // Where the scope takes every tool of a server, the servers
+            // before the page are skipped by their count, not tool by tool.
+            if matches!(scope, Scope::Everything) && skip >= server.tools.len() {
+                if admission.admit(i as u32, server).is_some() {
+                    skip -= server.tools.len();
+                }
+                continue;
+            }
+            let mut admitted = None;
+            for tool in &server.tools {
+                if !in_scope(scope, &server.name, &tool.original_name) {
+                    continue;
+                }
+                if !*admitted.get_or_insert_with(|| admission.admit(i as u32, server).is_some()) {
+                    break;
+                }
+                if skip > 0 {
+                    skip -= 1;
+                } else if out.len() == limit {
+                    return (out, true);
+                } else {
+                    out.push(tool_entry(&catalog, server, tool));
+                }
+            }
+        }
+        (out, false)
     }
 
     fn list_prompts(&self, caller: &Caller, scope: &Scope) -> Vec<Prompt> {
@@ -503,5 +533,25 @@ impl Federation for CatalogFederation {
 
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.store.changes()
+    }
+}
+
+/// A tool as `GET /tools` lists it: unavailable, with the reason, when its
+/// server is unreachable or its name is claimed by another server too.
+fn tool_entry(catalog: &Catalog, server: &ServerCatalog, tool: &model::CatalogTool) -> ToolEntry {
+    let reason = if catalog.index.collides(&tool.tool.name) {
+        Some(format!(
+            "the name {} is claimed by more than one server",
+            tool.tool.name
+        ))
+    } else {
+        server.unavailable_reason().map(str::to_string)
+    };
+    ToolEntry {
+        tool: tool.tool.clone(),
+        server: server.name.clone(),
+        original_name: tool.original_name.to_string(),
+        available: reason.is_none(),
+        unavailable_reason: reason,
     }
 }

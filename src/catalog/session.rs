@@ -41,14 +41,24 @@ const TRANSPORT_OWNED: [HeaderName; 13] = [
     HeaderName::from_static("last-event-id"),
 ];
 
+/// Headers that name one request, not the caller: a session lives for many
+/// requests, and keying the pool on them gave every call a new session.
+const PER_REQUEST: [HeaderName; 3] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
+
 /// What a session sends on every request besides the transport's own
-/// headers: the header policy's result with the transport-owned names
-/// removed (the first value of a repeated header; rmcp takes one each).
+/// headers: the header policy's result with the transport-owned and
+/// per-request names removed (the first value of a repeated header; rmcp
+/// takes one each).
 pub fn session_headers(planned: &HeaderMap) -> HashMap<HeaderName, HeaderValue> {
     planned
         .iter()
         .filter(|(name, _)| {
             !TRANSPORT_OWNED.contains(name)
+                && !PER_REQUEST.contains(name)
                 && !name.as_str().starts_with("sec-websocket-")
                 && !name
                     .as_str()
@@ -334,5 +344,21 @@ mod tests {
         let d = session_headers(&map(&[("x-ab", "c")]));
         let e = session_headers(&map(&[("x-a", "bc")]));
         assert_ne!(fingerprint(&d), fingerprint(&e));
+    }
+
+    #[test]
+    fn a_request_id_or_trace_context_does_not_make_another_session() {
+        let one = session_headers(&map(&[
+            ("x-authenticated-user", "alice"),
+            ("x-request-id", "1"),
+            ("traceparent", "00-aa-01-01"),
+        ]));
+        let two = session_headers(&map(&[
+            ("x-authenticated-user", "alice"),
+            ("x-request-id", "2"),
+            ("tracestate", "k=v"),
+        ]));
+        assert_eq!(fingerprint(&one), fingerprint(&two));
+        assert!(!one.contains_key("x-request-id"));
     }
 }

@@ -125,6 +125,23 @@ pub trait Federation: Send + Sync + 'static {
             })
             .collect()
     }
+    /// The `limit` entries of `tool_entries` from `start`, and whether more
+    /// follow: a catalog of 100,000 tools serves a page without copying
+    /// the rest.
+    fn tool_page(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        start: usize,
+        limit: usize,
+    ) -> (Vec<ToolEntry>, bool) {
+        let mut entries = self.tool_entries(caller, scope);
+        let end = start.saturating_add(limit);
+        let more = entries.len() > end;
+        entries.truncate(end);
+        let page = entries.split_off(start.min(entries.len()));
+        (page, more)
+    }
     /// `tools/call` on the owning server on the caller's behalf.
     async fn call_tool(
         &self,

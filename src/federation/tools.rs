@@ -111,11 +111,13 @@ pub async fn list(
         Ok(p) => p,
         Err(why) => return error(400, &why),
     };
-    let entries = fed.tool_entries(&caller, &scope);
-    let (items, next) = match page(&entries, cursor.as_deref(), limit) {
-        Ok(p) => p,
-        Err(why) => return error(400, why),
+    let start = match cursor.as_deref().map(offset_of) {
+        None => 0,
+        Some(Some(offset)) => offset,
+        Some(None) => return error(400, "cursor: not a cursor this gateway issued"),
     };
+    let (items, more) = fed.tool_page(&caller, &scope, start, limit);
+    let next = more.then(|| cursor_for(start + items.len()));
     let body: Vec<Value> = items.iter().map(entry_json).collect();
     let mut response = axum::Json(body).into_response();
     if let Some(next) = next {

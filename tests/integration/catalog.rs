@@ -154,7 +154,10 @@ async fn a_call_carries_the_callers_identity_with_the_servers_policy() {
     let demo = Demo::start("d1");
     let fed = federation(&demo).await;
     fed.refresh(false).await;
-    let alice = caller(Some("alice"), &[("x-mcp-gateway-user", "mallory")]);
+    let alice = caller(
+        Some("alice"),
+        &[("x-mcp-gateway-user", "mallory"), ("x-request-id", "first")],
+    );
     let r = call(&fed, &alice, "demo-whoami", None)
         .await
         .expect("whoami");
@@ -165,8 +168,10 @@ async fn a_call_carries_the_callers_identity_with_the_servers_policy() {
     assert_eq!(headers["authorization"], "Bearer svc-token");
     assert!(headers.get("x-mcp-gateway-user").is_none(), "{headers}");
 
-    // The same caller again: the pooled session, no new initialize.
-    let again = call(&fed, &alice, "demo-whoami", None)
+    // The same caller again, in a request of its own (every request has
+    // its own id): the pooled session, no new initialize.
+    let alice_again = caller(Some("alice"), &[("x-request-id", "second")]);
+    let again = call(&fed, &alice_again, "demo-whoami", None)
         .await
         .expect("whoami");
     let again: Value = serde_json::from_str(&text(&again)).unwrap();

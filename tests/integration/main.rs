@@ -25,6 +25,7 @@ mod registry_env;
 mod registry_outage;
 mod reload;
 mod routing;
+mod sd_notify;
 mod sdk;
 mod sdk_clients;
 mod sessions;

@@ -33,4 +33,5 @@ mod spoofing;
 mod streams;
 mod tls;
 mod upgrade;
+mod upgrade_http2;
 mod wire;

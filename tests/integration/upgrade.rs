@@ -130,7 +130,7 @@ fn new_connection_load(addr: String, sid: String, stop: Arc<AtomicBool>, tally: 
     }
 }
 
-fn wait_for(
+pub fn wait_for(
     what: &str,
     timeout: Duration,
     mut done: impl FnMut() -> bool,
@@ -149,7 +149,7 @@ fn wait_for(
 
 /// Starts `mcp-gateway --upgrade` with `env` (which names the old
 /// process's `PORT`) and waits until it waits for the sockets.
-fn start_upgrade(env: &[(&str, &str)], yaml: &str) -> Proc {
+pub fn start_upgrade(env: &[(&str, &str)], yaml: &str) -> Proc {
     let (mut cmd, new_dir) = gateway_command(env, yaml, 0);
     let new_log = new_dir.join("gateway.log");
     // Log lines go to stdout, start-up errors to stderr: one file for both.

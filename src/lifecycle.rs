@@ -177,7 +177,7 @@ impl ShutdownSignalWatch for DrainThenStop {
             }
         }
         sd_notify::notify(&sd_notify::status(&format!(
-            "closing the listeners; up to {:?} for {} requests in flight",
+            "drain over; up to {:?} for {} requests in flight, then the listeners close",
             self.grace,
             self.lifecycle.in_flight()
         )));

@@ -34,6 +34,7 @@ pub mod registry;
 pub(crate) mod reload;
 pub(crate) mod responses;
 pub mod routing;
+pub(crate) mod sd_notify;
 pub mod session;
 pub mod snapshot;
 pub mod state;

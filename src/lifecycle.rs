@@ -5,6 +5,7 @@
 //! listeners. Pingora's own SIGTERM path closes listeners first, which would
 //! turn a rolling deploy into refused connections.
 
+use crate::sd_notify;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use std::os::unix::fs::FileTypeExt;
@@ -18,6 +19,8 @@ pub struct Lifecycle {
     draining: AtomicBool,
     upgrading: AtomicBool,
     in_flight: AtomicUsize,
+    /// HTTP/1 requests from their first byte (see `proxy::keepalive`).
+    arriving: AtomicUsize,
 }
 
 impl Lifecycle {
@@ -42,16 +45,30 @@ impl Lifecycle {
     /// Counts a request until the guard drops, whichever way the request ends.
     pub fn track(&'static self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
+        InFlight(&self.in_flight)
+    }
+
+    /// Counts an HTTP/1 request from its first byte, before the proxy has
+    /// parsed its header and [`track`](Self::track)s it: the exit after a
+    /// stop must not cut a request a lingering keep-alive connection has
+    /// begun to receive. Not reported as in flight (it would count twice).
+    pub fn track_arrival(&'static self) -> InFlight {
+        self.arriving.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.arriving)
+    }
+
+    /// Nothing in flight and no request arriving.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight() == 0 && self.arriving.load(Ordering::Relaxed) == 0
     }
 }
 
 /// Lives as long as the process, so a request's guard is a plain reference.
-pub struct InFlight(&'static Lifecycle);
+pub struct InFlight(&'static AtomicUsize);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -101,7 +118,10 @@ impl ShutdownSignalWatch for DrainThenStop {
         loop {
             tokio::select! {
                 _ = term.recv() => break,
-                _ = int.recv() => return ShutdownSignal::FastShutdown,
+                _ = int.recv() => {
+                    sd_notify::notify(&sd_notify::stopping("SIGINT: stopping now"));
+                    return ShutdownSignal::FastShutdown;
+                }
                 _ = quit.recv() => {}
             }
             if !self.new_process_waits().await {
@@ -115,6 +135,16 @@ impl ShutdownSignalWatch for DrainThenStop {
             // accepting beside it for 5 s; then it stops accepting and
             // `exit_when_idle` waits for what is in flight.
             self.lifecycle.upgrading.store(true, Ordering::Relaxed);
+            // Not STOPPING=1: were the new process in this unit (it says
+            // MAINPID=, which NotifyAccess=all would accept), this one's
+            // STOPPING=1 would stop the unit under it. In a unit of its own
+            // this process ends like any main process, by exiting. Nothing
+            // else is sent from here on but the watchdog's pings.
+            sd_notify::notify(&sd_notify::status(&format!(
+                "SIGQUIT: handing the listening sockets to the new process; then up to {:?} \
+                 for requests in flight",
+                self.grace
+            )));
             log::info!(
                 "SIGQUIT: handing the listening sockets to the new process; in-flight \
                  requests and streams get up to {:?} once this one stops accepting (in 5 s)",
@@ -131,20 +161,32 @@ impl ShutdownSignalWatch for DrainThenStop {
             return ShutdownSignal::GracefulUpgrade;
         }
         self.lifecycle.start_draining();
+        sd_notify::notify(&sd_notify::stopping(&format!(
+            "draining: /ready answers 503 for {:?}, then up to {:?} for requests in flight",
+            self.drain, self.grace
+        )));
         log::info!(
             "SIGTERM: /ready now answers 503; draining for {:?} before closing listeners",
             self.drain
         );
         tokio::select! {
             _ = tokio::time::sleep(self.drain) => {}
-            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            _ = int.recv() => {
+                sd_notify::notify(&sd_notify::stopping("SIGINT: stopping now"));
+                return ShutdownSignal::FastShutdown;
+            }
         }
+        sd_notify::notify(&sd_notify::status(&format!(
+            "drain over; up to {:?} for {} requests in flight, then the listeners close",
+            self.grace,
+            self.lifecycle.in_flight()
+        )));
         let deadline = Instant::now() + self.grace;
-        while self.lifecycle.in_flight() > 0 && Instant::now() < deadline {
+        while !self.lifecycle.is_idle() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let left = self.lifecycle.in_flight();
-        if left > 0 {
+        if !self.lifecycle.is_idle() {
+            let left = self.lifecycle.in_flight();
             log::warn!("grace period over with {left} requests in flight; closing them");
         }
         ShutdownSignal::GracefulTerminate
@@ -181,13 +223,16 @@ pub fn exit_when_idle(
             } else {
                 Duration::ZERO
             };
-        // Requests whose header was still being read are not counted yet.
+        // A connection accepted just before the stop has not sent its
+        // first byte yet, so nothing counts it.
         std::thread::sleep(SETTLE);
-        while lifecycle.in_flight() > 0 && Instant::now() < deadline {
+        while !lifecycle.is_idle() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let left = lifecycle.in_flight();
-        if left > 0 {
+        // Idle keep-alive connections close here, with the process (see
+        // `proxy::keepalive`).
+        if !lifecycle.is_idle() {
+            let left = lifecycle.in_flight();
             log::warn!("grace period over with {left} requests in flight; closing them");
         } else {
             log::info!(
@@ -207,6 +252,6 @@ pub fn exit_when_idle(
     }
 }
 
-/// What Pingora's grace period was before [`exit_when_idle`]: time for a
-/// request already accepted to reach the proxy and be counted.
+/// What Pingora's grace period was before [`exit_when_idle`]: time for the
+/// first byte of a connection accepted at the stop to arrive and be counted.
 const SETTLE: Duration = Duration::from_secs(1);

@@ -12,6 +12,7 @@ use crate::app::registry::RoutingApplier;
 use crate::listener_certs::ListenerCerts;
 use crate::registry::handle::RegistryHandle;
 use crate::registry::ConfigSummary;
+use crate::sd_notify;
 use crate::snapshot::ApplyReport;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -29,7 +30,31 @@ pub struct ReloadOnHangup {
 }
 
 impl ReloadOnHangup {
+    /// Reloads, tells systemd it is reloading and then ready again (a
+    /// refused reload leaves the old routes serving: ready all the same),
+    /// with the outcome as its status.
     async fn reload(&self) {
+        let what = self
+            .config
+            .as_ref()
+            .map_or("the certificates".to_string(), |p| p.display().to_string());
+        // Before the start-up's READY=1, a READY=1 here would end the
+        // start early.
+        let started = sd_notify::started();
+        if started {
+            sd_notify::notify(&sd_notify::reloading(
+                sd_notify::monotonic_usec(),
+                &format!("SIGHUP: reloading {what}"),
+            ));
+        }
+        let outcome = self.reload_and_log().await;
+        if started {
+            sd_notify::notify(&sd_notify::ready(&outcome, None));
+        }
+    }
+
+    /// The outcome, as logged.
+    async fn reload_and_log(&self) -> String {
         // First and on its own: a YAML file that does not load must not
         // keep a renewed certificate out.
         if let Some(certs) = &self.listener_certs {
@@ -37,14 +62,21 @@ impl ReloadOnHangup {
         }
         let Some(path) = &self.config else {
             log::warn!("SIGHUP: no --config file to reload; nothing changed");
-            return;
+            return "serving; SIGHUP: no --config file to reload".into();
         };
         match self.write_and_apply(path).await {
             Ok(summary) if summary.is_empty() => {
-                log::info!("SIGHUP: {} reloaded, no change", path.display())
+                log::info!("SIGHUP: {} reloaded, no change", path.display());
+                format!("serving; SIGHUP: {} reloaded, no change", path.display())
             }
-            Ok(summary) => log::info!("SIGHUP: {} reloaded: {summary}", path.display()),
-            Err(why) => log::error!("SIGHUP: reload refused, the current routes stay: {why}"),
+            Ok(summary) => {
+                log::info!("SIGHUP: {} reloaded: {summary}", path.display());
+                format!("serving; SIGHUP: {} reloaded: {summary}", path.display())
+            }
+            Err(why) => {
+                log::error!("SIGHUP: reload refused, the current routes stay: {why}");
+                format!("serving the previous routes; SIGHUP: reload refused: {why}")
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! the health checks, periodic re-discovery, SIGHUP reload, the registry
 //! sync with the admin API, and the draining shutdown.
 
+mod readiness;
 pub(crate) mod registry;
 
 use crate::admin::AdminService;
@@ -86,6 +87,9 @@ impl BackgroundService for Rediscovery {
 /// over `UPGRADE_SOCK` (it sends them on SIGQUIT).
 pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
     let lifecycle: &'static Lifecycle = Box::leak(Box::default());
+    // From the start: systemd counts the watchdog from READY=1 on, and a
+    // start-up that hangs is its TimeoutStartSec's to catch.
+    crate::sd_notify::start_watchdog();
     let (health, health_log) = upstream::health_registry();
     let runtime = match Runtime::build(&settings, health.clone(), health_log, lifecycle) {
         Ok(runtime) => Arc::new(runtime),
@@ -215,7 +219,8 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
             gateway,
             settings.listen.keepalive_timeout,
             settings.listen.request_header_timeout,
-        ),
+        )
+        .counting_arrivals(lifecycle),
     );
     let mut listener = ListenerConfig::tcp(listen.clone())
         .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER));
@@ -277,14 +282,23 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
             admin,
         },
     ));
-    log::info!(
-        "mcp-gateway {} listening on {}://{listen} with {} server(s)",
-        env!("CARGO_PKG_VERSION"),
-        match &settings.tls {
-            Some(t) if t.client_ca_file.is_some() => "https (client certificates required)",
-            Some(_) => "https",
-            None => "http",
+    let scheme = match &settings.tls {
+        Some(t) if t.client_ca_file.is_some() => "https (client certificates required)",
+        Some(_) => "https",
+        None => "http",
+    };
+    server.add_service(background_service(
+        "sd-notify ready",
+        readiness::Readiness {
+            runtime: runtime.clone(),
+            listen: SocketAddr::new(settings.listen.host, settings.listen.port),
+            upgrade,
+            status: format!("serving on {scheme}://{listen}"),
         },
+    ));
+    log::info!(
+        "mcp-gateway {} listening on {scheme}://{listen} with {} server(s)",
+        env!("CARGO_PKG_VERSION"),
         routing.current().servers.len()
     );
     if runtime.metrics_token.is_none() {

@@ -49,6 +49,10 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "SHUTDOWN_GRACE_SECONDS",
     "UPGRADE_SOCK",
     "RUNTIME_DIRECTORY",
+    // Set by systemd for Type=notify (read in `sd_notify`)
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
     "SSL",
     "CERT_FILE",
     "KEY_FILE",

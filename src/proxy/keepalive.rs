@@ -11,7 +11,30 @@
 //! It also bounds how long a request header may take as a whole: Pingora
 //! bounds only each read, so a client sending a byte every few seconds would
 //! hold the connection and its request state forever (slowloris).
+//!
+//! When the process stops (SIGQUIT's hand-over, SIGTERM after its drain), an
+//! idle connection is *not* closed at once. Closing an idle HTTP/1.1
+//! connection always races with a client that is sending on it (RFC 9112
+//! §9.3.1), and "idle" at the stop mostly means "between two requests of a
+//! busy client": closing then failed one such request at every upgrade. So
+//! the connection waits on, bounded by its idle timeout and by the process's
+//! exit (`lifecycle::exit_when_idle`, at most the grace period); a request
+//! that arrives meanwhile is served with `Connection: close` (every request
+//! begun after the stop is), and the client's next one goes to a new
+//! connection, which the new process accepts. Lingering connections are not
+//! in flight and do not delay the exit; a request that has begun to arrive
+//! on one is ([`Lifecycle::track_arrival`]), so the exit does not cut it.
+//! What is left is the instant of the exit itself, against a client that
+//! stayed idle from the stop until then: a later close only shrinks the set
+//! of such clients, whereas an earlier one would not remove the race.
+//!
+//! HTTP/2 connections are not ours: Pingora's h2 loop sends a graceful
+//! GOAWAY at the stop (first with the highest stream id, then, a ping later,
+//! the last one it accepted), keeps serving the streams the client opened
+//! before it, and closes once they are done; those streams are in flight
+//! like any request.
 
+use crate::lifecycle::Lifecycle;
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
@@ -33,6 +56,8 @@ pub struct KeepAlive<A> {
     /// Whole seconds, at least one, as Pingora's sessions count them.
     idle_secs: u64,
     header_timeout: Duration,
+    /// Counts a request from its first byte, before the proxy sees it.
+    lifecycle: Option<&'static Lifecycle>,
 }
 
 tokio::task_local! {
@@ -55,7 +80,15 @@ impl<A> KeepAlive<A> {
             inner: Arc::new(inner),
             idle_secs: idle_timeout.as_secs_f64().ceil().max(1.0) as u64,
             header_timeout,
+            lifecycle: None,
         }
+    }
+
+    /// Counts each HTTP/1 request with `lifecycle` from its first byte to
+    /// its answer, so that the exit after a stop waits for it.
+    pub fn counting_arrivals(mut self, lifecycle: &'static Lifecycle) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
     }
 }
 
@@ -82,11 +115,11 @@ where
         let idle = Duration::from_secs(self.idle_secs);
         let mut first = true;
         let mut settings = None;
-        let mut stopping = shutdown.clone();
         loop {
-            if !next_request_arrives(&mut stream, idle, &mut stopping).await {
+            if !next_request_arrives(&mut stream, idle).await {
                 return None;
             }
+            let _arriving = self.lifecycle.map(|l| l.track_arrival());
             let mut session = ServerSession::new_http1(stream);
             if first {
                 session.set_keepalive(Some(self.idle_secs));
@@ -101,6 +134,8 @@ where
                     session.set_keepalive(Some(self.idle_secs));
                 }
             }
+            // After the stop every answer closes its connection: the
+            // client's next request goes to a new one (the new process).
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
@@ -141,31 +176,18 @@ async fn within_header_deadline<F: Future>(request: F, deadline: Duration) -> Op
 }
 
 /// Waits until the client sends the first byte of its next request (put back
-/// for the parser), and says whether to go on: false when the client closed,
-/// the connection stayed idle for `idle_timeout`, or the server is stopping.
-async fn next_request_arrives(
-    stream: &mut Stream,
-    idle_timeout: Duration,
-    stopping: &mut ShutdownWatch,
-) -> bool {
+/// for the parser), and says whether to go on: false when the client closed
+/// or the connection stayed idle for `idle_timeout`. A stop does not end the
+/// wait (see the module's comment): the process's exit does.
+async fn next_request_arrives(stream: &mut Stream, idle_timeout: Duration) -> bool {
     let mut first = [0u8; 1];
     let mut peek = stream.try_peek(&mut first);
-    // A busy client's next request is often already here: then no timer and
-    // no shutdown subscription are set up, and a request that arrived just
-    // before shutdown is still answered (with `Connection: close`).
+    // A busy client's next request is often already here: then no timer is
+    // set up at all.
     if let Poll::Ready(peeked) = poll_fn(|cx| Poll::Ready(peek.as_mut().poll(cx))).await {
         return peeked.is_ok();
     }
-    if *stopping.borrow() {
-        return false;
-    }
-    tokio::select! {
-        biased;
-        // Pingora's timer wheel: no tokio timer registration per request.
-        peeked = pingora::time::timeout(idle_timeout, peek) => {
-            // Ok(false): this stream cannot peek; let the parser wait instead.
-            matches!(peeked, Ok(Ok(_)))
-        }
-        _ = stopping.wait_for(|stop| *stop) => false,
-    }
+    // Pingora's timer wheel: no tokio timer registration per request.
+    // Ok(false): this stream cannot peek; let the parser wait instead.
+    matches!(pingora::time::timeout(idle_timeout, peek).await, Ok(Ok(_)))
 }

@@ -13,12 +13,20 @@ pub struct Migration {
     pub postgres: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "registry",
-    sqlite: include_str!("migrations/0001_registry.sqlite.sql"),
-    postgres: include_str!("migrations/0001_registry.postgres.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "registry",
+        sqlite: include_str!("migrations/0001_registry.sqlite.sql"),
+        postgres: include_str!("migrations/0001_registry.postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "refresh_interval",
+        sqlite: include_str!("migrations/0002_refresh_interval.sqlite.sql"),
+        postgres: include_str!("migrations/0002_refresh_interval.postgres.sql"),
+    },
+];
 
 /// The newest schema this binary knows.
 pub fn latest_version() -> i64 {

@@ -18,7 +18,7 @@ mod validate;
 mod writes;
 
 pub use model::{
-    Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, Origin, Page, RegistryError,
+    Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, McpCheck, Origin, Page, RegistryError,
     ServerDraft, ServerPatch, ServerRecord, Transport,
 };
 
@@ -82,4 +82,10 @@ pub trait Registry: Send + Sync {
 pub trait HealthView: Send + Sync {
     /// `None` if no server of that name is in the current routing snapshot.
     fn server_health(&self, name: &str) -> Option<Vec<BackendHealth>>;
+    /// The MCP-level check of the catalog's last gathering; `None` before
+    /// the first (or where no catalog runs).
+    fn mcp_health(&self, name: &str) -> Option<McpCheck> {
+        let _ = name;
+        None
+    }
 }

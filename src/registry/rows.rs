@@ -12,7 +12,7 @@ use sqlx::Row;
 /// The columns every server query selects, in [`record_from_row`]'s order.
 pub const SERVER_COLUMNS: &str = "name, urls, transport, auth_mode, proxy_header, jwt_audience, \
      passthrough_headers, enabled, description, tags, credential, origin_file, version, \
-     created_at, updated_at";
+     created_at, updated_at, refresh_interval";
 
 pub fn transport_name(t: Transport) -> &'static str {
     match t {
@@ -91,6 +91,7 @@ pub fn record_from_row(
             description: text(8)?,
             tags: json_list(9)?.unwrap_or_default(),
             upstream_auth,
+            refresh_interval: row.try_get(15).map_err(db_error)?,
             name: name.clone(),
         },
         origin,
@@ -146,6 +147,7 @@ pub fn redacted_json(record: &ServerRecord) -> Value {
         "description": d.description,
         "tags": d.tags,
         "upstream_auth": redacted_credential(&d.upstream_auth),
+        "refresh_interval": d.refresh_interval,
         "origin": origin,
         "config_file": file,
         "version": record.version,

@@ -107,8 +107,9 @@ impl SqlRegistry {
                 sqlx::query(
                     "INSERT INTO gw_servers (name, urls, transport, auth_mode, proxy_header, \
                      jwt_audience, passthrough_headers, enabled, description, tags, credential, \
-                     origin_file, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     origin_file, version, refresh_interval, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     $16) \
                      ON CONFLICT (name) DO NOTHING",
                 ),
                 record,
@@ -121,8 +122,9 @@ impl SqlRegistry {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Binds `$1`..`$13`, the columns an insert and an update share, in the
-    /// table's order: name, urls, …, origin_file, version.
+    /// Binds `$1`..`$14`, the columns an insert and an update share, in the
+    /// table's order: name, urls, …, origin_file, version, then
+    /// refresh_interval (added by migration 2).
     fn bind_record<'q>(
         &self,
         query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
@@ -147,6 +149,7 @@ impl SqlRegistry {
             .bind(self.cipher.seal(&d.name, &d.upstream_auth))
             .bind(origin_file)
             .bind(record.version)
+            .bind(d.refresh_interval)
     }
 
     /// Rewrites the row if its version is still `expected`; false if not.
@@ -162,8 +165,8 @@ impl SqlRegistry {
                     "UPDATE gw_servers SET urls = $2, transport = $3, auth_mode = $4, \
                      proxy_header = $5, jwt_audience = $6, passthrough_headers = $7, \
                      enabled = $8, description = $9, tags = $10, credential = $11, \
-                     origin_file = $12, version = $13, updated_at = $14 \
-                     WHERE name = $1 AND version = $15",
+                     origin_file = $12, version = $13, refresh_interval = $14, \
+                     updated_at = $15 WHERE name = $1 AND version = $16",
                 ),
                 record,
             )
@@ -444,4 +447,5 @@ fn same_draft(a: &ServerDraft, b: &ServerDraft) -> bool {
         && a.description == b.description
         && a.tags == b.tags
         && a.upstream_auth == b.upstream_auth
+        && a.refresh_interval == b.refresh_interval
 }

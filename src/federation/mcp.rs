@@ -327,7 +327,9 @@ impl ServerHandler for FederationHandler {
                 .enable_tools()
                 .enable_tool_list_changed()
                 .enable_prompts()
+                .enable_prompts_list_changed()
                 .enable_resources()
+                .enable_resources_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
@@ -355,8 +357,13 @@ impl ServerHandler for FederationHandler {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
+                    // One catalog holds all three lists: any may have changed.
                     changed = changes.changed() => {
-                        if changed.is_err() || peer.notify_tool_list_changed().await.is_err() {
+                        if changed.is_err()
+                            || peer.notify_tool_list_changed().await.is_err()
+                            || peer.notify_prompt_list_changed().await.is_err()
+                            || peer.notify_resource_list_changed().await.is_err()
+                        {
                             break;
                         }
                     }

@@ -174,3 +174,35 @@ async fn an_unknown_resource_is_resource_not_found_on_the_wire() {
     let (_, _, body) = post(&http, &team, "alice", Some(&session), get).await;
     assert_eq!(body[0]["error"]["code"], -32602, "{body:?}");
 }
+
+/// Records which lists the server said changed.
+#[derive(Clone)]
+struct Lists(mpsc::UnboundedSender<&'static str>);
+
+impl ClientHandler for Lists {
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.0.send("prompts");
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.0.send("resources");
+    }
+}
+
+#[tokio::test]
+async fn a_catalog_change_tells_clients_the_prompt_and_resource_lists_changed() {
+    let h = start().await;
+    let (tx, mut heard) = mpsc::unbounded_channel();
+    let transport = StreamableHttpClientTransport::from_uri(format!("http://{}/mcp", h.addr));
+    let client = Lists(tx).serve(transport).await.expect("initialize");
+    let info = client.peer_info().expect("server info");
+    let prompts = info.capabilities.prompts.as_ref();
+    let resources = info.capabilities.resources.as_ref();
+    assert_eq!(prompts.and_then(|p| p.list_changed), Some(true));
+    assert_eq!(resources.and_then(|r| r.list_changed), Some(true));
+    h.fed.changes.send_modify(|n| *n += 1);
+    let mut got = vec![heard.recv().await, heard.recv().await];
+    got.sort();
+    assert_eq!(got, [Some("prompts"), Some("resources")]);
+    client.cancel().await.expect("close");
+}

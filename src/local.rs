@@ -95,6 +95,7 @@ fn metrics(state: &Runtime, snapshot: &Snapshot, with_users: bool) -> LocalRespo
                 .into_iter()
                 .map(|(addr, up)| (server.name.clone(), addr.to_string(), up))
         }));
+    state.metrics.set_mcp_servers(state.mcp_health.all());
     LocalResponse::text(
         200,
         "text/plain; version=0.0.4; charset=utf-8",

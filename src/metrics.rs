@@ -44,6 +44,9 @@ pub struct Metrics {
     /// last state forever. The lock also keeps two scrapes from
     /// interleaving their updates.
     backend_series: Mutex<HashSet<(String, String)>>,
+    /// The catalog's MCP-level check per server (see `catalog::health`).
+    mcp_up: IntGaugeVec,
+    mcp_series: Mutex<HashSet<String>>,
     refusals: IntCounterVec,
 }
 
@@ -123,7 +126,20 @@ impl Metrics {
         registry
             .register(Box::new(backend_up.clone()))
             .expect("metric registered once");
+        let mcp_up = IntGaugeVec::new(
+            Opts::new(
+                "mcp_server_mcp_up",
+                "1 when the server's last catalog gathering (initialize and its lists) succeeded",
+            ),
+            &["server"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(mcp_up.clone()))
+            .expect("metric registered once");
         Metrics {
+            mcp_up,
+            mcp_series: Mutex::new(HashSet::new()),
             auth_attempts: counter(
                 &registry,
                 "mcp_auth_attempts_total",
@@ -207,6 +223,24 @@ impl Metrics {
         for (server, backend) in series.difference(&next) {
             // Err only if the series is already gone, which is the goal.
             let _ = self.backend_up.remove_label_values(&[server, backend]);
+        }
+        *series = next;
+    }
+
+    /// Replaces the MCP-level series with exactly these (server, up): a
+    /// server that left loses its series.
+    pub fn set_mcp_servers(&self, current: impl IntoIterator<Item = (String, bool)>) {
+        let mut series = self
+            .mcp_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = HashSet::new();
+        for (server, up) in current {
+            self.mcp_up.with_label_values(&[&server]).set(i64::from(up));
+            next.insert(server);
+        }
+        for server in series.difference(&next) {
+            let _ = self.mcp_up.remove_label_values(&[server]);
         }
         *series = next;
     }
@@ -342,6 +376,19 @@ mod tests {
         assert!(m
             .render(true)
             .contains("mcp_authenticated_requests_total{user=\"__other__\"} 2"));
+    }
+
+    #[test]
+    fn mcp_level_series_follow_the_catalog() {
+        let m = Metrics::new(10);
+        m.set_mcp_servers([("a".to_string(), true), ("b".to_string(), false)]);
+        let text = m.render(false);
+        assert!(text.contains("mcp_server_mcp_up{server=\"a\"} 1"), "{text}");
+        assert!(text.contains("mcp_server_mcp_up{server=\"b\"} 0"), "{text}");
+        m.set_mcp_servers([("b".to_string(), true)]);
+        let text = m.render(false);
+        assert!(!text.contains("server=\"a\""), "{text}");
+        assert!(text.contains("mcp_server_mcp_up{server=\"b\"} 1"), "{text}");
     }
 
     #[test]

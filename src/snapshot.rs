@@ -274,6 +274,10 @@ impl Routing {
 }
 
 impl HealthView for Routing {
+    fn mcp_health(&self, name: &str) -> Option<crate::registry::McpCheck> {
+        self.runtime.mcp_health.server(name)
+    }
+
     fn server_health(&self, name: &str) -> Option<Vec<BackendHealth>> {
         let snapshot = self.current.load();
         let server = snapshot.server(name)?;

@@ -181,6 +181,8 @@ pub struct Runtime {
     /// What the health checks saw of each backend, for the admin API.
     pub health_log: Arc<HealthLog>,
     pub defaults: ServerDefaults,
+    /// The catalog's MCP-level check of each server (set once it runs).
+    pub mcp_health: crate::catalog::health::McpHealth,
     /// False until the first routing snapshot from the registry is in:
     /// `/ready` answers 503 meanwhile.
     routing_loaded: AtomicBool,
@@ -227,6 +229,7 @@ impl Runtime {
             health,
             health_log,
             defaults,
+            mcp_health: Default::default(),
             routing_loaded: AtomicBool::new(true),
         })
     }

@@ -6,7 +6,7 @@ use super::conflicts::{refuse_credential_of_a_virtual_identity, refuse_identity_
 use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
 use super::guard::{bearer_token, session_cookie, ClientAddr};
 use super::json::{
-    audit_json, backend_json, health_status, list_query, paging, server_json, ServerIn,
+    audit_json, backend_json, health_status, list_query, mcp_json, paging, server_json, ServerIn,
     ServerPatchIn,
 };
 use super::AdminState;
@@ -278,6 +278,7 @@ pub async fn server_health(
         "status": health_status(&backends),
         "routed": routed,
         "backends": backends.iter().map(backend_json).collect::<Vec<_>>(),
+        "mcp": state.health.mcp_health(&name).as_ref().map(mcp_json),
     })))
 }
 

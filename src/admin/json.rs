@@ -76,6 +76,8 @@ pub struct ServerIn {
     #[serde(default)]
     pub upstream_auth: Option<UpstreamAuthIn>,
     #[serde(default)]
+    pub refresh_interval: Option<i64>,
+    #[serde(default)]
     pub version: Option<i64>,
     #[serde(default)]
     pub origin: Option<Value>,
@@ -89,8 +91,7 @@ fn enabled_by_default() -> bool {
     true
 }
 
-/// A partial change: absent fields stay; `null` clears the three optional
-/// ones.
+/// A partial change: absent fields stay; `null` clears the optional ones.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerPatchIn {
@@ -114,6 +115,8 @@ pub struct ServerPatchIn {
     pub tags: Option<Vec<String>>,
     #[serde(default)]
     pub upstream_auth: Option<UpstreamAuthIn>,
+    #[serde(default, deserialize_with = "present")]
+    pub refresh_interval: Option<Option<i64>>,
     #[serde(default)]
     pub version: Option<i64>,
 }
@@ -241,6 +244,7 @@ impl ServerIn {
             description: self.description,
             tags: self.tags,
             upstream_auth,
+            refresh_interval: self.refresh_interval,
         })
     }
 }
@@ -262,6 +266,7 @@ impl ServerPatchIn {
             description: self.description,
             tags: self.tags,
             upstream_auth,
+            refresh_interval: self.refresh_interval,
         };
         Ok((patch, self.version))
     }
@@ -300,6 +305,7 @@ pub fn server_json(record: &ServerRecord) -> Value {
         "description": d.description,
         "tags": d.tags,
         "upstream_auth": credential_json(&d.upstream_auth),
+        "refresh_interval": d.refresh_interval,
         "version": record.version,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
@@ -335,6 +341,17 @@ pub fn backend_json(b: &BackendHealth) -> Value {
         "last_check": b.last_check,
         "consecutive_failures": b.consecutive_failures,
         "last_error": b.last_error,
+    })
+}
+
+/// The catalog's MCP-level check, beside the TCP checks of `backends`.
+pub fn mcp_json(c: &crate::registry::McpCheck) -> Value {
+    json!({
+        "up": c.up,
+        "reason": c.reason,
+        "last_check": c.last_check,
+        "down_since": c.down_since,
+        "last_success": c.last_success,
     })
 }
 

@@ -226,6 +226,9 @@ impl Registry for MemoryRegistry {
         if let Some(v) = patch.passthrough_headers {
             d.passthrough_headers = v;
         }
+        if let Some(v) = patch.refresh_interval {
+            d.refresh_interval = v;
+        }
         if let Some(v) = patch.enabled {
             d.enabled = v;
         }

@@ -200,6 +200,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
                 .map(|v| v.scope.clone())
         }),
     ));
+    runtime.mcp_health.attach(catalog.store());
 
     let listen = SocketAddr::new(settings.listen.host, settings.listen.port).to_string();
     let gateway = pingora::proxy::http_proxy(

@@ -9,12 +9,15 @@
 //! `/servers/S/mcp` would be authenticated by S's auth policy; the call
 //! then goes upstream with S's header policy.
 
+mod fetch;
+pub mod health;
 pub mod model;
 pub mod naming;
 pub mod refresh;
 pub mod schema;
 pub mod session;
 pub mod upstream;
+pub mod uri_template;
 
 use crate::config::Settings;
 use crate::federation::{
@@ -28,7 +31,8 @@ use model::{Catalog, CatalogStore, ServerCatalog};
 use naming::{includes, includes_server, ToolRef};
 use refresh::{RefreshSettings, Refresher};
 use rmcp::model::{
-    CallToolResult, GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource, Tool,
+    CallToolResult, GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource,
+    ResourceTemplate, Tool,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -180,6 +184,11 @@ impl CatalogFederation {
         }
     }
 
+    /// The store, for the MCP-level health reports.
+    pub fn store(&self) -> Arc<CatalogStore> {
+        self.store.clone()
+    }
+
     /// The current catalog (for `/tools` paging, metrics, tests).
     pub fn catalog(&self) -> Arc<Catalog> {
         self.store.current()
@@ -229,49 +238,6 @@ impl CatalogFederation {
                     f(server, tool);
                 }
             }
-        }
-    }
-
-    /// The one server that owns `name` among those `owns` picks (giving the
-    /// server's own name for it), the caller admitted: for prompts and
-    /// resources, which are far fewer than tools and need no index.
-    fn owner(
-        &self,
-        catalog: &Catalog,
-        admission: &Admission,
-        scope: &Scope,
-        name: &str,
-        owns: impl Fn(&ServerCatalog) -> Option<String>,
-    ) -> Result<(Arc<ServerRuntime>, Identity, String), CallError> {
-        let candidates: Vec<(u32, &Arc<ServerCatalog>, String)> = catalog
-            .servers
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| server_in_scope(scope, &s.name))
-            .filter_map(|(i, s)| owns(s).map(|original| (i as u32, s, original)))
-            .filter(|(_, s, original)| in_scope(scope, &s.name, original))
-            .collect();
-        let admitted: Vec<(Arc<ServerRuntime>, Identity, String)> = candidates
-            .iter()
-            .filter_map(|(i, s, original)| {
-                admission
-                    .admit(*i, s)
-                    .map(|(rt, id)| (rt, id, original.clone()))
-            })
-            .collect();
-        let servers: Vec<String> = admitted.iter().map(|(rt, _, _)| rt.name.clone()).collect();
-        let mut admitted = admitted.into_iter();
-        match (admitted.next(), admitted.next(), candidates.first()) {
-            (Some(one), None, _) => Ok(one),
-            (Some(_), Some(_), _) => Err(CallError::Ambiguous {
-                name: name.to_string(),
-                servers,
-            }),
-            (None, _, Some((_, refused, _))) => Err(CallError::Forbidden(format!(
-                "server {}: the caller is not admitted",
-                refused.name
-            ))),
-            (None, _, None) => Err(CallError::UnknownTool(name.to_string())),
         }
     }
 
@@ -400,45 +366,15 @@ impl Federation for CatalogFederation {
     }
 
     fn list_prompts(&self, caller: &Caller, scope: &Scope) -> Vec<Prompt> {
-        let catalog = self.store.current();
-        let snapshot = self.routing.current();
-        let admission = Admission::new(caller, &snapshot);
-        let mut out = Vec::new();
-        for (i, server) in catalog.servers.iter().enumerate() {
-            if !server_in_scope(scope, &server.name) || !server.is_available() {
-                continue;
-            }
-            let mut prompts = server
-                .prompts
-                .iter()
-                .filter(|p| in_scope(scope, &server.name, &p.original_name))
-                .peekable();
-            if prompts.peek().is_some() && admission.admit(i as u32, server).is_some() {
-                out.extend(prompts.map(|p| p.prompt.clone()));
-            }
-        }
-        out
+        self.prompts_for(caller, scope)
     }
 
     fn list_resources(&self, caller: &Caller, scope: &Scope) -> Vec<Resource> {
-        let catalog = self.store.current();
-        let snapshot = self.routing.current();
-        let admission = Admission::new(caller, &snapshot);
-        let mut out = Vec::new();
-        for (i, server) in catalog.servers.iter().enumerate() {
-            if !server_in_scope(scope, &server.name) || !server.is_available() {
-                continue;
-            }
-            let mut resources = server
-                .resources
-                .iter()
-                .filter(|r| in_scope(scope, &server.name, &r.uri))
-                .peekable();
-            if resources.peek().is_some() && admission.admit(i as u32, server).is_some() {
-                out.extend(resources.cloned());
-            }
-        }
-        out
+        self.resources_for(caller, scope)
+    }
+
+    fn list_resource_templates(&self, caller: &Caller, scope: &Scope) -> Vec<ResourceTemplate> {
+        self.templates_for(caller, scope)
     }
 
     async fn call_tool(
@@ -479,34 +415,7 @@ impl Federation for CatalogFederation {
         name: &str,
         arguments: Option<JsonObject>,
     ) -> Result<GetPromptResult, CallError> {
-        let catalog = self.store.current();
-        let snapshot = self.routing.current();
-        let (server, identity, original) = {
-            let admission = Admission::new(caller, &snapshot);
-            let by = |qualified: bool| {
-                move |s: &ServerCatalog| {
-                    s.prompts
-                        .iter()
-                        .find(|p| {
-                            if qualified {
-                                p.prompt.name == name
-                            } else {
-                                p.original_name == name
-                            }
-                        })
-                        .map(|p| p.original_name.clone())
-                }
-            };
-            match self.owner(&catalog, &admission, scope, name, by(true)) {
-                Err(CallError::UnknownTool(_)) => {
-                    self.owner(&catalog, &admission, scope, name, by(false))?
-                }
-                other => other?,
-            }
-        };
-        self.pool
-            .get_prompt(&server, caller, &identity, &original, arguments)
-            .await
+        self.fetch_prompt(caller, scope, name, arguments).await
     }
 
     async fn read_resource(
@@ -515,20 +424,7 @@ impl Federation for CatalogFederation {
         scope: &Scope,
         uri: &str,
     ) -> Result<ReadResourceResult, CallError> {
-        let catalog = self.store.current();
-        let snapshot = self.routing.current();
-        let (server, identity, _) = {
-            let admission = Admission::new(caller, &snapshot);
-            self.owner(&catalog, &admission, scope, uri, |s| {
-                s.resources
-                    .iter()
-                    .find(|r| r.uri == uri)
-                    .map(|r| r.uri.clone())
-            })?
-        };
-        self.pool
-            .read_resource(&server, caller, &identity, uri)
-            .await
+        self.fetch_resource(caller, scope, uri).await
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -5,7 +5,7 @@
 use super::naming::{qualify, Collision, NameIndex, ToolRef};
 use super::schema::InputCheck;
 use arc_swap::ArcSwap;
-use rmcp::model::{Prompt, Resource, Tool};
+use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 use tokio::sync::watch;
@@ -62,6 +62,8 @@ pub struct ServerCatalog {
     pub tools: Vec<CatalogTool>,
     pub prompts: Vec<CatalogPrompt>,
     pub resources: Vec<Resource>,
+    /// `resources/templates/list`: URIs a server serves without listing them.
+    pub templates: Vec<ResourceTemplate>,
     pub status: ServerStatus,
     /// When the lists were last gathered successfully (`None`: never).
     pub refreshed_at: Option<SystemTime>,
@@ -97,6 +99,7 @@ impl ServerCatalog {
                 })
                 .collect(),
             resources,
+            templates: Vec::new(),
             status: ServerStatus::Available,
             refreshed_at: Some(now),
             checked_at: now,
@@ -116,6 +119,7 @@ impl ServerCatalog {
             Some(ServerStatus::Unavailable { since, .. }) => *since,
             _ => now,
         };
+        let templates = previous.map_or_else(Vec::new, |p| p.templates.clone());
         let (tools, prompts, resources) = match previous {
             Some(p) => (
                 p.tools
@@ -136,10 +140,17 @@ impl ServerCatalog {
             tools,
             prompts,
             resources,
+            templates,
             status: ServerStatus::Unavailable { reason, since },
             refreshed_at: previous.and_then(|p| p.refreshed_at),
             checked_at: now,
         }
+    }
+
+    /// The server's resource templates, as gathered with its lists.
+    pub fn with_templates(mut self, templates: Vec<ResourceTemplate>) -> Self {
+        self.templates = templates;
+        self
     }
 
     pub fn is_available(&self) -> bool {

@@ -1,8 +1,9 @@
 //! Keeps the catalog in step with the routing snapshot: a new or changed
 //! server is gathered at once, a removed one leaves, every server is
-//! gathered again each refresh interval and when it says its lists
-//! changed. Gathered as the gateway itself: the server's registered
-//! upstream credential, never a user's.
+//! gathered again each refresh interval (its own `refresh_interval`, else
+//! `CATALOG_REFRESH_INTERVAL`) and when it says its lists changed.
+//! Gathered as the gateway itself: the server's registered upstream
+//! credential, never a user's.
 //!
 //! After each gathering the gateway keeps that session open (one per
 //! server) to hear `notifications/*/list_changed`; the next gathering
@@ -180,7 +181,7 @@ impl Refresher {
     fn settle(&self, batch: Vec<(Arc<ServerRuntime>, Gathered)>, report: &mut RefreshReport) {
         let catalog = self.store.current();
         let wall = SystemTime::now();
-        let next = Instant::now() + self.settings.interval;
+        let now = Instant::now();
         let separator = self.store.separator.clone();
         let mut entries = Vec::with_capacity(batch.len());
         {
@@ -200,6 +201,7 @@ impl Refresher {
                             g.resources,
                             wall,
                         )
+                        .with_templates(g.templates)
                     }
                     Err(reason) => {
                         report.failed.push(name.clone());
@@ -215,7 +217,7 @@ impl Refresher {
                     name.clone(),
                     Known {
                         spec: server.spec.clone(),
-                        due: next,
+                        due: now + interval_of(&server.spec, self.settings.interval),
                     },
                 );
                 entries.push(Arc::new(entry));
@@ -253,11 +255,17 @@ impl Refresher {
     }
 }
 
+/// A server's own `refresh_interval`, else the global one.
+pub fn interval_of(spec: &ServerSpec, global: Duration) -> Duration {
+    spec.refresh_interval.unwrap_or(global)
+}
+
 struct Lists {
     session: UpstreamSession,
     tools: Vec<rmcp::model::Tool>,
     prompts: Vec<rmcp::model::Prompt>,
     resources: Vec<rmcp::model::Resource>,
+    templates: Vec<rmcp::model::ResourceTemplate>,
 }
 
 type Gathered = Result<Lists, String>;
@@ -319,10 +327,29 @@ async fn gather(
     } else {
         Vec::new()
     };
+    let templates = if capabilities.resources.is_some() {
+        let listed = tokio::time::timeout(limit, session.peer().list_all_resource_templates())
+            .await
+            .map_err(timed("resources/templates/list"))?;
+        match listed {
+            Ok(templates) => templates,
+            // Templates are optional: a server with plain resources only may
+            // not know the method, and is no less available for it.
+            Err(rmcp::service::ServiceError::McpError(e))
+                if e.code == rmcp::model::ErrorCode::METHOD_NOT_FOUND =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(format!("resources/templates/list failed: {e}")),
+        }
+    } else {
+        Vec::new()
+    };
     Ok(Lists {
         session,
         tools,
         prompts,
         resources,
+        templates,
     })
 }

@@ -45,6 +45,9 @@ pub struct ServerSpec {
     pub upstream_auth: UpstreamCredential,
     /// TLS to this server's `https://` replicas (its `tls:` block).
     pub tls: UpstreamTls,
+    /// How often the catalog gathers this server again; `None`: the
+    /// global `CATALOG_REFRESH_INTERVAL`.
+    pub refresh_interval: Option<std::time::Duration>,
 }
 
 /// The credential the gateway presents upstream for a server (the
@@ -85,6 +88,7 @@ struct RawServer {
     passthrough_headers: Option<Vec<String>>,
     upstream_auth: Option<RawCredential>,
     tls: Option<RawUpstreamTls>,
+    refresh_interval: Option<i64>,
 }
 
 /// The YAML form of an [`UpstreamCredential`]: secrets are named by the
@@ -190,6 +194,7 @@ fn servers_of(
                 jwt_audience: raw.jwt_audience.as_deref(),
                 passthrough_headers: raw.passthrough_headers.as_deref(),
                 upstream_auth: &upstream_auth,
+                refresh_interval: raw.refresh_interval,
             };
             let mut spec = validate_server(fields, &field)?;
             spec.tls = upstream_tls(raw.tls.unwrap_or_default(), &field)?;
@@ -214,6 +219,8 @@ pub struct ServerFields<'a> {
     pub jwt_audience: Option<&'a str>,
     pub passthrough_headers: Option<&'a [String]>,
     pub upstream_auth: &'a UpstreamCredential,
+    /// Seconds.
+    pub refresh_interval: Option<i64>,
 }
 
 /// The one set of rules for a server, from the YAML file or the registry;
@@ -248,6 +255,11 @@ pub fn validate_server(
         })
         .transpose()?;
     validate_credential(raw.upstream_auth).map_err(|(f, e)| ConfigError::new(field(&f), e))?;
+    let refresh_interval = raw
+        .refresh_interval
+        .map(super::values::refresh_interval)
+        .transpose()
+        .map_err(|e| ConfigError::new(field("refresh_interval"), e))?;
     Ok(ServerSpec {
         name: raw.name.to_string(),
         urls,
@@ -258,6 +270,7 @@ pub fn validate_server(
         upstream_auth: raw.upstream_auth.clone(),
         // Per-server TLS files are the YAML file's alone (see the parser).
         tls: UpstreamTls::default(),
+        refresh_interval,
     })
 }
 

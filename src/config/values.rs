@@ -238,6 +238,21 @@ pub fn positive_seconds(raw: &str) -> Result<Duration, String> {
     })
 }
 
+/// The longest per-server `refresh_interval`: a catalog older than a day
+/// is a configuration mistake, not a choice.
+pub const MAX_REFRESH_INTERVAL_SECS: i64 = 86_400;
+
+/// A server's `refresh_interval`, whole seconds from 1 to a day.
+pub fn refresh_interval(secs: i64) -> Result<Duration, String> {
+    if (1..=MAX_REFRESH_INTERVAL_SECS).contains(&secs) {
+        Ok(Duration::from_secs(secs.unsigned_abs()))
+    } else {
+        Err(format!(
+            "must be a whole number of seconds from 1 to {MAX_REFRESH_INTERVAL_SECS}, got {secs}"
+        ))
+    }
+}
+
 /// Under systemd's `RuntimeDirectory=` (`$RUNTIME_DIRECTORY`, private to
 /// the service and not affected by `PrivateTmp=`), else in `/tmp`.
 pub(super) fn default_upgrade_sock(runtime_directory: Option<&str>) -> PathBuf {
@@ -282,6 +297,41 @@ pub fn parse_tool_name_separator(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_servers_refresh_interval_is_whole_seconds_up_to_a_day() {
+        assert_eq!(refresh_interval(1), Ok(Duration::from_secs(1)));
+        assert_eq!(refresh_interval(86_400), Ok(Duration::from_secs(86_400)));
+        for bad in [0, -5, 86_401] {
+            let e = refresh_interval(bad).unwrap_err();
+            assert!(
+                e.contains("from 1 to 86400") && e.contains(&bad.to_string()),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_yaml_files_refresh_interval_is_validated_with_its_field() {
+        let yaml = |v: &str| {
+            format!("servers:\n  - {{name: a, url: http://h/mcp, refresh_interval: {v}}}\n")
+        };
+        let env = |_: &str| None;
+        let parsed = super::super::servers::parse_file_with_env(&yaml("30"), "g.yaml", &env)
+            .map(|(s, _)| s)
+            .expect("valid");
+        assert_eq!(parsed[0].refresh_interval, Some(Duration::from_secs(30)));
+        let e = super::super::servers::parse_file_with_env(&yaml("0"), "g.yaml", &env)
+            .map(|(s, _)| s)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("servers[0].refresh_interval"), "{e}");
+        let e = super::super::servers::parse_file_with_env(&yaml("fast"), "g.yaml", &env)
+            .map(|(s, _)| s)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refresh_interval"), "{e}");
+    }
 
     #[test]
     fn the_upgrade_socket_goes_to_systemds_runtime_directory_when_there_is_one() {

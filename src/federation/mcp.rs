@@ -6,10 +6,11 @@
 
 use super::{CallContext, CallError, Caller, Scope, SharedFederation};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ErrorCode, ErrorData, Implementation,
-    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, ErrorCode, ErrorData, GetPromptRequestParams,
+    GetPromptResponse, Implementation, InitializeRequestParams, InitializeResult,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -326,7 +327,9 @@ impl ServerHandler for FederationHandler {
                 .enable_tools()
                 .enable_tool_list_changed()
                 .enable_prompts()
+                .enable_prompts_list_changed()
                 .enable_resources()
+                .enable_resources_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
@@ -354,8 +357,13 @@ impl ServerHandler for FederationHandler {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
+                    // One catalog holds all three lists: any may have changed.
                     changed = changes.changed() => {
-                        if changed.is_err() || peer.notify_tool_list_changed().await.is_err() {
+                        if changed.is_err()
+                            || peer.notify_tool_list_changed().await.is_err()
+                            || peer.notify_prompt_list_changed().await.is_err()
+                            || peer.notify_resource_list_changed().await.is_err()
+                        {
                             break;
                         }
                     }
@@ -418,6 +426,39 @@ impl ServerHandler for FederationHandler {
         let mut result = ListResourcesResult::with_all_items(resources);
         result.next_cursor = next;
         Ok(result)
+    }
+
+    // Prompts and resources: see `super::prompts`.
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let (caller, scope) = self.caller(&context.extensions)?;
+        let size = self.config.page_size;
+        super::prompts::list_resource_templates(&self.fed, &caller, &scope, request, size)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let (caller, scope) = self.caller(&context.extensions)?;
+        super::prompts::get_prompt(&self.fed, &caller, &scope, request)
+            .await
+            .map(GetPromptResponse::Complete)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let (caller, scope) = self.caller(&context.extensions)?;
+        super::prompts::read_resource(&self.fed, &caller, &scope, request)
+            .await
+            .map(ReadResourceResponse::Complete)
     }
 
     async fn call_tool(

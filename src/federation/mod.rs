@@ -20,6 +20,7 @@ pub mod front;
 mod front_tests;
 pub mod handover;
 pub mod mcp;
+pub mod prompts;
 pub mod rpc;
 pub mod service;
 pub mod tools;
@@ -29,7 +30,7 @@ use crate::identity::Identity;
 use async_trait::async_trait;
 use rmcp::model::{
     CallToolResult, GetPromptResult, JsonObject, ProgressNotificationParam, Prompt,
-    ReadResourceResult, Resource, Tool,
+    ReadResourceResult, Resource, ResourceTemplate, Tool,
 };
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -111,6 +112,11 @@ pub trait Federation: Send + Sync + 'static {
     fn list_tools(&self, caller: &Caller, scope: &Scope) -> Vec<Tool>;
     fn list_prompts(&self, caller: &Caller, scope: &Scope) -> Vec<Prompt>;
     fn list_resources(&self, caller: &Caller, scope: &Scope) -> Vec<Resource>;
+    /// `resources/templates/list` of every server the caller may read.
+    fn list_resource_templates(&self, caller: &Caller, scope: &Scope) -> Vec<ResourceTemplate> {
+        let _ = (caller, scope);
+        Vec::new()
+    }
     /// Every tool of the caller's scope the caller may use, unavailable
     /// ones included (marked), in the order of `list_tools`.
     fn tool_entries(&self, caller: &Caller, scope: &Scope) -> Vec<ToolEntry> {

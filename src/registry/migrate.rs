@@ -26,6 +26,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0002_virtual_servers.sqlite.sql"),
         postgres: include_str!("migrations/0002_virtual_servers.postgres.sql"),
     },
+    Migration {
+        version: 3,
+        name: "refresh_interval",
+        sqlite: include_str!("migrations/0003_refresh_interval.sqlite.sql"),
+        postgres: include_str!("migrations/0003_refresh_interval.postgres.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

@@ -23,7 +23,8 @@ mod virtual_store;
 mod writes;
 
 pub use model::{
-    Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, Origin, Page, Record, RegistryError,
+    Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, McpCheck, Origin, Page, Record,
+    RegistryError,
     ServerDraft, ServerPatch, ServerRecord, Transport, VirtualServerDraft, VirtualServerPatch,
     VirtualServerRecord,
 };
@@ -130,4 +131,10 @@ pub trait VirtualRegistry: Send + Sync {
 pub trait HealthView: Send + Sync {
     /// `None` if no server of that name is in the current routing snapshot.
     fn server_health(&self, name: &str) -> Option<Vec<BackendHealth>>;
+    /// The MCP-level check of the catalog's last gathering; `None` before
+    /// the first (or where no catalog runs).
+    fn mcp_health(&self, name: &str) -> Option<McpCheck> {
+        let _ = name;
+        None
+    }
 }

@@ -37,10 +37,12 @@ pub struct ServerDraft {
     pub description: String,
     pub tags: Vec<String>,
     pub upstream_auth: UpstreamCredential,
+    /// Seconds between catalog gatherings; `None`: `CATALOG_REFRESH_INTERVAL`.
+    pub refresh_interval: Option<i64>,
 }
 
-/// A partial change: `None` leaves a field as it is. For the three
-/// optional fields, `Some(None)` clears them.
+/// A partial change: `None` leaves a field as it is. For the optional
+/// fields, `Some(None)` clears them.
 #[derive(Debug, Clone, Default)]
 pub struct ServerPatch {
     pub urls: Option<Vec<String>>,
@@ -53,6 +55,7 @@ pub struct ServerPatch {
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
     pub upstream_auth: Option<UpstreamCredential>,
+    pub refresh_interval: Option<Option<i64>>,
 }
 
 /// A stored record: a server's or a virtual server's draft, and what the
@@ -218,4 +221,19 @@ pub struct BackendHealth {
     pub last_check: Option<i64>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+}
+
+/// A server as the catalog's last gathering saw it over MCP (`initialize`
+/// and its lists, as the gateway itself), beside the TCP health checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpCheck {
+    pub up: bool,
+    /// Why the last gathering failed.
+    pub reason: Option<String>,
+    /// Unix seconds of the last gathering.
+    pub last_check: i64,
+    /// Unix seconds of the first failure in the current run of failures.
+    pub down_since: Option<i64>,
+    /// Unix seconds of the last successful gathering.
+    pub last_success: Option<i64>,
 }

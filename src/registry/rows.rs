@@ -68,6 +68,7 @@ impl Kind for ServerDraft {
         "description",
         "tags",
         "credential",
+        "refresh_interval",
     ];
 
     fn name(&self) -> &str {
@@ -90,6 +91,7 @@ impl Kind for ServerDraft {
             .bind(self.description.as_str())
             .bind(list_json(&self.tags))
             .bind(cipher.seal(&self.name, &self.upstream_auth))
+            .bind(self.refresh_interval)
     }
 
     /// The credential is opened here: a record read is a usable one.
@@ -125,6 +127,7 @@ impl Kind for ServerDraft {
             description: text(8)?,
             tags: json_list(9)?.unwrap_or_default(),
             upstream_auth,
+            refresh_interval: row.try_get(11).map_err(db_error)?,
             name,
         })
     }
@@ -146,6 +149,7 @@ impl Kind for ServerDraft {
             && a.description == b.description
             && a.tags == b.tags
             && a.upstream_auth == b.upstream_auth
+            && a.refresh_interval == b.refresh_interval
     }
 }
 
@@ -195,6 +199,7 @@ pub fn redacted_json(record: &ServerRecord) -> Value {
         "description": d.description,
         "tags": d.tags,
         "upstream_auth": redacted_credential(&d.upstream_auth),
+        "refresh_interval": d.refresh_interval,
         "origin": origin,
         "config_file": file,
         "version": record.version,

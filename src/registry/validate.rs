@@ -26,6 +26,7 @@ pub fn validate_draft(draft: &ServerDraft) -> Result<ServerSpec, RegistryError> 
             jwt_audience: draft.jwt_audience.as_deref(),
             passthrough_headers: draft.passthrough_headers.as_deref(),
             upstream_auth: &draft.upstream_auth,
+            refresh_interval: draft.refresh_interval,
         },
         &|f| f.to_string(),
     )
@@ -87,6 +88,7 @@ pub fn draft_from_spec(spec: &ServerSpec) -> ServerDraft {
         description: String::new(),
         tags: Vec::new(),
         upstream_auth: spec.upstream_auth.clone(),
+        refresh_interval: spec.refresh_interval.map(|d| d.as_secs() as i64),
     }
 }
 
@@ -126,6 +128,9 @@ pub fn apply_patch(mut draft: ServerDraft, patch: ServerPatch) -> ServerDraft {
     }
     if let Some(v) = patch.upstream_auth {
         draft.upstream_auth = v;
+    }
+    if let Some(v) = patch.refresh_interval {
+        draft.refresh_interval = v;
     }
     draft
 }

@@ -519,6 +519,8 @@ async fn prompts_and_resources_are_listed_and_fetched_from_their_server() {
         .expect("resources/read");
     let v = serde_json::to_value(&readme).unwrap();
     assert_eq!(v["contents"][0]["text"], "This is the demo server.");
+    // Prompts and resources went over alice's one pooled session, as calls do.
+    assert_eq!(fed.pooled_sessions(), 1);
     assert_eq!(
         fed.read_resource(&alice, &Scope::Everything, "demo://nope")
             .await

@@ -118,7 +118,7 @@ async fn a_failed_migration_leaves_the_schema_as_it_was() {
             Dialect::Sqlite
         };
         let broken = "CREATE TABLE gw_half_done (x BIGINT); INSERT INTO no_such_table VALUES (1);";
-        // The migrations this gateway ran (already applied), then a broken one.
+        // The real migrations (already applied), then a broken next one.
         let latest = migrate::latest_version();
         let mut migrations: Vec<Migration> = migrate::MIGRATIONS
             .iter()
@@ -139,13 +139,11 @@ async fn a_failed_migration_leaves_the_schema_as_it_was() {
             .await
             .unwrap_err();
         let text = e.to_string();
-        assert!(
-            text.contains(&format!(
-                "migration {} (broken) failed and was rolled back",
-                latest + 1
-            )),
-            "{text}"
+        let expected = format!(
+            "migration {} (broken) failed and was rolled back",
+            latest + 1
         );
+        assert!(text.contains(&expected), "{text}");
         assert_eq!(schema_version(&db).await, latest, "{}", db.label);
         let half = sqlx::query("SELECT x FROM gw_half_done")
             .fetch_optional(&pool)

@@ -124,6 +124,39 @@ async fn bad_drafts_and_duplicates_write_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_refresh_interval_is_stored_validated_replaced_and_cleared() {
+    for db in test_databases().await {
+        let reg = db.open().await;
+        let mut d = draft("alpha");
+        d.refresh_interval = Some(30);
+        let r = reg.create(d, &admin()).await.unwrap();
+        assert_eq!(r.draft.refresh_interval, Some(30), "{}", db.label);
+        let got = reg.get("alpha").await.unwrap();
+        assert_eq!(got.draft.refresh_interval, Some(30), "{}", db.label);
+        assert_eq!(
+            validate_draft(&got.draft).unwrap().refresh_interval,
+            Some(std::time::Duration::from_secs(30))
+        );
+        let mut replaced = got.draft.clone();
+        replaced.refresh_interval = Some(600);
+        let r = reg.update("alpha", replaced, 1, &admin()).await.unwrap();
+        assert_eq!(r.draft.refresh_interval, Some(600), "{}", db.label);
+        let clear = ServerPatch {
+            refresh_interval: Some(None),
+            ..Default::default()
+        };
+        reg.patch("alpha", clear, None, &admin()).await.unwrap();
+        assert_eq!(reg.get("alpha").await.unwrap().draft.refresh_interval, None);
+        let mut bad = draft("beta");
+        bad.refresh_interval = Some(0);
+        match reg.create(bad, &admin()).await.unwrap_err() {
+            RegistryError::Invalid { field, .. } => assert_eq!(field, "refresh_interval"),
+            other => panic!("{}: {other:?}", db.label),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_version_is_a_conflict_and_changes_nothing() {
     for db in test_databases().await {
         let reg = db.open().await;

@@ -9,8 +9,9 @@ use crate::identity::{Identity, IdentitySource};
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock, JsonObject,
-    PaginatedRequestParams, ProgressNotificationParam, Prompt, Resource, Tool,
+    CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock, GetPromptResult,
+    JsonObject, PaginatedRequestParams, ProgressNotificationParam, Prompt, ReadResourceResult,
+    Resource, ResourceTemplate, Tool,
 };
 use rmcp::service::{NotificationContext, PeerRequestOptions};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -125,6 +126,29 @@ impl Federation for FakeFederation {
             "beta-fail" => Ok(CallToolResult::error(vec![ContentBlock::text("it broke")])),
             _ => Err(CallError::Upstream("beta is down".into())),
         }
+    }
+
+    fn list_resource_templates(&self, _caller: &Caller, _scope: &Scope) -> Vec<ResourceTemplate> {
+        prompts::templates()
+    }
+
+    async fn get_prompt(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<GetPromptResult, CallError> {
+        prompts::get_prompt(caller, scope, name, arguments)
+    }
+
+    async fn read_resource(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        uri: &str,
+    ) -> Result<ReadResourceResult, CallError> {
+        prompts::read_resource(caller, scope, uri)
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
@@ -290,5 +314,6 @@ async fn open_session(http: &reqwest::Client, url: &str, user: &str) -> String {
 
 mod client;
 mod http;
+mod prompts;
 mod sdk;
 mod ws;

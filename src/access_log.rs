@@ -35,6 +35,20 @@ pub fn enabled() -> Option<LogFormat> {
     log::log_enabled!(target: TARGET, log::Level::Info).then_some(format)
 }
 
+/// Writes a finished access line (from [`format`]): appended to the log
+/// buffer, whose thread writes it to stdout (see `log_writer`), so the
+/// request never waits for stdout. Without that buffer (a library user
+/// that did not install it), through the `log` crate like any line.
+pub fn emit(mut line: String) {
+    match crate::log_writer::global() {
+        Some(writer) => {
+            line.push('\n');
+            writer.append(line.as_bytes());
+        }
+        None => log::info!(target: TARGET, "{line}"),
+    }
+}
+
 /// What one access line says.
 #[derive(Debug, Clone)]
 pub struct AccessRecord<'a> {

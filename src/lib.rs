@@ -27,6 +27,7 @@ pub(crate) mod legacy_sse;
 pub(crate) mod lifecycle;
 pub(crate) mod listener_certs;
 pub(crate) mod local;
+pub mod log_writer;
 pub(crate) mod metrics;
 pub(crate) mod proxy;
 pub mod refusal;

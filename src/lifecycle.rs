@@ -155,7 +155,7 @@ impl ShutdownSignalWatch for DrainThenStop {
             tokio::spawn(async move {
                 if int.recv().await.is_some() {
                     log::warn!("SIGINT during the upgrade: exiting now");
-                    std::process::exit(0);
+                    crate::log_writer::exit(0);
                 }
             });
             return ShutdownSignal::GracefulUpgrade;
@@ -241,7 +241,7 @@ pub fn exit_when_idle(
             );
         }
         log::info!("mcp-gateway stopped");
-        std::process::exit(0)
+        crate::log_writer::exit(0)
     };
     // Detached: it ends the process itself.
     if let Err(e) = std::thread::Builder::new()

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use mcp_gateway::access_log;
 use mcp_gateway::config::LogFormat;
+use mcp_gateway::log_writer::{self, LogWriter};
 use std::path::PathBuf;
 
 // glibc's malloc takes an arena lock when memory is freed on another thread
@@ -71,6 +72,8 @@ fn main() {
         log::warn!("{warning}");
     }
     if cli.check_config {
+        // After the warnings, which the log writer may still hold.
+        log_writer::flush();
         println!("configuration OK: {} server(s)", settings.servers.len());
         return;
     }
@@ -82,21 +85,51 @@ fn main() {
 
 /// Every log line to standard output (journald, `docker logs` and
 /// Kubernetes collect it there), as text or, with `LOG_FORMAT=json`, one
-/// JSON object a line. Access lines arrive formatted and are written as
-/// they are; each record is one `write` of a whole line.
+/// JSON object a line, through the log writer's buffer: a request never
+/// waits for stdout (see `log_writer`). Access lines arrive formatted and
+/// skip env_logger (`access_log::emit`); the other records come through
+/// its pipe target into the same buffer, so they stay in order and whole.
 fn init_logger(filter: &str, format: LogFormat) {
     use std::io::Write;
+    let warning: log_writer::DropWarning = Box::new(move |dropped| {
+        log::log_enabled!(log::Level::Warn).then(|| {
+            access_log::format_message(
+                std::time::SystemTime::now(),
+                "WARN",
+                "mcp_gateway::log_writer",
+                &format!(
+                    "stdout cannot keep up: log lines are being dropped \
+                     ({dropped} so far, mcp_access_log_dropped_total)"
+                ),
+                format,
+            )
+        })
+    });
+    let target = match LogWriter::spawn(
+        Box::new(std::io::stdout()),
+        log_writer::PENDING_CAP,
+        log_writer::DROPPED.clone(),
+        warning,
+    ) {
+        Ok(writer) => {
+            log_writer::install(writer.clone());
+            env_logger::Target::Pipe(Box::new(writer))
+        }
+        Err(e) => {
+            eprintln!("mcp-gateway: no log writer thread ({e}): logging straight to stdout");
+            env_logger::Target::Stdout
+        }
+    };
     env_logger::Builder::new()
         // Pingora's debug lines print whole request headers, credentials
         // included: a debug level stays ours unless RUST_LOG names pingora.
         .filter_module("pingora", log::LevelFilter::Info)
         .parse_filters(filter)
-        .target(env_logger::Target::Stdout)
+        .target(target)
         .write_style(env_logger::WriteStyle::Never)
         .format(move |buf, record| {
             if record.target() == access_log::TARGET {
-                // Formatted already; env_logger buffers the record and
-                // writes it to stdout with one write.
+                // Formatted already (the fallback of `access_log::emit`).
                 return writeln!(buf, "{}", record.args());
             }
             let line = access_log::format_message(

@@ -137,6 +137,11 @@ impl Metrics {
         registry
             .register(Box::new(mcp_up.clone()))
             .expect("metric registered once");
+        // The log writer is one per process and counts into this one
+        // counter; each registry exports it.
+        registry
+            .register(Box::new(crate::log_writer::DROPPED.clone()))
+            .expect("metric registered once");
         Metrics {
             mcp_up,
             mcp_series: Mutex::new(HashSet::new()),
@@ -411,6 +416,7 @@ mod tests {
             "mcp_requests_total{server=\"demo\",status=\"4xx\"} 0",
             "mcp_request_duration_seconds_count{server=\"demo\"} 2",
             "mcp_refusals_total{reason=\"unknown_server\"} 1",
+            "mcp_access_log_dropped_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -95,7 +95,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         Ok(runtime) => Arc::new(runtime),
         Err(e) => {
             eprintln!("mcp-gateway: {e}");
-            std::process::exit(1)
+            crate::log_writer::exit(1)
         }
     };
     let routing = Arc::new(Routing::new(runtime.clone()));
@@ -105,7 +105,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         settings.virtual_servers.clone(),
     ) {
         eprintln!("mcp-gateway: {e}");
-        std::process::exit(2)
+        crate::log_writer::exit(2)
     }
     // Until the reload service listens, a SIGHUP must not end the process
     // (its default action); tokio's handler replaces this one.
@@ -129,7 +129,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
             Ok(admin) => Some(admin),
             Err(e) => {
                 eprintln!("mcp-gateway: {e}");
-                std::process::exit(2)
+                crate::log_writer::exit(2)
             }
         }
     } else {
@@ -173,6 +173,8 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
              (send it SIGQUIT now)",
             settings.listen.upgrade_sock.display()
         );
+        // Pingora exits on its own if no sockets come.
+        crate::log_writer::flush();
     }
     // With --upgrade this blocks until the old process sends its sockets,
     // and exits 1 if none come within Pingora's retries (about 6 s).
@@ -185,7 +187,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         Ok(socket) => socket,
         Err(e) => {
             eprintln!("mcp-gateway: cannot create the federation service's socket: {e}");
-            std::process::exit(1)
+            crate::log_writer::exit(1)
         }
     };
     let federation_address = socket.address.clone();
@@ -239,7 +241,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
                 }
                 Err(e) => {
                     eprintln!("mcp-gateway: configuration error: {e}");
-                    std::process::exit(2)
+                    crate::log_writer::exit(2)
                 }
             }
         }
@@ -322,7 +324,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         }),
     });
     log::info!("mcp-gateway stopped");
-    std::process::exit(0)
+    crate::log_writer::exit(0)
 }
 
 /// Builds the first snapshot, resolving every replica before the listener

@@ -167,7 +167,7 @@ impl BackgroundService for RegistryService {
                 // AUTH_ENCRYPTION_SECRET: retrying cannot help.
                 log::error!("registry: {e}");
                 eprintln!("mcp-gateway: registry: {e}");
-                std::process::exit(1);
+                crate::log_writer::exit(1);
             }
         };
         tokio::join!(admin, follow);

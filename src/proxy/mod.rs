@@ -555,7 +555,7 @@ impl ProxyHttp for Gateway {
         }
         if let Some(format) = access_log::enabled() {
             let line = self.access_line(session, ctx, status, elapsed, format);
-            log::info!(target: access_log::TARGET, "{line}");
+            access_log::emit(line);
         }
         if let (Some(e), Some((server, _))) = (error, routed) {
             log::debug!(

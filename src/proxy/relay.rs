@@ -266,7 +266,7 @@ async fn relay(
     finish.server.metrics.observe(status, elapsed);
     if let Some(format) = access_log::enabled() {
         let line = finish.record.line(status, elapsed, bytes, format);
-        log::info!(target: access_log::TARGET, "{line}");
+        access_log::emit(line);
     }
     if end != End::Complete {
         log::debug!("server {}: stream ended: {end:?}", finish.server.name);

@@ -292,3 +292,147 @@ fn a_made_up_request_id_reaches_the_upstream_once_and_comes_back() {
     // One value (a repeated header would be an array), the one sent back.
     assert_eq!(seen["headers"]["x-request-id"], json!(id));
 }
+
+/// Requests the burst test makes, from `BURST_CLIENTS` keep-alive
+/// connections at once.
+const BURST: usize = 2_000;
+const BURST_CLIENTS: usize = 4;
+
+/// The gateway with its stdout on a pipe the test does not read until the
+/// gateway, told to stop by `signal`, has closed its listener (or exited):
+/// the pipe fills, so most of a burst's access lines are still in the
+/// gateway's log buffer when it begins to exit. Every one must come out
+/// before the process ends, once, and in each client's order. Returns what
+/// it wrote to stdout.
+fn burst_then_stop(format: &str, signal: &str) -> String {
+    use std::io::{BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::Stdio;
+    let mut env = PROXY_ENV.to_vec();
+    env.extend([("TRUSTED_PROXIES", "127.0.0.1"), ("LOG_FORMAT", format)]);
+    let port = free_port();
+    let (mut cmd, dir) = gateway_command(&env, "servers: []\n", port);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log file"))
+        .spawn()
+        .expect("gateway starts");
+    let mut proc = Proc {
+        child,
+        log: dir.join("stderr.log"),
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !try_request(&addr, "GET", "/health", &[], "").is_ok_and(|r| r.status == 200) {
+        assert!(Instant::now() < deadline, "not ready: {}", proc.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let clients: Vec<_> = (0..BURST_CLIENTS)
+        .map(|c| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let stream = TcpStream::connect(&addr).expect("connect");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .expect("timeout");
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                for i in 0..BURST / BURST_CLIENTS {
+                    let id = format!("burst-{c}-{i:04}");
+                    let req = raw_keepalive_request(
+                        &addr,
+                        "GET",
+                        "/health",
+                        &[("X-Request-Id", &id)],
+                        "",
+                    );
+                    (&stream).write_all(req.as_bytes()).expect("write");
+                    let r = read_response(&mut reader).expect("a response");
+                    assert_eq!(r.header("x-request-id"), Some(id.as_str()), "{r:?}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client");
+    }
+    proc.signal(signal);
+    while TcpStream::connect(&addr).is_ok() && matches!(proc.child.try_wait(), Ok(None)) {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "still listening after {signal}: {}",
+            proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = String::new();
+    proc.child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read stdout to its end");
+    let status = proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("the gateway stops");
+    assert!(status.success(), "{status}: {}", proc.output());
+
+    // Each id exactly once, each client's in the order it sent them.
+    let ids: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split("burst-").nth(1))
+        .map(|rest| &rest[..6])
+        .collect();
+    assert_eq!(ids.len(), BURST, "access lines of the burst");
+    assert!(out.contains("mcp-gateway stopped"), "{out}");
+    for c in 0..BURST_CLIENTS {
+        let prefix = format!("{c}-");
+        let seen: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| id.starts_with(&prefix))
+            .collect();
+        let sent: Vec<String> = (0..BURST / BURST_CLIENTS)
+            .map(|i| format!("{c}-{i:04}"))
+            .collect();
+        assert_eq!(seen, sent, "client {c}'s lines, in order");
+    }
+    out
+}
+
+#[test]
+fn every_access_line_of_a_burst_is_written_before_the_process_exits() {
+    let out = burst_then_stop("text", "-TERM");
+    let burst_lines = out.lines().filter(|l| l.contains("request_id=burst-"));
+    for line in burst_lines {
+        assert!(
+            line.starts_with("time=")
+                && line.contains(" path=/health ")
+                && line.contains(" status=200 "),
+            "{line}"
+        );
+    }
+}
+
+/// Under concurrent requests every line of a JSON run, the gateway's
+/// other messages included, is one whole JSON object; and SIGINT, which
+/// ends the process at once, loses no line either.
+#[test]
+fn every_line_of_a_json_burst_is_one_json_object() {
+    let out = burst_then_stop("json", "-INT");
+    let mut access = 0;
+    for line in out.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.is_object() && v.get("time").is_some(), "{line}");
+        if v["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("burst-"))
+        {
+            assert_eq!(
+                (v["path"].as_str(), v["status"].as_u64()),
+                (Some("/health"), Some(200))
+            );
+            access += 1;
+        }
+    }
+    assert_eq!(access, BURST);
+}

@@ -14,18 +14,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(super) const PASSWORD: &str = "correct horse battery staple";
 /// The auth service's answer for this bearer token names this user.
 const GOOD_TOKEN: &str = "alice-token";
 const GOOD_EMAIL: &str = "alice@example.com";
 /// For this token the auth service says yes but names nobody.
 const NAMELESS_TOKEN: &str = "nameless-token";
 
-fn repo() -> &'static Path {
+pub(super) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+pub(super) fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "mcp-gw-{name}-{}-{}",
         std::process::id(),
@@ -36,7 +36,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// A program the test needs, or a loud failure naming what installs it.
-fn program(name: &str) -> PathBuf {
+pub(super) fn program(name: &str) -> PathBuf {
     for dir in std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
@@ -50,7 +50,7 @@ fn program(name: &str) -> PathBuf {
     panic!("{name} is not installed: run `make deps-test`");
 }
 
-fn wait_listening(addr: &str, proc: &mut Proc, what: &str) {
+pub(super) fn wait_listening(addr: &str, proc: &mut Proc, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
         if let Ok(Some(status)) = proc.child.try_wait() {
@@ -65,7 +65,7 @@ fn wait_listening(addr: &str, proc: &mut Proc, what: &str) {
     }
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(super) fn basic(user: &str, password: &str) -> String {
     let pair = format!("{user}:{password}");
     format!(
         "Basic {}",
@@ -110,7 +110,7 @@ fn start_auth_service() -> String {
 }
 
 /// The demo server behind a gateway in proxy mode.
-fn demo_and_gateway(env: &[(&str, &str)]) -> (Demo, Gateway) {
+pub(super) fn demo_and_gateway(env: &[(&str, &str)]) -> (Demo, Gateway) {
     let demo = Demo::start("behind");
     let mut all = vec![
         ("MCP_CLIENT_AUTH_ENABLED", "false"),

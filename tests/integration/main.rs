@@ -6,6 +6,7 @@ mod harness;
 mod access_log;
 mod admin_page;
 mod behind_proxies;
+mod behind_proxies_ws;
 mod catalog;
 mod conf_files;
 mod config;

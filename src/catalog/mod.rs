@@ -504,4 +504,8 @@ impl Federation for CatalogFederation {
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.store.changes()
     }
+
+    fn roots_changed(&self, client: u64) {
+        self.pool.roots_changed(client);
+    }
 }

@@ -3,13 +3,23 @@
 //! selection picks, its `tls:` block, and the headers the caller (or the
 //! gateway) sends. Shared by the catalog's gathering and the calls.
 
+// MCP 2026-07-28 (SEP-2577) deprecates sampling and roots in rmcp's model;
+// the revisions clients and servers speak today have them, and the gateway
+// relays what they speak.
+#![allow(deprecated)]
+
+use crate::federation::relay::{attribute, FrontClient};
 use crate::federation::ProgressSink;
 use crate::state::ServerRuntime;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
-    ClientConfig, Implementation, JsonRpcMessage, ProgressToken, ServerNotification,
+    ClientCapabilities, ClientConfig, ClientResult, CreateMessageRequest,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
+    ElicitResult, ElicitationCapability, ErrorData, Implementation, JsonRpcMessage,
+    ListRootsResult, ProgressToken, RequestId, RootsCapabilities, SamplingCapability,
+    ServerNotification, ServerRequest,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{InboundStreamOrigin, NotificationContext, RequestContext, RunningService};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, Transport};
@@ -19,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// A live client session to one replica.
 pub type UpstreamSession = RunningService<RoleClient, UpstreamHandler>;
@@ -77,15 +88,52 @@ pub fn fingerprint(headers: &HashMap<HeaderName, HeaderValue>) -> [u8; 32] {
 }
 
 /// The client side of one session: progress goes to the call that asked
-/// for it, a list change to the catalog's refresher.
+/// for it, a list change to the catalog's refresher, a server's request to
+/// the front client the session serves (see `federation::relay`).
 #[derive(Clone, Default)]
 pub struct UpstreamHandler {
     pub progress: Arc<Mutex<HashMap<ProgressToken, ProgressSink>>>,
     /// The server's name on `notifications/*/list_changed`.
     pub list_changed: Option<(String, mpsc::UnboundedSender<String>)>,
+    /// What the session declares at `initialize`.
+    pub capabilities: ClientCapabilities,
+    /// The front client that answers the server's requests; `None`: the
+    /// gateway answers them itself (no roots, nobody to ask).
+    pub relay: Option<Arc<SessionRelay>>,
 }
 
 impl UpstreamHandler {
+    /// A session whose server requests go to `client`, declaring what it
+    /// declared; each request waits at most `limit` for the client.
+    pub fn relaying(client: FrontClient, limit: Duration) -> Self {
+        UpstreamHandler {
+            capabilities: client.capabilities.clone(),
+            relay: Some(Arc::new(SessionRelay {
+                client,
+                limit,
+                calls: Mutex::default(),
+            })),
+            ..UpstreamHandler::default()
+        }
+    }
+
+    /// The catalog's session: it declares every capability the gateway
+    /// relays, because servers list some tools only to clients that have
+    /// them (server-everything's `trigger-sampling-request`), and a caller
+    /// who has them must find those tools. It answers `roots/list` with no
+    /// roots and refuses the rest: nobody is there to ask.
+    pub fn gathering(server: String, changed: mpsc::UnboundedSender<String>) -> Self {
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.sampling = Some(SamplingCapability::default());
+        capabilities.elicitation = Some(ElicitationCapability::default());
+        capabilities.roots = Some(RootsCapabilities::default());
+        UpstreamHandler {
+            list_changed: Some((server, changed)),
+            capabilities,
+            ..UpstreamHandler::default()
+        }
+    }
+
     /// Forwards the progress of the call with `token` to `sink` until the
     /// returned guard is dropped.
     pub fn watch_progress(&self, token: ProgressToken, sink: ProgressSink) -> ProgressWatch {
@@ -104,6 +152,117 @@ impl UpstreamHandler {
             let _ = tx.send(server.clone());
         }
     }
+
+    async fn relay(
+        &self,
+        request: ServerRequest,
+        context: &RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        match &self.relay {
+            Some(relay) => relay.forward(request, context).await,
+            None => Err(ErrorData::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                "no client to ask: this is the gateway's own session",
+                None,
+            )),
+        }
+    }
+}
+
+/// One front client's side of an upstream session: the calls in flight,
+/// so a server request can travel with the call it serves and end with it.
+pub struct SessionRelay {
+    client: FrontClient,
+    limit: Duration,
+    /// The upstream request id of each call in flight.
+    calls: Mutex<HashMap<RequestId, InFlight>>,
+}
+
+struct InFlight {
+    /// The client's own request the call serves.
+    front: Option<RequestId>,
+    /// Fires when the call ends: its server requests end too.
+    ended: CancellationToken,
+}
+
+impl SessionRelay {
+    pub fn client(&self) -> &FrontClient {
+        &self.client
+    }
+
+    /// Records a call in flight until the returned guard is dropped.
+    pub fn track(self: &Arc<Self>, upstream: RequestId, front: Option<RequestId>) -> CallWatch {
+        let ended = CancellationToken::new();
+        self.lock().insert(
+            upstream.clone(),
+            InFlight {
+                front,
+                ended: ended.clone(),
+            },
+        );
+        CallWatch {
+            relay: self.clone(),
+            upstream,
+            _end: ended.drop_guard(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, InFlight>> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn forward(
+        &self,
+        request: ServerRequest,
+        context: &RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        let carried_by = match context.extensions.get::<InboundStreamOrigin>() {
+            Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id),
+            _ => None,
+        };
+        let (origin, call_ended) = {
+            let calls = self.lock();
+            match attribute(carried_by, calls.iter()) {
+                Some(call) => (call.front.clone(), Some(call.ended.clone())),
+                None => (None, None),
+            }
+        };
+        // The upstream cancelling its request, or the call it serves
+        // ending (answered, failed, timed out), ends the wait.
+        let upstream_cancelled = context.ct.clone();
+        let stop = async move {
+            match call_ended {
+                Some(call) => tokio::select! {
+                    _ = upstream_cancelled.cancelled() => {}
+                    _ = call.cancelled() => {}
+                },
+                None => upstream_cancelled.cancelled().await,
+            }
+        };
+        self.client.forward(request, origin, self.limit, stop).await
+    }
+}
+
+/// Forgets a call when it ends, and ends its server requests.
+pub struct CallWatch {
+    relay: Arc<SessionRelay>,
+    upstream: RequestId,
+    _end: tokio_util::sync::DropGuard,
+}
+
+impl Drop for CallWatch {
+    fn drop(&mut self) {
+        self.relay.lock().remove(&self.upstream);
+    }
+}
+
+/// A result of the kind asked for, whichever way the untagged answer was read.
+fn typed<T: serde::de::DeserializeOwned>(result: ClientResult) -> Result<T, ErrorData> {
+    serde_json::to_value(result)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            ErrorData::internal_error(format!("the client's answer is malformed: {e}"), None)
+        })
 }
 
 /// Stops forwarding a call's progress when the call ends.
@@ -138,8 +297,38 @@ impl ClientHandler for UpstreamHandler {
         self.changed();
     }
 
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        typed(self.relay(request, &context).await?)
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        typed(self.relay(request, &context).await?)
+    }
+
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        if self.relay.is_none() {
+            return Ok(ListRootsResult::default());
+        }
+        let request = ServerRequest::ListRootsRequest(Default::default());
+        typed(self.relay(request, &context).await?)
+    }
+
     fn get_info(&self) -> ClientConfig {
         let mut config = ClientConfig::default();
+        config.capabilities = self.capabilities.clone();
         config.client_info = Implementation::new("mcp-gateway", env!("CARGO_PKG_VERSION"));
         config
     }

@@ -12,6 +12,7 @@ mod config;
 mod cors;
 mod deploy;
 mod downstream_tls;
+mod federation_relay;
 mod federation_routes;
 mod headers;
 mod identity;

@@ -12,6 +12,7 @@
 pub mod model;
 pub mod naming;
 pub mod refresh;
+pub mod relay;
 pub mod schema;
 pub mod session;
 pub mod upstream;

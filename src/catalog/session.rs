@@ -8,7 +8,8 @@
 // relays what they speak.
 #![allow(deprecated)]
 
-use crate::federation::relay::{attribute, FrontClient};
+use super::relay::{typed, SessionRelay};
+use crate::federation::relay::FrontClient;
 use crate::federation::ProgressSink;
 use crate::state::ServerRuntime;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -16,10 +17,10 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientResult, CreateMessageRequest,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
     ElicitResult, ElicitationCapability, ErrorData, Implementation, JsonRpcMessage,
-    ListRootsResult, ProgressToken, RequestId, RootsCapabilities, SamplingCapability,
-    ServerNotification, ServerRequest,
+    ListRootsResult, ProgressToken, RootsCapabilities, SamplingCapability, ServerNotification,
+    ServerRequest,
 };
-use rmcp::service::{InboundStreamOrigin, NotificationContext, RequestContext, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, Transport};
@@ -29,7 +30,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// A live client session to one replica.
 pub type UpstreamSession = RunningService<RoleClient, UpstreamHandler>;
@@ -108,11 +108,7 @@ impl UpstreamHandler {
     pub fn relaying(client: FrontClient, limit: Duration) -> Self {
         UpstreamHandler {
             capabilities: client.capabilities.clone(),
-            relay: Some(Arc::new(SessionRelay {
-                client,
-                limit,
-                calls: Mutex::default(),
-            })),
+            relay: Some(Arc::new(SessionRelay::new(client, limit))),
             ..UpstreamHandler::default()
         }
     }
@@ -167,102 +163,6 @@ impl UpstreamHandler {
             )),
         }
     }
-}
-
-/// One front client's side of an upstream session: the calls in flight,
-/// so a server request can travel with the call it serves and end with it.
-pub struct SessionRelay {
-    client: FrontClient,
-    limit: Duration,
-    /// The upstream request id of each call in flight.
-    calls: Mutex<HashMap<RequestId, InFlight>>,
-}
-
-struct InFlight {
-    /// The client's own request the call serves.
-    front: Option<RequestId>,
-    /// Fires when the call ends: its server requests end too.
-    ended: CancellationToken,
-}
-
-impl SessionRelay {
-    pub fn client(&self) -> &FrontClient {
-        &self.client
-    }
-
-    /// Records a call in flight until the returned guard is dropped.
-    pub fn track(self: &Arc<Self>, upstream: RequestId, front: Option<RequestId>) -> CallWatch {
-        let ended = CancellationToken::new();
-        self.lock().insert(
-            upstream.clone(),
-            InFlight {
-                front,
-                ended: ended.clone(),
-            },
-        );
-        CallWatch {
-            relay: self.clone(),
-            upstream,
-            _end: ended.drop_guard(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, InFlight>> {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn forward(
-        &self,
-        request: ServerRequest,
-        context: &RequestContext<RoleClient>,
-    ) -> Result<ClientResult, ErrorData> {
-        let carried_by = match context.extensions.get::<InboundStreamOrigin>() {
-            Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id),
-            _ => None,
-        };
-        let (origin, call_ended) = {
-            let calls = self.lock();
-            match attribute(carried_by, calls.iter()) {
-                Some(call) => (call.front.clone(), Some(call.ended.clone())),
-                None => (None, None),
-            }
-        };
-        // The upstream cancelling its request, or the call it serves
-        // ending (answered, failed, timed out), ends the wait.
-        let upstream_cancelled = context.ct.clone();
-        let stop = async move {
-            match call_ended {
-                Some(call) => tokio::select! {
-                    _ = upstream_cancelled.cancelled() => {}
-                    _ = call.cancelled() => {}
-                },
-                None => upstream_cancelled.cancelled().await,
-            }
-        };
-        self.client.forward(request, origin, self.limit, stop).await
-    }
-}
-
-/// Forgets a call when it ends, and ends its server requests.
-pub struct CallWatch {
-    relay: Arc<SessionRelay>,
-    upstream: RequestId,
-    _end: tokio_util::sync::DropGuard,
-}
-
-impl Drop for CallWatch {
-    fn drop(&mut self) {
-        self.relay.lock().remove(&self.upstream);
-    }
-}
-
-/// A result of the kind asked for, whichever way the untagged answer was read.
-fn typed<T: serde::de::DeserializeOwned>(result: ClientResult) -> Result<T, ErrorData> {
-    serde_json::to_value(result)
-        .and_then(serde_json::from_value)
-        .map_err(|e| {
-            ErrorData::internal_error(format!("the client's answer is malformed: {e}"), None)
-        })
 }
 
 /// Stops forwarding a call's progress when the call ends.
@@ -487,6 +387,20 @@ mod tests {
             m.append(HeaderName::from_static(n), HeaderValue::from_static(v));
         }
         m
+    }
+
+    #[test]
+    fn sessions_declare_what_their_role_can_answer() {
+        // Shared sessions: nothing, so no server asks their many callers.
+        let shared = UpstreamHandler::default().get_info().capabilities;
+        assert_eq!(shared, ClientCapabilities::default());
+        // The catalog: all three, so capability-gated tools are listed.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let gathering = UpstreamHandler::gathering("s".into(), tx)
+            .get_info()
+            .capabilities;
+        assert!(gathering.sampling.is_some() && gathering.elicitation.is_some());
+        assert!(gathering.roots.is_some());
     }
 
     #[test]

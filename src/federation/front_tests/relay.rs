@@ -285,3 +285,73 @@ async fn roots_list_changed_reaches_the_federation_for_that_client_only() {
     plain.cancel().await.expect("close");
     with_roots.cancel().await.expect("close");
 }
+
+/// The `data:` messages among the SSE lines of `text`.
+fn sse_messages(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn on_streamable_http_the_request_rides_the_calls_own_stream() {
+    let h = start().await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/mcp", h.addr);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {"sampling": {}},
+        "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, session, _) = post(&http, &url, "alice", None, init).await;
+    assert!(status.is_success(), "{status}");
+    let session = session.expect("a session id");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    post(&http, &url, "alice", Some(&session), initialized).await;
+
+    // No GET stream is open: the sampling request can only come on the
+    // call's own response stream.
+    let mut call = http
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("x-test-user", "alice")
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "alpha-sample", "arguments": {}}}))
+        .send()
+        .await
+        .expect("the call's stream");
+    let mut seen = String::new();
+    let asked = loop {
+        let chunk = call
+            .chunk()
+            .await
+            .expect("read")
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        let asked = sse_messages(&seen)
+            .into_iter()
+            .find(|m| m["method"] == "sampling/createMessage");
+        if let Some(asked) = asked {
+            break asked;
+        }
+    };
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "model": "m", "role": "assistant",
+        "content": {"type": "text", "text": "answer over http"}}});
+    let (status, _, _) = post(&http, &url, "alice", Some(&session), answer).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    while let Some(chunk) = call.chunk().await.expect("read") {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let result = sse_messages(&seen)
+        .into_iter()
+        .find(|m| m["id"] == 7)
+        .expect("the call's result on its stream");
+    assert!(
+        result["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("answer over http")),
+        "{result}"
+    );
+}

@@ -14,6 +14,7 @@ pub mod health;
 pub mod model;
 pub mod naming;
 pub mod refresh;
+pub mod relay;
 pub mod schema;
 pub mod session;
 pub mod upstream;
@@ -429,6 +430,10 @@ impl Federation for CatalogFederation {
 
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.store.changes()
+    }
+
+    fn roots_changed(&self, client: u64) {
+        self.pool.roots_changed(client);
     }
 }
 

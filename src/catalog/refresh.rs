@@ -287,10 +287,7 @@ async fn gather(
     changed: mpsc::UnboundedSender<String>,
 ) -> Gathered {
     let target = session::target(server, settings.connect_timeout)?;
-    let handler = UpstreamHandler {
-        list_changed: Some((server.name.clone(), changed)),
-        ..UpstreamHandler::default()
-    };
+    let handler = UpstreamHandler::gathering(server.name.clone(), changed);
     let session = session::open(
         target,
         gateway_headers(server),

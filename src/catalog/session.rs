@@ -3,13 +3,24 @@
 //! selection picks, its `tls:` block, and the headers the caller (or the
 //! gateway) sends. Shared by the catalog's gathering and the calls.
 
+// MCP 2026-07-28 (SEP-2577) deprecates sampling and roots in rmcp's model;
+// the revisions clients and servers speak today have them, and the gateway
+// relays what they speak.
+#![allow(deprecated)]
+
+use super::relay::{typed, SessionRelay};
+use crate::federation::relay::FrontClient;
 use crate::federation::ProgressSink;
 use crate::state::ServerRuntime;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
-    ClientConfig, Implementation, JsonRpcMessage, ProgressToken, ServerNotification,
+    ClientCapabilities, ClientConfig, ClientResult, CreateMessageRequest,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
+    ElicitResult, ElicitationCapability, ErrorData, Implementation, JsonRpcMessage,
+    ListRootsResult, ProgressToken, RootsCapabilities, SamplingCapability, ServerNotification,
+    ServerRequest,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, Transport};
@@ -87,15 +98,48 @@ pub fn fingerprint(headers: &HashMap<HeaderName, HeaderValue>) -> [u8; 32] {
 }
 
 /// The client side of one session: progress goes to the call that asked
-/// for it, a list change to the catalog's refresher.
+/// for it, a list change to the catalog's refresher, a server's request to
+/// the front client the session serves (see `federation::relay`).
 #[derive(Clone, Default)]
 pub struct UpstreamHandler {
     pub progress: Arc<Mutex<HashMap<ProgressToken, ProgressSink>>>,
     /// The server's name on `notifications/*/list_changed`.
     pub list_changed: Option<(String, mpsc::UnboundedSender<String>)>,
+    /// What the session declares at `initialize`.
+    pub capabilities: ClientCapabilities,
+    /// The front client that answers the server's requests; `None`: the
+    /// gateway answers them itself (no roots, nobody to ask).
+    pub relay: Option<Arc<SessionRelay>>,
 }
 
 impl UpstreamHandler {
+    /// A session whose server requests go to `client`, declaring what it
+    /// declared; each request waits at most `limit` for the client.
+    pub fn relaying(client: FrontClient, limit: Duration) -> Self {
+        UpstreamHandler {
+            capabilities: client.capabilities.clone(),
+            relay: Some(Arc::new(SessionRelay::new(client, limit))),
+            ..UpstreamHandler::default()
+        }
+    }
+
+    /// The catalog's session: it declares every capability the gateway
+    /// relays, because servers list some tools only to clients that have
+    /// them (server-everything's `trigger-sampling-request`), and a caller
+    /// who has them must find those tools. It answers `roots/list` with no
+    /// roots and refuses the rest: nobody is there to ask.
+    pub fn gathering(server: String, changed: mpsc::UnboundedSender<String>) -> Self {
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.sampling = Some(SamplingCapability::default());
+        capabilities.elicitation = Some(ElicitationCapability::default());
+        capabilities.roots = Some(RootsCapabilities::default());
+        UpstreamHandler {
+            list_changed: Some((server, changed)),
+            capabilities,
+            ..UpstreamHandler::default()
+        }
+    }
+
     /// Forwards the progress of the call with `token` to `sink` until the
     /// returned guard is dropped.
     pub fn watch_progress(&self, token: ProgressToken, sink: ProgressSink) -> ProgressWatch {
@@ -112,6 +156,21 @@ impl UpstreamHandler {
     fn changed(&self) {
         if let Some((server, tx)) = &self.list_changed {
             let _ = tx.send(server.clone());
+        }
+    }
+
+    async fn relay(
+        &self,
+        request: ServerRequest,
+        context: &RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        match &self.relay {
+            Some(relay) => relay.forward(request, context).await,
+            None => Err(ErrorData::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                "no client to ask: this is the gateway's own session",
+                None,
+            )),
         }
     }
 }
@@ -148,8 +207,38 @@ impl ClientHandler for UpstreamHandler {
         self.changed();
     }
 
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        typed(self.relay(request, &context).await?)
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        typed(self.relay(request, &context).await?)
+    }
+
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        if self.relay.is_none() {
+            return Ok(ListRootsResult::default());
+        }
+        let request = ServerRequest::ListRootsRequest(Default::default());
+        typed(self.relay(request, &context).await?)
+    }
+
     fn get_info(&self) -> ClientConfig {
         let mut config = ClientConfig::default();
+        config.capabilities = self.capabilities.clone();
         config.client_info = Implementation::new("mcp-gateway", env!("CARGO_PKG_VERSION"));
         config
     }
@@ -308,6 +397,20 @@ mod tests {
             m.append(HeaderName::from_static(n), HeaderValue::from_static(v));
         }
         m
+    }
+
+    #[test]
+    fn sessions_declare_what_their_role_can_answer() {
+        // Shared sessions: nothing, so no server asks their many callers.
+        let shared = UpstreamHandler::default().get_info().capabilities;
+        assert_eq!(shared, ClientCapabilities::default());
+        // The catalog: all three, so capability-gated tools are listed.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let gathering = UpstreamHandler::gathering("s".into(), tx)
+            .get_info()
+            .capabilities;
+        assert!(gathering.sampling.is_some() && gathering.elicitation.is_some());
+        assert!(gathering.roots.is_some());
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //! to the caller's headers exactly as on its proxied route, over an MCP
 //! session pooled per (server, principal, upstream headers), so a call
 //! costs one round trip and one caller's session never serves another.
+//! A front client that can answer server requests (sampling, elicitation,
+//! roots) gets sessions of its own, closed with its front session, whose
+//! server requests go to it (`federation::relay`).
 
 use super::session::{self, fingerprint, session_headers, UpstreamHandler, UpstreamSession};
+use crate::federation::relay::FrontClient;
 use crate::federation::{CallContext, CallError, Caller};
 use crate::headers::RequestFacts;
 use crate::identity::{Identity, Peer};
@@ -32,6 +36,9 @@ pub struct PoolKey {
     /// The server's replica set (kept alive by the session, so the address
     /// is not reused while the key exists): new URLs or TLS, new sessions.
     pub upstream: usize,
+    /// The front session ([`FrontClient::id`]) whose server requests the
+    /// session relays; `None`: shared, it relays none.
+    pub front: Option<u64>,
 }
 
 impl PoolKey {
@@ -39,12 +46,14 @@ impl PoolKey {
         server: &ServerRuntime,
         identity: &Identity,
         headers: &HashMap<http::HeaderName, HeaderValue>,
+        front: Option<&FrontClient>,
     ) -> Self {
         PoolKey {
             server: server.name.clone(),
             principal: identity.principal().to_string(),
             headers: fingerprint(headers),
             upstream: Arc::as_ptr(&server.upstream) as usize,
+            front: front.map(|f| f.id),
         }
     }
 }
@@ -95,8 +104,12 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+type Slots = Mutex<HashMap<PoolKey, Arc<Slot>>>;
+
 pub struct SessionPool {
-    slots: Mutex<HashMap<PoolKey, Arc<Slot>>>,
+    /// Shared with the tasks that close a front client's sessions when its
+    /// front session ends.
+    slots: Arc<Slots>,
     epoch: Instant,
     timeouts: Timeouts,
 }
@@ -108,7 +121,7 @@ static PLANNING_HOST: HeaderValue = HeaderValue::from_static("upstream");
 impl SessionPool {
     pub fn new(timeouts: Timeouts) -> Self {
         SessionPool {
-            slots: Mutex::new(HashMap::new()),
+            slots: Arc::new(Mutex::new(HashMap::new())),
             epoch: Instant::now(),
             timeouts,
         }
@@ -119,7 +132,34 @@ impl SessionPool {
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Arc<Slot>>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.slots)
+    }
+
+    /// Closes `client`'s sessions when its front session ends.
+    fn close_with(&self, client: &FrontClient) {
+        let slots = Arc::downgrade(&self.slots);
+        let (id, ended) = (client.id, client.ended.clone());
+        tokio::spawn(async move {
+            ended.cancelled().await;
+            if let Some(slots) = slots.upgrade() {
+                lock(&slots).retain(|key, _| key.front != Some(id));
+            }
+        });
+    }
+
+    /// Tells the servers `client` has sessions with that its roots changed.
+    pub fn roots_changed(&self, client: u64) {
+        let sessions: Vec<Arc<Pooled>> = self
+            .slots()
+            .iter()
+            .filter(|(key, _)| key.front == Some(client))
+            .filter_map(|(_, slot)| slot.session.get().cloned())
+            .collect();
+        for pooled in sessions {
+            tokio::spawn(async move {
+                let _ = pooled.session.peer().notify_roots_list_changed().await;
+            });
+        }
     }
 
     /// How many sessions are pooled.
@@ -235,22 +275,28 @@ impl SessionPool {
         context: CallContext,
     ) -> Result<ServerResult, CallError> {
         let headers = self.plan_headers(server, caller, identity);
-        let key = PoolKey::new(server, identity, &headers);
-        let slot = {
+        let client = context.client.as_ref();
+        let key = PoolKey::new(server, identity, &headers, client);
+        let (slot, new) = {
             let mut slots = self.slots();
-            slots
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    Arc::new(Slot {
+            match slots.get(&key) {
+                Some(slot) => (slot.clone(), false),
+                None => {
+                    let slot = Arc::new(Slot {
                         session: OnceCell::new(),
                         last_used: AtomicU64::new(self.now_ms()),
-                    })
-                })
-                .clone()
+                    });
+                    slots.insert(key.clone(), slot.clone());
+                    (slot, true)
+                }
+            }
         };
+        if let (true, Some(client)) = (new, client) {
+            self.close_with(client);
+        }
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
         let opened = tokio::select! {
-            opened = slot.session.get_or_try_init(|| self.open(server, headers)) => opened,
+            opened = slot.session.get_or_try_init(|| self.open(server, headers, client)) => opened,
             _ = context.cancel.cancelled() => return Err(CallError::Cancelled),
         };
         let pooled = match opened {
@@ -313,9 +359,15 @@ impl SessionPool {
         &self,
         server: &ServerRuntime,
         headers: HashMap<http::HeaderName, HeaderValue>,
+        client: Option<&FrontClient>,
     ) -> Result<Arc<Pooled>, String> {
         let target = session::target(server, self.timeouts.connect)?;
-        let handler = UpstreamHandler::default();
+        // A server request waits for the client as long as a call waits
+        // for the server.
+        let handler = match client {
+            Some(client) => UpstreamHandler::relaying(client.clone(), self.timeouts.read),
+            None => UpstreamHandler::default(),
+        };
         let session =
             session::open(target, headers, handler.clone(), self.timeouts.initialize).await?;
         Ok(Arc::new(Pooled {
@@ -344,6 +396,11 @@ impl SessionPool {
                 .handler
                 .watch_progress(handle.progress_token.clone(), sink)
         });
+        let _call = pooled
+            .handler
+            .relay
+            .as_ref()
+            .map(|relay| relay.track(handle.id.clone(), context.origin.clone()));
         let peer = handle.peer.clone();
         let id = handle.id.clone();
         let response = tokio::select! {
@@ -376,6 +433,10 @@ impl SessionPool {
     }
 }
 
+fn lock(slots: &Slots) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Arc<Slot>>> {
+    slots.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +464,7 @@ mod tests {
             principal: identity.principal().into(),
             headers: fingerprint(h),
             upstream: 1,
+            front: None,
         }
     }
 

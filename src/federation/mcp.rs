@@ -4,6 +4,7 @@
 //! comes from the [`Federation`], and the decisions (paging, error codes,
 //! which name a call is for) are plain functions below.
 
+use super::relay::FrontClient;
 use super::{CallContext, CallError, Caller, Scope, SharedFederation};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorCode, ErrorData, GetPromptRequestParams,
@@ -112,6 +113,9 @@ pub struct FederationHandler {
     origin: Origin,
     /// Set by `initialize`; later requests must match it.
     bound: OnceLock<Binding>,
+    /// Set by `initialize`: the client, when it declared capabilities that
+    /// let servers ask it things (sampling, elicitation, roots).
+    client: OnceLock<Option<FrontClient>>,
     /// Fires when rmcp drops this handler (the session ended), stopping
     /// the `list_changed` watcher.
     ended: CancellationToken,
@@ -126,6 +130,7 @@ impl FederationHandler {
             config,
             origin,
             bound: OnceLock::new(),
+            client: OnceLock::new(),
             _end_on_drop: ended.clone().drop_guard(),
             ended,
         }
@@ -345,6 +350,7 @@ impl ServerHandler for FederationHandler {
         // held to the first (rmcp refuses it anyway).
         let _ = self.bound.set(Binding::of(&caller, &scope));
         context.peer.set_peer_info(request.clone());
+        let _ = self.client.set(FrontClient::of(&context.peer, &self.ended));
         self.negotiate_initialize(&request)
     }
 
@@ -372,6 +378,12 @@ impl ServerHandler for FederationHandler {
                 }
             }
         });
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        if let Some(Some(client)) = self.client.get() {
+            self.fed.roots_changed(client.id);
+        }
     }
 
     async fn list_tools(
@@ -492,6 +504,8 @@ impl ServerHandler for FederationHandler {
         let call_context = CallContext {
             progress,
             cancel: cancel.clone(),
+            client: self.client.get().cloned().flatten(),
+            origin: Some(context.id.clone()),
         };
         let outcome = with_cancel_link(
             self.fed

@@ -21,6 +21,7 @@ mod front_tests;
 pub mod handover;
 pub mod mcp;
 pub mod prompts;
+pub mod relay;
 pub mod rpc;
 pub mod service;
 pub mod tools;
@@ -66,6 +67,11 @@ pub struct CallContext {
     /// Cancelled when the downstream client cancels or goes away; the
     /// upstream call is then cancelled too (`notifications/cancelled`).
     pub cancel: CancellationToken,
+    /// The MCP front client making the call, when it can answer server
+    /// requests: the call then goes over upstream sessions of its own.
+    pub client: Option<relay::FrontClient>,
+    /// The client's id of the request this call serves (its `tools/call`).
+    pub origin: Option<rmcp::model::RequestId>,
 }
 
 /// Why a call did not reach a tool, each with its HTTP status on
@@ -181,6 +187,11 @@ pub trait Federation: Send + Sync + 'static {
     }
     /// Bumped whenever the catalog changes: `list_changed` to clients.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// The front client `client` ([`relay::FrontClient::id`]) sent
+    /// `notifications/roots/list_changed`: tell the servers it has sessions with.
+    fn roots_changed(&self, client: u64) {
+        let _ = client;
+    }
 }
 
 /// What the back gives the front.

@@ -363,6 +363,7 @@ async fn a_cancelled_call_is_cancelled_upstream() {
     let context = CallContext {
         progress: Some(Arc::new(move |_| on_progress.cancel())),
         cancel,
+        ..CallContext::default()
     };
     let alice = caller(Some("alice"), &[]);
     let err = fed

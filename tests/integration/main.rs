@@ -14,6 +14,7 @@ mod cors;
 mod deploy;
 mod downstream_tls;
 mod federation_prompts;
+mod federation_relay;
 mod federation_routes;
 mod headers;
 mod identity;

@@ -46,17 +46,18 @@ const TARGETS: &[Target] = &[
         echo: "",
     },
     // Federation: `/mcp` (everything the caller may use) and a virtual
-    // server that merges both upstreams. No sampling there: the catalog does
-    // not forward a server's requests to the client yet.
+    // server that merges both upstreams. The sampling request of the tool
+    // the client calls comes back to that client through the gateway's
+    // upstream session of its own.
     Target {
         path: "/mcp",
-        checks: "list,echo,progress,cancel",
+        checks: "list,echo,progress,sampling,cancel",
         prefix: "everything-",
         echo: "Echo: ",
     },
     Target {
         path: "/servers/merged/mcp",
-        checks: "list,echo,progress,cancel",
+        checks: "list,echo,progress,sampling,cancel",
         prefix: "everything-",
         echo: "Echo: ",
     },

@@ -66,12 +66,7 @@ async fn rmcp_refusals_and_closed_sessions_answer_in_json() {
 
 #[tokio::test]
 async fn sessions_beyond_the_limit_are_refused_until_one_closes() {
-    let fed = Arc::new(FakeFederation {
-        changes: watch::channel(0).0,
-        started: mpsc::unbounded_channel().0,
-        cancelled: mpsc::unbounded_channel().0,
-        callers: Mutex::new(Vec::new()),
-    });
+    let fed = Arc::new(FakeFederation::quiet());
     let config = FrontConfig {
         max_sessions: 1,
         ..FrontConfig::default()
@@ -181,12 +176,7 @@ async fn a_dropped_connection_cancels_its_call() {
 
 #[tokio::test]
 async fn a_request_without_the_handover_is_an_internal_error_not_anonymous() {
-    let fed = Arc::new(FakeFederation {
-        changes: watch::channel(0).0,
-        started: mpsc::unbounded_channel().0,
-        cancelled: mpsc::unbounded_channel().0,
-        callers: Mutex::new(Vec::new()),
-    });
+    let fed = Arc::new(FakeFederation::quiet());
     let app = router_with(fed, FrontConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

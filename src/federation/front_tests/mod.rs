@@ -30,6 +30,27 @@ struct FakeFederation {
     /// `alpha-wait` saw its cancellation.
     cancelled: mpsc::UnboundedSender<()>,
     callers: Mutex<Vec<String>>,
+    /// What `relay::call` saw of each caller's server-request capabilities.
+    relayed: Mutex<Vec<Option<rmcp::model::ClientCapabilities>>>,
+    /// Where two `alpha-sample` calls with `"meet": true` wait for each other.
+    meet: tokio::sync::Barrier,
+    /// Front clients whose roots changed.
+    roots_changed: mpsc::UnboundedSender<u64>,
+}
+
+impl FakeFederation {
+    /// One whose events nobody listens to.
+    fn quiet() -> Self {
+        FakeFederation {
+            changes: watch::channel(0).0,
+            started: mpsc::unbounded_channel().0,
+            cancelled: mpsc::unbounded_channel().0,
+            callers: Mutex::new(Vec::new()),
+            relayed: Mutex::new(Vec::new()),
+            meet: tokio::sync::Barrier::new(2),
+            roots_changed: mpsc::unbounded_channel().0,
+        }
+    }
 }
 
 fn tool(name: &str) -> Tool {
@@ -93,6 +114,9 @@ impl Federation for FakeFederation {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(caller.identity.principal().to_owned());
+        if relay::TOOLS.contains(&name) {
+            return relay::call(self, name, arguments, context).await;
+        }
         if !TOOLS.contains(&name) || !in_scope(name, scope) {
             return Err(CallError::UnknownTool(name.to_owned()));
         }
@@ -154,6 +178,10 @@ impl Federation for FakeFederation {
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+
+    fn roots_changed(&self, client: u64) {
+        let _ = self.roots_changed.send(client);
+    }
 }
 
 fn team() -> Scope {
@@ -168,6 +196,7 @@ struct Harness {
     fed: Arc<FakeFederation>,
     started: mpsc::UnboundedReceiver<String>,
     cancelled: mpsc::UnboundedReceiver<()>,
+    roots_changed: mpsc::UnboundedReceiver<u64>,
 }
 
 /// Stands in for the service's hand-over middleware: `x-test-user` is the
@@ -204,11 +233,15 @@ async fn handover(
 async fn start() -> Harness {
     let (started_tx, started) = mpsc::unbounded_channel();
     let (cancelled_tx, cancelled) = mpsc::unbounded_channel();
+    let (roots_tx, roots_changed) = mpsc::unbounded_channel();
     let fed = Arc::new(FakeFederation {
         changes: watch::channel(0).0,
         started: started_tx,
         cancelled: cancelled_tx,
         callers: Mutex::new(Vec::new()),
+        relayed: Mutex::new(Vec::new()),
+        meet: tokio::sync::Barrier::new(2),
+        roots_changed: roots_tx,
     });
     let shared: SharedFederation = fed.clone();
     let config = FrontConfig {
@@ -228,6 +261,7 @@ async fn start() -> Harness {
         fed,
         started,
         cancelled,
+        roots_changed,
     }
 }
 
@@ -315,5 +349,6 @@ async fn open_session(http: &reqwest::Client, url: &str, user: &str) -> String {
 mod client;
 mod http;
 mod prompts;
+mod relay;
 mod sdk;
 mod ws;

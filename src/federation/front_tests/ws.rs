@@ -137,3 +137,45 @@ async fn ws_cancels_a_call_when_the_socket_goes_away() {
     drop(ws);
     assert_eq!(h.cancelled.recv().await, Some(()));
 }
+
+#[tokio::test]
+async fn ws_relays_a_server_request_and_routes_the_clients_answer_back() {
+    let h = start().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", h.addr))
+        .await
+        .expect("upgrade");
+    ws_send(
+        &mut ws,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {"sampling": {}},
+        "clientInfo": {"name": "test", "version": "1"}}}),
+    )
+    .await;
+    ws_next(&mut ws).await;
+    ws_send(
+        &mut ws,
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    ws_send(
+        &mut ws,
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "alpha-sample", "arguments": {}}}),
+    )
+    .await;
+    let asked = ws_next(&mut ws).await;
+    assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
+    ws_send(
+        &mut ws,
+        &json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "model": "m", "role": "assistant",
+        "content": {"type": "text", "text": "answer over ws"}}}),
+    )
+    .await;
+    let answer = ws_next(&mut ws).await;
+    assert_eq!(answer["id"], 2, "{answer}");
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("answer over ws"), "{answer}");
+}

@@ -24,9 +24,8 @@ mod writes;
 
 pub use model::{
     Actor, AuditEntry, AuditQuery, BackendHealth, ListQuery, McpCheck, Origin, Page, Record,
-    RegistryError,
-    ServerDraft, ServerPatch, ServerRecord, Transport, VirtualServerDraft, VirtualServerPatch,
-    VirtualServerRecord,
+    RegistryError, ServerDraft, ServerPatch, ServerRecord, Transport, VirtualServerDraft,
+    VirtualServerPatch, VirtualServerRecord,
 };
 pub use virtual_servers::{
     apply_virtual_patch, validate_virtual_draft, virtual_draft_from_spec, virtual_redacted_json,

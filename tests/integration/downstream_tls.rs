@@ -117,7 +117,10 @@ fn tls_serves_mcp_over_http1_and_http2_and_refuses_plain_http() {
     for text in [version.body.as_str(), &gw.proc.output()] {
         assert!(!text.contains("PRIVATE KEY") && !text.contains(key_line));
     }
-    assert!(gw.proc.output().contains("listening on https://"));
+    assert!(gw
+        .proc
+        .output_when(|log| log.contains("listening on"))
+        .contains("listening on https://"));
 
     // The container HEALTHCHECK's subcommand speaks TLS to a TLS listener.
     let port = gw.addr.rsplit(':').next().expect("port").to_string();

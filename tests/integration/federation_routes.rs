@@ -120,7 +120,9 @@ fn client_sent_handover_headers_are_stripped() {
     // authenticated, not the one the client wrote.
     let r = gw.request("POST", "/tools/invoke/who-am-i", &forged, "{}");
     assert_eq!(r.status, 404);
-    let log = gw.proc.output();
+    let log = gw
+        .proc
+        .output_when(|log| log.contains("invoke \"who-am-i\" by"));
     assert!(log.contains("invoke \"who-am-i\" by alice"), "{log}");
     assert!(!log.contains("mallory"), "{log}");
     // Without the data plane's identity the forged one is worth nothing.

@@ -143,7 +143,9 @@ fn everything_off_is_anonymous_with_the_documented_warning() {
         seen["headers"].get("x-authenticated-user").is_none(),
         "{seen}"
     );
-    let log = gw.proc.output();
+    let log = gw
+        .proc
+        .output_when(|log| log.contains("MCP client authentication is disabled"));
     assert!(
         log.contains("MCP client authentication is disabled but trust_proxy_auth is not set"),
         "{log}"

@@ -142,7 +142,7 @@ fn an_endpoint_event_that_cannot_be_rewritten_ends_the_stream_with_a_warning() {
         assert!(ended.is_ok(), "{mode}: still open after {seen:?}");
         assert!(!seen.contains("event: endpoint"), "{mode}: {seen}");
         assert!(!seen.contains("sessionId="), "{mode}: {seen}");
-        let log = gw.proc.output();
+        let log = gw.proc.output_when(|log| log.contains("endpoint event"));
         let warnings = log
             .lines()
             .filter(|l| l.contains("WARN") && l.contains("endpoint event"))

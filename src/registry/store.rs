@@ -4,7 +4,7 @@
 
 use super::crypto::CredentialCipher;
 use super::database_url::DatabaseUrl;
-use super::kind::{columns, read_record};
+use super::kind::{columns, read_record, Kind};
 use super::migrate::{self, MigrateError};
 use super::model::{
     Actor, AuditEntry, AuditQuery, ListQuery, Page, RegistryError, ServerDraft, ServerPatch,
@@ -278,6 +278,93 @@ pub(super) fn page_limit(limit: u32) -> u32 {
     }
 }
 
+impl SqlRegistry {
+    /// `query`'s search (in the name or the description, any case), as a
+    /// condition whose two binds are `$first` and the next.
+    pub(super) fn search_condition(
+        &self,
+        query: &ListQuery,
+        first: usize,
+        conditions: &mut Vec<String>,
+        binds: &mut Vec<String>,
+    ) {
+        if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
+            let f = self.contains_fn();
+            let second = first + 1;
+            conditions.push(format!(
+                "({f}(lower(name), ${first}) > 0 OR {f}(lower(description), ${second}) > 0)"
+            ));
+            binds.push(search.to_lowercase());
+            binds.push(search.to_lowercase());
+        }
+    }
+
+    /// One page of `K`'s records, by name, among those `conditions` (over
+    /// `binds`, numbered from `$1`) let through, with their total.
+    pub(super) async fn page_of<K: Kind>(
+        &self,
+        conditions: &[String],
+        binds: &[String],
+        query: &ListQuery,
+    ) -> Result<Page<super::Record<K>>, RegistryError> {
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let limit = page_limit(query.limit);
+        let count_sql = format!("SELECT COUNT(*) FROM {}{filter}", K::TABLE);
+        let mut count = sqlx::query(&count_sql);
+        for b in binds {
+            count = count.bind(b.as_str());
+        }
+        let total: i64 = count
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db_error)?;
+        let page_sql = format!(
+            "SELECT {} FROM {}{filter} ORDER BY name LIMIT {limit} OFFSET {}",
+            columns::<K>(),
+            K::TABLE,
+            query.offset
+        );
+        let mut page = sqlx::query(&page_sql);
+        for b in binds {
+            page = page.bind(b.as_str());
+        }
+        let rows = page.fetch_all(&self.pool).await.map_err(db_error)?;
+        let items = rows
+            .iter()
+            .map(|r| read_record(r, &self.cipher))
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            total: total.max(0) as u64,
+            offset: query.offset,
+            limit,
+        })
+    }
+
+    /// `K`'s record named `name`.
+    pub(super) async fn one_of<K: Kind>(
+        &self,
+        name: &str,
+    ) -> Result<super::Record<K>, RegistryError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM {} WHERE name = $1",
+            columns::<K>(),
+            K::TABLE
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        read_record(&row, &self.cipher)
+    }
+}
+
 #[async_trait]
 impl Registry for SqlRegistry {
     async fn list(&self, query: &ListQuery) -> Result<Page<ServerRecord>, RegistryError> {
@@ -298,64 +385,14 @@ impl Registry for SqlRegistry {
             conditions.push(format!("{f}(tags, ${}) > 0", next()));
             binds.push(serde_json::to_string(tag).expect("a string serialises"));
         }
-        if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-            let f = self.contains_fn();
-            let (a, b) = (next(), next());
-            conditions.push(format!(
-                "({f}(lower(name), ${a}) > 0 OR {f}(lower(description), ${b}) > 0)"
-            ));
-            binds.push(search.to_lowercase());
-            binds.push(search.to_lowercase());
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
-        let limit = page_limit(query.limit);
-        let count_sql = format!("SELECT COUNT(*) FROM gw_servers{filter}");
-        let mut count = sqlx::query(&count_sql);
-        for b in &binds {
-            count = count.bind(b.as_str());
-        }
-        let total: i64 = count
-            .fetch_one(&self.pool)
+        let first = n + 1;
+        self.search_condition(query, first, &mut conditions, &mut binds);
+        self.page_of::<ServerDraft>(&conditions, &binds, query)
             .await
-            .and_then(|r| r.try_get(0))
-            .map_err(db_error)?;
-        let page_sql = format!(
-            "SELECT {} FROM gw_servers{filter} ORDER BY name LIMIT {limit} OFFSET {}",
-            columns::<ServerDraft>(),
-            query.offset
-        );
-        let mut page = sqlx::query(&page_sql);
-        for b in &binds {
-            page = page.bind(b.as_str());
-        }
-        let rows = page.fetch_all(&self.pool).await.map_err(db_error)?;
-        let items = rows
-            .iter()
-            .map(|r| read_record(r, &self.cipher))
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            total: total.max(0) as u64,
-            offset: query.offset,
-            limit,
-        })
     }
 
     async fn get(&self, name: &str) -> Result<ServerRecord, RegistryError> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM gw_servers WHERE name = $1",
-            columns::<ServerDraft>()
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        read_record(&row, &self.cipher)
+        self.one_of::<ServerDraft>(name).await
     }
 
     async fn create(

@@ -1,17 +1,14 @@
 //! [`VirtualRegistry`] over the SQL store: reads here, writes through the
 //! one write path every record kind shares (`writes`).
 
-use super::kind::{columns, read_record};
 use super::model::{
     Actor, ListQuery, Page, RegistryError, VirtualServerDraft, VirtualServerPatch,
     VirtualServerRecord,
 };
-use super::rows::db_error;
-use super::store::{page_limit, SqlRegistry};
+use super::store::SqlRegistry;
 use super::virtual_servers::apply_virtual_patch;
 use super::VirtualRegistry;
 use async_trait::async_trait;
-use sqlx::Row;
 
 #[async_trait]
 impl VirtualRegistry for SqlRegistry {
@@ -24,63 +21,13 @@ impl VirtualRegistry for SqlRegistry {
         if let Some(enabled) = query.enabled {
             conditions.push(format!("enabled = {}", i64::from(enabled)));
         }
-        if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-            let f = self.contains_fn();
-            conditions.push(format!(
-                "({f}(lower(name), $1) > 0 OR {f}(lower(description), $2) > 0)"
-            ));
-            binds.push(search.to_lowercase());
-            binds.push(search.to_lowercase());
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
-        let limit = page_limit(query.limit);
-        let count_sql = format!("SELECT COUNT(*) FROM gw_virtual_servers{filter}");
-        let mut count = sqlx::query(&count_sql);
-        for b in &binds {
-            count = count.bind(b.as_str());
-        }
-        let total: i64 = count
-            .fetch_one(&self.pool)
+        self.search_condition(query, 1, &mut conditions, &mut binds);
+        self.page_of::<VirtualServerDraft>(&conditions, &binds, query)
             .await
-            .and_then(|r| r.try_get(0))
-            .map_err(db_error)?;
-        let page_sql = format!(
-            "SELECT {} FROM gw_virtual_servers{filter} ORDER BY name LIMIT {limit} OFFSET {}",
-            columns::<VirtualServerDraft>(),
-            query.offset
-        );
-        let mut page = sqlx::query(&page_sql);
-        for b in &binds {
-            page = page.bind(b.as_str());
-        }
-        let rows = page.fetch_all(&self.pool).await.map_err(db_error)?;
-        let items = rows
-            .iter()
-            .map(|r| read_record(r, &self.cipher))
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            total: total.max(0) as u64,
-            offset: query.offset,
-            limit,
-        })
     }
 
     async fn get_virtual(&self, name: &str) -> Result<VirtualServerRecord, RegistryError> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM gw_virtual_servers WHERE name = $1",
-            columns::<VirtualServerDraft>()
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        read_record(&row, &self.cipher)
+        self.one_of::<VirtualServerDraft>(name).await
     }
 
     async fn create_virtual(

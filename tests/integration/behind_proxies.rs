@@ -200,17 +200,9 @@ fn request_from(source: Ipv4Addr, addr: &str, headers: &[(&str, &str)], body: &s
 
 // ---------------------------------------------------------------- nginx
 
-struct Nginx {
-    proc: Proc,
-    basic_addr: String,
-    auth_request_addr: String,
-}
-
-/// nginx with two servers in front of `gateway`: basic auth (nginx.conf's
-/// locations) and auth_request (auth-request.conf's), both with the shipped
-/// mcp-gateway-proxy.conf and `proxy_bind 127.0.0.2`.
-fn start_nginx(gateway: &str, auth_service: &str) -> Nginx {
-    let dir = temp_dir("nginx");
+/// An htpasswd file in `dir` with one user, alice, whose password is
+/// `PASSWORD`.
+pub(super) fn write_htpasswd(dir: &Path) {
     let hash = Command::new(program("openssl"))
         .args(["passwd", "-apr1", PASSWORD])
         .output()
@@ -221,11 +213,14 @@ fn start_nginx(gateway: &str, auth_service: &str) -> Nginx {
         format!("alice:{}", String::from_utf8_lossy(&hash.stdout)),
     )
     .expect("htpasswd");
-    let include = repo().join("conf/nginx/mcp-gateway-proxy.conf");
-    let (basic_port, auth_request_port) = (free_port(), free_port());
+}
+
+/// nginx.conf up to its servers, unprivileged in `dir`: the `http` block
+/// (left open) with the reference's `mcp_gateway` upstream at `gateway`
+/// and its `$connection_upgrade` map.
+pub(super) fn nginx_http_prelude(dir: &Path, gateway: &str) -> String {
     let d = dir.display();
-    let include = include.display();
-    let config = format!(
+    format!(
         r#"daemon off;
 master_process off;
 worker_processes 1;
@@ -246,7 +241,29 @@ http {{
     map $http_upgrade $connection_upgrade {{
         default upgrade;
         ""      "";
-    }}
+    }}"#
+    )
+}
+
+struct Nginx {
+    proc: Proc,
+    basic_addr: String,
+    auth_request_addr: String,
+}
+
+/// nginx with two servers in front of `gateway`: basic auth (nginx.conf's
+/// locations) and auth_request (auth-request.conf's), both with the shipped
+/// mcp-gateway-proxy.conf and `proxy_bind 127.0.0.2`.
+fn start_nginx(gateway: &str, auth_service: &str) -> Nginx {
+    let dir = temp_dir("nginx");
+    write_htpasswd(&dir);
+    let include = repo().join("conf/nginx/mcp-gateway-proxy.conf");
+    let (basic_port, auth_request_port) = (free_port(), free_port());
+    let d = dir.display();
+    let include = include.display();
+    let prelude = nginx_http_prelude(&dir, gateway);
+    let config = format!(
+        r#"{prelude}
     server_tokens off;
     server {{
         listen 127.0.0.1:{basic_port};

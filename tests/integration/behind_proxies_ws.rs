@@ -6,7 +6,8 @@
 //! nginx with a forged identity header is refused by the gateway.
 
 use crate::behind_proxies::{
-    basic, demo_and_gateway, program, repo, temp_dir, wait_listening, PASSWORD,
+    basic, demo_and_gateway, nginx_http_prelude, program, repo, temp_dir, wait_listening,
+    write_htpasswd, PASSWORD,
 };
 use crate::harness::*;
 use serde_json::{json, Value};
@@ -41,16 +42,7 @@ fn shipped_ws_block() -> String {
 /// reaching `gateway` from 127.0.0.2 like the shipped configuration.
 fn start_nginx(gateway: &str, blocks: &[String]) -> (Proc, Vec<String>) {
     let dir = temp_dir("nginx-ws");
-    let hash = Command::new(program("openssl"))
-        .args(["passwd", "-apr1", PASSWORD])
-        .output()
-        .expect("openssl runs");
-    assert!(hash.status.success(), "{hash:?}");
-    std::fs::write(
-        dir.join("htpasswd"),
-        format!("alice:{}", String::from_utf8_lossy(&hash.stdout)),
-    )
-    .expect("htpasswd");
+    write_htpasswd(&dir);
     // The shipped block includes this file by a relative name.
     std::fs::copy(
         repo().join("conf/nginx/mcp-gateway-proxy.conf"),
@@ -74,31 +66,7 @@ fn start_nginx(gateway: &str, blocks: &[String]) -> (Proc, Vec<String>) {
         ));
         addrs.push(addr);
     }
-    let config = format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    upstream mcp_gateway {{
-        server {gateway};
-        keepalive 8;
-    }}
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ""      "";
-    }}
-{servers}}}
-"#
-    );
+    let config = format!("{}\n{servers}}}\n", nginx_http_prelude(&dir, gateway));
     std::fs::write(dir.join("nginx.conf"), config).expect("nginx.conf");
     let child = Command::new(program("nginx"))
         .arg("-p")

@@ -132,7 +132,7 @@ pub async fn list_servers(
     State(state): State<AdminState>,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let query = list_query(&params)?;
+    let query = list_query(&params, true)?;
     let page = state.registry.list(&query).await?;
     Ok(Json(json!({
         "items": page.items.iter().map(server_json).collect::<Vec<_>>(),
@@ -233,14 +233,11 @@ pub async fn patch_server(
     Ok(Json(server_json(&record)))
 }
 
-pub async fn delete_server(
-    State(state): State<AdminState>,
-    Extension(who): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
-    ApiQuery(params): ApiQuery<HashMap<String, String>>,
-) -> Result<StatusCode, ApiError> {
+/// A DELETE's only query parameter: `?version=` (optional) to delete only
+/// that version.
+pub(super) fn delete_version(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
     let mut version = None;
-    for (key, value) in &params {
+    for (key, value) in params {
         if key != "version" {
             return Err(ApiError::bad_field(
                 key.as_str(),
@@ -253,6 +250,16 @@ pub async fn delete_server(
                 .map_err(|_| ApiError::bad_field("version", "version: expected an integer"))?,
         );
     }
+    Ok(version)
+}
+
+pub async fn delete_server(
+    State(state): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let version = delete_version(&params)?;
     state
         .registry
         .delete(&name, version, &Actor(who.actor))

@@ -370,9 +370,14 @@ pub fn health_status(backends: &[BackendHealth]) -> &'static str {
 /// Largest page the API serves.
 pub const MAX_LIMIT: u32 = 500;
 
-/// `?enabled=&tag=&q=&offset=&limit=`; an unknown parameter or a bad value
-/// is a 400 naming it.
-pub fn list_query(params: &HashMap<String, String>) -> Result<ListQuery, ApiError> {
+/// `?enabled=&tag=&q=&offset=&limit=` (`tag` only where records have
+/// tags); an unknown parameter or a bad value is a 400 naming it.
+pub fn list_query(params: &HashMap<String, String>, tags: bool) -> Result<ListQuery, ApiError> {
+    let known = if tags {
+        "enabled, tag, q, offset, limit"
+    } else {
+        "enabled, q, offset, limit"
+    };
     let mut query = ListQuery::default();
     for (key, value) in params {
         match key.as_str() {
@@ -383,13 +388,13 @@ pub fn list_query(params: &HashMap<String, String>) -> Result<ListQuery, ApiErro
                     _ => return Err(ApiError::bad_field("enabled", "enabled: true or false")),
                 })
             }
-            "tag" => query.tag = Some(value.clone()).filter(|t| !t.is_empty()),
+            "tag" if tags => query.tag = Some(value.clone()).filter(|t| !t.is_empty()),
             "q" => query.search = Some(value.clone()).filter(|q| !q.is_empty()),
             "offset" | "limit" => {}
             other => {
                 return Err(ApiError::bad_field(
                     other,
-                    format!("unknown query parameter {other:?} (enabled, tag, q, offset, limit)"),
+                    format!("unknown query parameter {other:?} ({known})"),
                 ))
             }
         }
@@ -434,13 +439,16 @@ mod tests {
 
     #[test]
     fn list_query_parses_and_names_bad_parameters() {
-        let q = list_query(&params(&[
-            ("enabled", "false"),
-            ("tag", "prod"),
-            ("q", "git"),
-            ("offset", "10"),
-            ("limit", "20"),
-        ]))
+        let q = list_query(
+            &params(&[
+                ("enabled", "false"),
+                ("tag", "prod"),
+                ("q", "git"),
+                ("offset", "10"),
+                ("limit", "20"),
+            ]),
+            true,
+        )
         .unwrap();
         assert_eq!(q.enabled, Some(false));
         assert_eq!(q.tag.as_deref(), Some("prod"));
@@ -454,7 +462,10 @@ mod tests {
             ("colour", "red"),
         ] {
             assert_eq!(
-                list_query(&params(&[(k, v)])).unwrap_err().field.as_deref(),
+                list_query(&params(&[(k, v)]), true)
+                    .unwrap_err()
+                    .field
+                    .as_deref(),
                 Some(k)
             );
         }

@@ -10,12 +10,12 @@
 
 use super::conflicts::refuse_virtual_identity_clash;
 use super::error::{registry_error, ApiError, ApiPath, ApiQuery, JsonBody};
-use super::json::{paging, AuthModeWire};
+use super::json::{list_query, AuthModeWire};
 use super::AdminState;
 use crate::config::IncludePattern;
 use crate::registry::{
-    apply_virtual_patch, Actor, ListQuery, Origin, RegistryError, VirtualServerDraft,
-    VirtualServerPatch, VirtualServerRecord,
+    apply_virtual_patch, Actor, Origin, RegistryError, VirtualServerDraft, VirtualServerPatch,
+    VirtualServerRecord,
 };
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -176,37 +176,11 @@ fn shown(state: &AdminState, record: &VirtualServerRecord) -> Value {
     virtual_server_json(record, missing)
 }
 
-/// `?enabled=&q=&offset=&limit=`, as the servers' listing without `tag`.
-fn list_query(params: &HashMap<String, String>) -> Result<ListQuery, ApiError> {
-    let mut query = ListQuery::default();
-    for (key, value) in params {
-        match key.as_str() {
-            "enabled" => {
-                query.enabled = Some(match value.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(ApiError::bad_field("enabled", "enabled: true or false")),
-                })
-            }
-            "q" => query.search = Some(value.clone()).filter(|q| !q.is_empty()),
-            "offset" | "limit" => {}
-            other => {
-                return Err(ApiError::bad_field(
-                    other,
-                    format!("unknown query parameter {other:?} (enabled, q, offset, limit)"),
-                ))
-            }
-        }
-    }
-    (query.offset, query.limit) = paging(params)?;
-    Ok(query)
-}
-
 pub async fn list(
     State(state): State<AdminState>,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let query = list_query(&params)?;
+    let query = list_query(&params, false)?;
     let page = state.virtuals.list_virtual(&query).await.map_err(refused)?;
     Ok(Json(json!({
         "items": page.items.iter().map(|r| shown(&state, r)).collect::<Vec<_>>(),
@@ -310,20 +284,7 @@ pub async fn delete(
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
-    let mut version = None;
-    for (key, value) in &params {
-        if key != "version" {
-            return Err(ApiError::bad_field(
-                key.as_str(),
-                format!("unknown query parameter {key:?} (version)"),
-            ));
-        }
-        version = Some(
-            value
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_field("version", "version: expected an integer"))?,
-        );
-    }
+    let version = super::api::delete_version(&params)?;
     state
         .virtuals
         .delete_virtual(&name, version, &Actor(who.actor))
@@ -389,7 +350,7 @@ mod tests {
     fn the_listing_takes_no_tag() {
         let params = HashMap::from([("tag".to_string(), "x".to_string())]);
         assert_eq!(
-            list_query(&params).unwrap_err().field.as_deref(),
+            list_query(&params, false).unwrap_err().field.as_deref(),
             Some("tag")
         );
     }

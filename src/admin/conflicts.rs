@@ -41,11 +41,7 @@ pub async fn refuse_identity_clash(
     }
     let mine = credential_headers(draft);
     let my_identity = identity_header(draft);
-    let mut query = ListQuery {
-        enabled: Some(true),
-        limit: 500,
-        ..ListQuery::default()
-    };
+    let mut query = enabled_records();
     loop {
         let page = registry.list(&query).await?;
         for other in page.items.iter().map(|r| &r.draft) {
@@ -76,11 +72,9 @@ pub async fn refuse_identity_clash(
                 ));
             }
         }
-        let seen = u64::from(query.offset) + page.items.len() as u64;
-        if page.items.is_empty() || seen >= page.total {
+        if !next_page(&mut query, page.items.len(), page.total) {
             return Ok(());
         }
-        query.offset = u32::try_from(seen).unwrap_or(u32::MAX);
     }
 }
 
@@ -98,11 +92,7 @@ pub async fn refuse_virtual_identity_clash(
     else {
         return Ok(());
     };
-    let mut query = ListQuery {
-        enabled: Some(true),
-        limit: 500,
-        ..ListQuery::default()
-    };
+    let mut query = enabled_records();
     loop {
         let page = registry.list(&query).await?;
         if let Some(other) = page
@@ -119,11 +109,9 @@ pub async fn refuse_virtual_identity_clash(
                 ),
             ));
         }
-        let seen = u64::from(query.offset) + page.items.len() as u64;
-        if page.items.is_empty() || seen >= page.total {
+        if !next_page(&mut query, page.items.len(), page.total) {
             return Ok(());
         }
-        query.offset = u32::try_from(seen).unwrap_or(u32::MAX);
     }
 }
 
@@ -137,11 +125,7 @@ pub async fn refuse_credential_of_a_virtual_identity(
     if !draft.enabled || mine.is_empty() {
         return Ok(());
     }
-    let mut query = ListQuery {
-        enabled: Some(true),
-        limit: 500,
-        ..ListQuery::default()
-    };
+    let mut query = enabled_records();
     loop {
         let page = virtuals.list_virtual(&query).await?;
         for other in page.items.iter().map(|r| &r.draft) {
@@ -161,17 +145,53 @@ pub async fn refuse_credential_of_a_virtual_identity(
                 ));
             }
         }
-        let seen = u64::from(query.offset) + page.items.len() as u64;
-        if page.items.is_empty() || seen >= page.total {
+        if !next_page(&mut query, page.items.len(), page.total) {
             return Ok(());
         }
-        query.offset = u32::try_from(seen).unwrap_or(u32::MAX);
     }
+}
+
+/// The first page of every enabled record, in pages the size of the API's
+/// largest.
+fn enabled_records() -> ListQuery {
+    ListQuery {
+        enabled: Some(true),
+        limit: 500,
+        ..ListQuery::default()
+    }
+}
+
+/// Moves `query` past a page of `shown` records; false once none are left.
+fn next_page(query: &mut ListQuery, shown: usize, total: u64) -> bool {
+    let seen = u64::from(query.offset) + shown as u64;
+    if shown == 0 || seen >= total {
+        return false;
+    }
+    query.offset = u32::try_from(seen).unwrap_or(u32::MAX);
+    true
 }
 
 fn clash(field: &str, message: String) -> ApiError {
     ApiError {
         field: Some(field.into()),
         ..ApiError::new(StatusCode::CONFLICT, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_until_every_record_was_seen() {
+        let mut query = enabled_records();
+        assert!(next_page(&mut query, 500, 1200));
+        assert_eq!(query.offset, 500);
+        assert!(next_page(&mut query, 500, 1200));
+        assert_eq!(query.offset, 1000);
+        assert!(!next_page(&mut query, 200, 1200));
+        // A registry that shrank under the loop ends it rather than spinning.
+        let mut query = enabled_records();
+        assert!(!next_page(&mut query, 0, 1200));
     }
 }

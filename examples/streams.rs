@@ -9,6 +9,11 @@
 //! measured; the difference between a proxy's figures and the direct ones is
 //! what the proxy adds. Both ends share the machine's clock (loopback).
 //!
+//! With `--kind sse` each stream is instead a legacy HTTP+SSE stream (`GET`
+//! on the `/sse` URL, no session first): opened once its first event, the
+//! `endpoint` event, is in. It carries no timed events, so only memory
+//! means anything for that kind.
+//!
 //! Prints one JSON line when every stream is open (`"phase":"open"`), then,
 //! after `--settle`, records delays for `--measure` and prints the result
 //! (`"phase":"measured"`), then holds the streams until SIGTERM or `--hold`.
@@ -28,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 #[derive(Parser)]
-#[command(about = "Holds N open MCP GET event streams and times their events")]
+#[command(about = "Holds N open MCP event streams (GET or legacy /sse) and times their events")]
 struct Cli {
     /// The MCP endpoint, `http://ip:port/path`.
     #[arg(long)]
@@ -57,6 +62,9 @@ struct Cli {
     /// Copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
+    /// `get` (Streamable HTTP GET stream) or `sse` (legacy `/sse` stream).
+    #[arg(long, default_value = "get")]
+    kind: String,
 }
 
 struct Shared {
@@ -64,6 +72,8 @@ struct Shared {
     authority: String,
     path: String,
     headers: String,
+    /// Legacy `/sse` streams instead of GET streams.
+    sse: bool,
     recording: AtomicBool,
     delays_us: Mutex<Vec<u64>>,
     /// Events seen while recording (all streams).
@@ -167,6 +177,9 @@ fn take_events(shared: &Shared, data: &mut Vec<u8>) -> usize {
 async fn open(shared: &Shared) -> io::Result<(TcpStream, Vec<u8>, bool)> {
     let mut conn = TcpStream::connect(shared.addr).await?;
     conn.set_nodelay(true)?;
+    if shared.sse {
+        return open_sse(shared, conn).await;
+    }
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"streams-bench","version":"1"}}}"#;
     let init = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\n\
@@ -229,6 +242,48 @@ async fn open(shared: &Shared) -> io::Result<(TcpStream, Vec<u8>, bool)> {
     Ok((conn, buf.split_off(head_len), chunked))
 }
 
+/// Opens one legacy `/sse` stream on `conn`: returns as `open` does, once
+/// the first event, which must be the `endpoint` event, is in.
+async fn open_sse(shared: &Shared, mut conn: TcpStream) -> io::Result<(TcpStream, Vec<u8>, bool)> {
+    let get = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n{}Accept: text/event-stream\r\n\r\n",
+        shared.path, shared.authority, shared.headers
+    );
+    conn.write_all(get.as_bytes()).await?;
+    let mut buf = Vec::new();
+    let head_len = read_head(&mut conn, &mut buf).await?;
+    let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+    if status(&head) != 200 {
+        return Err(io::Error::other(format!(
+            "GET /sse: {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    let chunked = header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let mut raw = buf.split_off(head_len);
+    let mut data = Vec::new();
+    loop {
+        if chunked {
+            dechunk(&mut raw, &mut data)?;
+        } else {
+            data.append(&mut raw);
+        }
+        if let Some(end) = find(&data, b"\n\n") {
+            if find(&data[..end], b"event: endpoint").is_none() {
+                let first = String::from_utf8_lossy(&data[..end]).into_owned();
+                return Err(io::Error::other(format!("first event: {first:?}")));
+            }
+            return Ok((conn, raw, chunked));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::other("closed before the endpoint event"));
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Reads events until the stream ends.
 async fn follow(
     shared: &Shared,
@@ -273,6 +328,11 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    let sse = match cli.kind.as_str() {
+        "get" => false,
+        "sse" => true,
+        other => return Err(format!("--kind {other:?}: expected get or sse")),
+    };
     let rest = cli.url.strip_prefix("http://").ok_or("only http:// URLs")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let addr: SocketAddr = authority
@@ -295,6 +355,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             path.to_owned()
         },
         headers,
+        sse,
         recording: AtomicBool::new(false),
         delays_us: Mutex::new(Vec::new()),
         events: AtomicU64::new(0),

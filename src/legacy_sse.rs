@@ -68,6 +68,33 @@ impl EndpointScanner {
     }
 }
 
+/// The bytes one scan step emits, `event` making the gateway's `endpoint`
+/// event from the upstream's URL; `Err` says why the stream must end. Both
+/// of the proxy's paths (Pingora's body filter and the lean relay) use it.
+pub fn emit(
+    scan: Scan,
+    event: impl FnOnce(&str) -> Result<Bytes, String>,
+) -> Result<Bytes, String> {
+    match scan {
+        Scan::Hold => Ok(Bytes::new()),
+        Scan::Pass(bytes) => Ok(bytes),
+        Scan::NoEndpoint => Err(format!(
+            "none within the first {MAX_SCAN} bytes or before the stream ended"
+        )),
+        Scan::Found {
+            before,
+            endpoint,
+            after,
+        } => event(&endpoint).map(|event| {
+            let mut out = BytesMut::with_capacity(before.len() + event.len() + after.len());
+            out.extend_from_slice(&before);
+            out.extend_from_slice(&event);
+            out.extend_from_slice(&after);
+            out.freeze()
+        }),
+    }
+}
+
 /// Length of the next complete event block and of its terminating blank line.
 fn next_event(buf: &[u8]) -> Option<(usize, usize)> {
     (0..buf.len()).find_map(|i| {
@@ -142,6 +169,19 @@ mod tests {
         }
         assert!(s.is_done());
         assert_eq!(s.feed(Some(b"x")), Scan::Pass(Bytes::from_static(b"x")));
+    }
+
+    #[test]
+    fn emits_the_replacement_between_the_surrounding_bytes() {
+        let mut s = EndpointScanner::default();
+        let found = s.feed(Some(b": hi\n\nevent: endpoint\ndata: /m?s=1\n\nevent: x\n"));
+        let out = emit(found, |e| Ok(Bytes::from(format!("[{e}]")))).unwrap();
+        assert_eq!(&out[..], b": hi\n\n[/m?s=1]event: x\n");
+        assert_eq!(emit(Scan::Hold, |_| unreachable!()).unwrap(), Bytes::new());
+        assert!(emit(Scan::NoEndpoint, |_| unreachable!()).is_err());
+        let mut s = EndpointScanner::default();
+        let found = s.feed(Some(b"event: endpoint\ndata: x\n\n"));
+        assert_eq!(emit(found, |_| Err("no".into())), Err("no".to_string()));
     }
 
     #[test]

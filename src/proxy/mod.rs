@@ -10,6 +10,7 @@ mod relay;
 mod reply;
 mod request_id;
 mod session_reply;
+mod sse_relay;
 mod stream_head;
 mod streams;
 
@@ -20,7 +21,7 @@ use crate::access_log;
 use crate::cors::UPSTREAM_CORS_HEADERS;
 use crate::headers::RequestFacts;
 use crate::identity::{AuthPolicy, Identity, Peer};
-use crate::legacy_sse::{self, EndpointScanner, Scan};
+use crate::legacy_sse::{self, EndpointScanner};
 use crate::lifecycle::InFlight;
 use crate::refusal::{self, Refusal};
 use crate::responses::ErrorShape;
@@ -447,25 +448,15 @@ impl ProxyHttp for Gateway {
             (None, false) => return Ok(None),
         };
         let server = &route.server;
-        let rewritten = match scanner.feed(input) {
-            Scan::Hold => Ok(Bytes::new()),
-            Scan::Pass(bytes) => Ok(bytes),
-            Scan::NoEndpoint => Err(format!(
-                "none within the first {} bytes or before the stream ended",
-                legacy_sse::MAX_SCAN
-            )),
-            Scan::Found {
-                before,
+        let rewritten = legacy_sse::emit(scanner.feed(input), |endpoint| {
+            session_reply::endpoint_event(
+                &self.runtime,
+                server,
+                route.selected.as_ref(),
+                route.identity.principal(),
                 endpoint,
-                after,
-            } => self.endpoint_event(server, route, &endpoint).map(|event| {
-                let mut out = Vec::with_capacity(before.len() + event.len() + after.len());
-                out.extend_from_slice(&before);
-                out.extend_from_slice(&event);
-                out.extend_from_slice(&after);
-                Bytes::from(out)
-            }),
-        };
+            )
+        });
         match rewritten {
             Ok(bytes) => {
                 *body = Some(bytes);

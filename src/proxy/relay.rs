@@ -18,16 +18,21 @@
 //! after each event: a waiting stream holds its two sockets, the client
 //! connection's buffers, and this task.
 //!
+//! The legacy `/sse` stream takes the same path: the task rewrites its
+//! `endpoint` event on the way (`sse_relay`), then copies as for the other.
+//!
 //! Both connections close with the response (see `stream_head`). The task
 //! holds the request's in-flight guard (drain waits for it), counts the
 //! request in the metrics and writes the access line when the stream ends.
 
+use super::sse_relay::{EndpointRelay, Step};
 use super::stream_head::{self, Candidate};
-use super::{Gateway, RequestCtx};
+use super::{session_reply, Gateway, RequestCtx};
 use crate::access_log;
 use crate::lifecycle::InFlight;
 use crate::refusal;
-use crate::state::ServerRuntime;
+use crate::state::{Runtime, ServerRuntime};
+use crate::upstream::SelectedBackend;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
@@ -71,6 +76,63 @@ struct Finish {
     first_body: usize,
     record: super::access::OwnedRecord,
     _in_flight: Option<InFlight>,
+}
+
+/// The legacy `/sse` stream's endpoint rewrite, while it lasts: what sealing
+/// the gateway's endpoint needs, owned by the task.
+struct SseRewrite {
+    relay: EndpointRelay,
+    runtime: Arc<Runtime>,
+    server: Arc<ServerRuntime>,
+    selected: Option<SelectedBackend>,
+    principal: String,
+}
+
+impl SseRewrite {
+    /// What goes to the client for one read (`None`: the upstream closed),
+    /// and whether the rewrite is over; `Err` ends the stream, as Pingora's
+    /// body filter ends it (one warning, counted as 502).
+    fn feed(&mut self, read: Option<&[u8]>) -> Result<Step, End> {
+        let SseRewrite {
+            relay,
+            runtime,
+            server,
+            selected,
+            principal,
+        } = self;
+        relay
+            .feed(read, |endpoint| {
+                session_reply::endpoint_event(
+                    runtime,
+                    server,
+                    selected.as_ref(),
+                    principal,
+                    endpoint,
+                )
+            })
+            .map_err(|why| {
+                log::warn!(
+                    "server {}: legacy SSE endpoint event not rewritten ({why}); ending the stream",
+                    server.name
+                );
+                End::UpstreamBroke
+            })
+    }
+}
+
+/// The bytes to write for one read: as read, or through the rewrite while
+/// it lasts (dropped once it is over).
+fn through(sse: &mut Option<Box<SseRewrite>>, read: Vec<u8>) -> Result<Vec<u8>, End> {
+    let Some(rewrite) = sse.as_mut() else {
+        return Ok(read);
+    };
+    match rewrite.feed(Some(&read))? {
+        Step::More(out) => Ok(out),
+        Step::Passing(out) => {
+            *sse = None;
+            Ok(out)
+        }
+    }
 }
 
 fn upstream_error(etype: ErrorType, why: String) -> Box<Error> {
@@ -127,15 +189,29 @@ impl Gateway {
         }
         response.insert_header(http::header::CONNECTION, "close")?;
         let mut out = stream_head::response_head(&response);
-        out.extend_from_slice(&body_start);
+        let Some(route) = ctx.route.as_mut() else {
+            return Error::e_explain(ErrorType::InternalError, "no route");
+        };
+        // Set by `upstream_response_filter` on a 200 to `/sse`.
+        let sse = route.sse_scanner.take().map(|_| {
+            Box::new(SseRewrite {
+                relay: EndpointRelay::new(stream_head::is_chunked(&response.headers)),
+                runtime: self.runtime.clone(),
+                server: route.server.clone(),
+                selected: route.selected,
+                principal: route.identity.principal().to_string(),
+            })
+        });
         let first_body = body_start.len();
-        drop(body_start);
+        let body_start = if sse.is_some() {
+            body_start
+        } else {
+            out.extend_from_slice(&body_start);
+            Vec::new()
+        };
         let status = response.status.as_u16();
         drop(response);
 
-        let Some(route) = ctx.route.as_ref() else {
-            return Error::e_explain(ErrorType::InternalError, "no route");
-        };
         let finish = Finish {
             server: route.server.clone(),
             started: ctx.started,
@@ -147,7 +223,11 @@ impl Gateway {
         let downstream = take_downstream(session)?;
         ctx.handed_off = true;
         upstream.set_nodelay(true).ok();
-        tokio::spawn(relay(downstream, upstream, out, timeout, finish));
+        let sent = Sent {
+            head: out,
+            body: body_start,
+        };
+        tokio::spawn(relay(downstream, upstream, sent, sse, timeout, finish));
         Ok(true)
     }
 
@@ -243,21 +323,29 @@ fn take_downstream(session: &mut Session) -> Result<Stream> {
     }
 }
 
+/// What came with the upstream's response head: the head to write, and
+/// the body bytes that still go through the `/sse` rewrite (else in `head`).
+struct Sent {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
 /// The stream's task: the head, then the body as it comes, until either
 /// side ends; then the metrics and the access line.
 async fn relay(
     mut downstream: Stream,
     upstream: TcpStream,
-    head: Vec<u8>,
+    sent: Sent,
+    mut sse: Option<Box<SseRewrite>>,
     idle: Option<Duration>,
     finish: Finish,
 ) {
     let mut bytes = finish.first_body;
-    let end = match write_out(&mut downstream, &head).await {
-        Ok(()) => copy_events(&mut downstream, &upstream, idle, &mut bytes).await,
-        Err(_) => End::ClientGone,
+    let end = match start(&mut downstream, sent, &mut sse).await {
+        Ok(()) => copy_events(&mut downstream, &upstream, &mut sse, idle, &mut bytes).await,
+        Err(end) => end,
     };
-    drop(head);
+    drop(sse);
     drop(upstream);
     let _ = AsyncWriteExt::shutdown(&mut downstream).await;
     drop(downstream);
@@ -273,6 +361,21 @@ async fn relay(
     }
 }
 
+/// Writes the head and the body bytes that came with it.
+async fn start(
+    downstream: &mut Stream,
+    sent: Sent,
+    sse: &mut Option<Box<SseRewrite>>,
+) -> Result<(), End> {
+    let gone = |_| End::ClientGone;
+    write_out(downstream, &sent.head).await.map_err(gone)?;
+    if sent.body.is_empty() {
+        return Ok(());
+    }
+    let out = through(sse, sent.body)?;
+    write_out(downstream, &out).await.map_err(gone)
+}
+
 async fn write_out(downstream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
     downstream.write_all(data).await?;
     downstream.flush().await
@@ -284,6 +387,7 @@ async fn write_out(downstream: &mut Stream, data: &[u8]) -> std::io::Result<()> 
 async fn copy_events(
     downstream: &mut Stream,
     upstream: &TcpStream,
+    sse: &mut Option<Box<SseRewrite>>,
     idle: Option<Duration>,
     bytes: &mut usize,
 ) -> End {
@@ -310,10 +414,19 @@ async fn copy_events(
         }
         let mut buf = Vec::with_capacity(EVENT_READ);
         match upstream.try_read_buf(&mut buf) {
-            Ok(0) => return End::Complete,
+            Ok(0) => {
+                return match sse.take().map(|mut s| s.feed(None)) {
+                    Some(Err(end)) => end,
+                    _ => End::Complete,
+                }
+            }
             Ok(n) => {
                 *bytes += n;
-                if write_out(downstream, &buf).await.is_err() {
+                let out = match through(sse, buf) {
+                    Ok(out) => out,
+                    Err(end) => return end,
+                };
+                if !out.is_empty() && write_out(downstream, &out).await.is_err() {
                     return End::ClientGone;
                 }
             }

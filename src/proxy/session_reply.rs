@@ -7,54 +7,52 @@ use crate::headers::MCP_SESSION_ID;
 use crate::legacy_sse;
 use crate::routing::Endpoint;
 use crate::session::{self, PinnedSession, Reply, SessionKind};
-use crate::state::ServerRuntime;
+use crate::state::{Runtime, ServerRuntime};
+use crate::upstream::SelectedBackend;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-impl Gateway {
-    /// The replacement `endpoint` event for the legacy SSE transport, or
-    /// why there can be none.
-    pub(super) fn endpoint_event(
-        &self,
-        server: &ServerRuntime,
-        route: &RouteCtx,
-        upstream: &str,
-    ) -> std::result::Result<Bytes, String> {
-        let found = route
-            .selected
-            .as_ref()
-            .and_then(|c| Some((c.replica, server.upstream.replica(c.replica)?)));
-        let Some((replica_id, replica)) = found else {
-            return Err("its backend left the configuration".into());
-        };
-        let Some(path) = legacy_sse::upstream_message_path(
-            upstream,
-            &legacy_sse::sse_path_for(&replica.url.path),
-        ) else {
-            return Err(format!("unparsable endpoint ({} bytes)", upstream.len()));
-        };
-        let token = self
-            .runtime
-            .sessions
-            .seal(
-                SessionKind::LegacySse,
-                &server.name,
-                route.identity.principal(),
-                &PinnedSession {
-                    replica: replica_id,
-                    upstream_id: path,
-                },
-                now_secs() + self.runtime.session_ttl.as_secs(),
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(Bytes::from(format!(
-            "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
-            server.name
-        )))
-    }
+/// The replacement `endpoint` event for the legacy SSE transport, or why
+/// there can be none: the upstream's message URL, sealed with the stream's
+/// backend and principal. Pingora's body filter and the lean relay call it.
+pub(super) fn endpoint_event(
+    runtime: &Runtime,
+    server: &ServerRuntime,
+    selected: Option<&SelectedBackend>,
+    principal: &str,
+    upstream: &str,
+) -> std::result::Result<Bytes, String> {
+    let found = selected.and_then(|c| Some((c.replica, server.upstream.replica(c.replica)?)));
+    let Some((replica_id, replica)) = found else {
+        return Err("its backend left the configuration".into());
+    };
+    let Some(path) =
+        legacy_sse::upstream_message_path(upstream, &legacy_sse::sse_path_for(&replica.url.path))
+    else {
+        return Err(format!("unparsable endpoint ({} bytes)", upstream.len()));
+    };
+    let token = runtime
+        .sessions
+        .seal(
+            SessionKind::LegacySse,
+            &server.name,
+            principal,
+            &PinnedSession {
+                replica: replica_id,
+                upstream_id: path,
+            },
+            now_secs() + runtime.session_ttl.as_secs(),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(Bytes::from(format!(
+        "event: endpoint\ndata: /servers/{}/message?sessionId={token}\n\n",
+        server.name
+    )))
+}
 
+impl Gateway {
     /// The client never sees the upstream's session id: a new one is sealed
     /// into a token once, and an id the client's token already names gets
     /// that token back, byte for byte (no crypto on the common path).

@@ -36,16 +36,16 @@ pub struct Candidate<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// The Streamable HTTP GET stream over HTTP/1.1 without a body, upgrade or
-/// `Expect`: the one request that only ever waits for events, so nothing of
-/// the general proxy path is needed once its head is through. The legacy
-/// `/sse` stream needs its endpoint event rewritten (Pingora's body filter
-/// does it) and a POST has a body: both stay on Pingora's path.
+/// The Streamable HTTP GET stream and the legacy `/sse` stream over HTTP/1.1
+/// without a body, upgrade or `Expect`: the requests that only ever wait
+/// for events, so nothing of the general proxy path is needed once their
+/// head is through (the `/sse` stream's endpoint event is rewritten by the
+/// relay, see `sse_relay`). A POST has a body: it stays on Pingora's path.
 pub fn takes_lean_path(c: &Candidate) -> bool {
     c.http1
         && c.method == Method::GET
         && c.version == Version::HTTP_11
-        && c.endpoint == Endpoint::Mcp
+        && matches!(c.endpoint, Endpoint::Mcp | Endpoint::Sse)
         && !c.headers.contains_key(TRANSFER_ENCODING)
         && !c.headers.contains_key(UPGRADE)
         && !c.headers.contains_key(EXPECT)
@@ -93,6 +93,18 @@ pub fn request_head(request: &RequestHeader, target: &str) -> Vec<u8> {
     request.header_to_h1_wire(&mut head);
     head.extend_from_slice(b"\r\n");
     head
+}
+
+/// Whether a response body is chunked: `chunked` is its last coding
+/// (RFC 9112 §6.1); the relay decodes it to rewrite the `/sse` endpoint event.
+pub fn is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// An upstream response head.
@@ -230,11 +242,11 @@ mod tests {
         let mut c = candidate(&get, &none);
         c.version = Version::HTTP_10;
         assert!(!takes_lean_path(&c), "HTTP/1.0 cannot read a chunked body");
-        for endpoint in [Endpoint::Sse, Endpoint::Message] {
-            let mut c = candidate(&get, &none);
-            c.endpoint = endpoint;
-            assert!(!takes_lean_path(&c), "{endpoint:?}");
-        }
+        let mut c = candidate(&get, &none);
+        c.endpoint = Endpoint::Sse;
+        assert!(takes_lean_path(&c), "the legacy /sse stream");
+        c.endpoint = Endpoint::Message;
+        assert!(!takes_lean_path(&c), "a legacy message");
     }
 
     #[test]
@@ -299,6 +311,23 @@ mod tests {
             .unwrap();
         assert_eq!(head.status, StatusCode::METHOD_NOT_ALLOWED);
         assert!(head.headers.is_empty());
+    }
+
+    #[test]
+    fn chunked_is_the_last_transfer_coding() {
+        for (values, chunked) in [
+            (&["chunked"][..], true),
+            (&["gzip, Chunked "][..], true),
+            (&["gzip", "chunked"][..], true),
+            (&["chunked, gzip"][..], false),
+            (&[][..], false),
+        ] {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(TRANSFER_ENCODING, HeaderValue::from_static(v));
+            }
+            assert_eq!(is_chunked(&h), chunked, "{values:?}");
+        }
     }
 
     #[test]

@@ -272,6 +272,40 @@ fn a_get_stream_is_logged_when_it_ends() {
     );
 }
 
+/// The legacy `/sse` stream takes the same path: logged and counted when it
+/// ends, here as the client leaves (499).
+#[test]
+fn a_legacy_sse_stream_is_logged_and_counted_when_it_ends() {
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("TRUSTED_PROXIES", "127.0.0.1"));
+    let gw = Gateway::start(&env, &yaml);
+    let mut headers = ALICE.to_vec();
+    headers.push(("X-Request-Id", "sse-id-1"));
+    let mut reader = open_stream(&gw, "/servers/demo/sse", &headers);
+    let endpoint = next_data(&mut reader);
+    assert!(
+        endpoint.starts_with("/servers/demo/message?sessionId="),
+        "{endpoint}"
+    );
+    drop(reader);
+    let line = log_line(&gw, "request_id=sse-id-1");
+    let backend = format!("backend={}", demo.addr);
+    for part in [
+        "method=GET",
+        "path=/servers/demo/sse",
+        "server=demo",
+        &backend,
+        "status=499",
+        "user=alice",
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
+    let series = "mcp_requests_total{server=\"demo\",status=\"499\"}";
+    assert_eq!(metric(&gw.metrics(), series), 1.0, "{}", gw.metrics());
+}
+
 #[test]
 fn a_made_up_request_id_reaches_the_upstream_once_and_comes_back() {
     let demo = Demo::start("demo");

@@ -71,6 +71,51 @@ fn post(
     curl(&args)
 }
 
+/// An HTTP/2 client's legacy `/sse` stream stays on Pingora's path (the
+/// lean relay is HTTP/1.1 only), where the body filter rewrites the
+/// endpoint event with the same code as the relay.
+#[test]
+fn a_legacy_sse_stream_over_http2_gets_the_rewritten_endpoint() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let pki = server_pki("sse-h2");
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let ca = pki.path("ca.pem");
+    let gw = start(&tls_env(&pki), &yaml, &["--cacert".to_string(), ca.clone()]);
+    let (name, value) = ALICE[0];
+    let mut curl = Command::new("curl")
+        .args([
+            "-sS",
+            "-i",
+            "-N",
+            "--http2",
+            "--max-time",
+            "20",
+            "--cacert",
+            &ca,
+        ])
+        .args(["-H", &format!("{name}: {value}")])
+        .arg(format!("https://{}/servers/demo/sse", gw.addr))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let stdout = curl.stdout.take().expect("curl's stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let status = lines.next().expect("a status line").expect("read");
+    let data = lines
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string()));
+    let _ = curl.kill();
+    let _ = curl.wait();
+    assert!(status.starts_with("HTTP/2 200"), "{status}");
+    let endpoint = data.expect("an endpoint event");
+    assert!(
+        endpoint.starts_with("/servers/demo/message?sessionId="),
+        "{endpoint}"
+    );
+}
+
 #[test]
 fn tls_serves_mcp_over_http1_and_http2_and_refuses_plain_http() {
     let pki = server_pki("listener");

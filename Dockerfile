@@ -10,7 +10,9 @@ COPY . .
 RUN cargo build --release --bins
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+# OpenSSL is linked in (pingora-openssl builds it, `vendored`): only the CA
+# roots for upstream TLS are needed from the system.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/mcp-gateway --no-create-home mcp-gateway \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/mcp-gateway

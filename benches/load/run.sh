@@ -38,7 +38,9 @@
 #   TARGETS="1 2 3 7 4 5 6"  the targets measured, in this order; (8) is the
 #     gateway in proxy-header mode with the access log on (LOG_LEVEL=info,
 #     stdout to its log file, as journald would take it) next to (4), whose
-#     LOG_LEVEL=warn leaves it off: MODE=throughput TARGETS="4 8"
+#     LOG_LEVEL=warn leaves it off: MODE=throughput TARGETS="4 8"; (9) is (4)
+#     run by another gateway build, GATEWAY_BEFORE=path (e.g. the revision
+#     before a change), in the same run: MODE=throughput TARGETS="4 9"
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -360,6 +362,15 @@ start_gateway_access_log() {
   HEADERS[8]="X-Authenticated-User: bench@example.com"
 }
 
+# (9): (4) run by the gateway binary GATEWAY_BEFORE.
+start_gateway_before() {
+  [ -x "${GATEWAY_BEFORE:-}" ] || die "TARGETS has 9: set GATEWAY_BEFORE to a gateway binary"
+  GATEWAY=$GATEWAY_BEFORE start_gateway 9 "$GATEWAY_BEFORE_PORT" "${PROXY_MODE[@]}"
+  NAME[9]="gateway before (GATEWAY_BEFORE), proxy header"
+  URL[9]="http://127.0.0.1:$GATEWAY_BEFORE_PORT/servers/bench/mcp"
+  HEADERS[9]="X-Authenticated-User: bench@example.com"
+}
+
 start_gateway_jwt() {
   # 30 random bytes, base64: a 40-byte key.
   local secret token
@@ -414,7 +425,7 @@ check_target() {
 start_targets() {
   read -r UPSTREAM_PORT NGINX_PROXY_PORT PASSTHROUGH_PORT GATEWAY_PROXY_PORT \
     GATEWAY_JWT_PORT GATEWAY_PASSTHROUGH_PORT RSS_PORT RSS_PASSTHROUGH_PORT \
-    PASSTHROUGH_FORWARDED_PORT GATEWAY_ACCESS_LOG_PORT < <(free_ports 10)
+    PASSTHROUGH_FORWARDED_PORT GATEWAY_ACCESS_LOG_PORT GATEWAY_BEFORE_PORT < <(free_ports 11)
   write_gateway_config
   start_upstream
   wait_until_serving upstream "http://127.0.0.1:$UPSTREAM_PORT/"
@@ -430,6 +441,10 @@ start_targets() {
   if [[ " ${TARGETS[*]} " == *" 8 "* ]]; then
     start_gateway_access_log
     wait_until_serving 8 "${URL[8]%/servers/*}/health"
+  fi
+  if [[ " ${TARGETS[*]} " == *" 9 "* ]]; then
+    start_gateway_before
+    wait_until_serving 9 "${URL[9]%/servers/*}/health"
   fi
   start_passthrough_forwarded
   wait_until_serving 7 "http://127.0.0.1:$PASSTHROUGH_FORWARDED_PORT/"

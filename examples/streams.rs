@@ -2,8 +2,11 @@
 //! the load benchmark (`MODE=streams make bench-load`, issue 10).
 //!
 //! Each stream is one connection that initialises a session (`POST`
-//! `initialize`, as every MCP client does first) and then opens the session's
-//! standalone `GET` event stream on the same connection. The demo server
+//! `initialize`, as every MCP client does first) and then, on the same
+//! connection, opens the session's standalone `GET` event stream (`--kind
+//! get`) or calls a long-running tool whose answer is an event stream of
+//! progress notifications (`--kind post`: the demo server's `countdown`,
+//! which needs `--progress-tool`). The demo server
 //! sends an event on it every 200 ms carrying its send time (`sent_us`), so
 //! the delay of each event from the server's clock to this client's is
 //! measured; the difference between a proxy's figures and the direct ones is
@@ -28,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 #[derive(Parser)]
-#[command(about = "Holds N open MCP GET event streams and times their events")]
+#[command(about = "Holds N open MCP event streams and times their events")]
 struct Cli {
     /// The MCP endpoint, `http://ip:port/path`.
     #[arg(long)]
@@ -54,12 +57,26 @@ struct Cli {
     /// Runtime worker threads of this client.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// `get`: the session's GET stream; `post`: a `tools/call` of
+    /// `countdown` answered as an event stream.
+    #[arg(long, value_enum, default_value_t = Kind::Get)]
+    kind: Kind,
     /// Copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    Get,
+    Post,
+}
+
+/// A `countdown` that outlasts any run: one progress event every 200 ms.
+const COUNTDOWN: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"countdown","arguments":{"steps":100000000,"interval_ms":200},"_meta":{"progressToken":"streams-bench"}}}"#;
+
 struct Shared {
+    kind: Kind,
     addr: SocketAddr,
     authority: String,
     path: String,
@@ -211,17 +228,28 @@ async fn open(shared: &Shared) -> io::Result<(TcpStream, Vec<u8>, bool)> {
             rest.extend_from_slice(&chunk[..n]);
         }
     }
-    let get = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\n{}Accept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n",
-        shared.path, shared.authority, shared.headers
-    );
-    conn.write_all(get.as_bytes()).await?;
+    let open = match shared.kind {
+        Kind::Get => format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n{}Accept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n",
+            shared.path, shared.authority, shared.headers
+        ),
+        Kind::Post => format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
+             Content-Length: {}\r\n\r\n{COUNTDOWN}",
+            shared.path,
+            shared.authority,
+            shared.headers,
+            COUNTDOWN.len()
+        ),
+    };
+    conn.write_all(open.as_bytes()).await?;
     let mut buf = Vec::new();
     let head_len = read_head(&mut conn, &mut buf).await?;
     let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
     if status(&head) != 200 {
         return Err(io::Error::other(format!(
-            "GET: {}",
+            "stream: {}",
             head.lines().next().unwrap_or("")
         )));
     }
@@ -287,6 +315,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         headers.push_str("\r\n");
     }
     let shared = Arc::new(Shared {
+        kind: cli.kind,
         addr,
         authority: authority.to_owned(),
         path: if path.is_empty() {

@@ -26,6 +26,8 @@
 #   RATE=2000 RATE_DURATION=10s RATE_CONNECTIONS=32               (loadgen)
 #   IDLE_CONNECTIONS=10000                                         (RSS)
 #   STREAMS=1000 STREAM_SETTLE=5 STREAM_MEASURE=10                 (streams)
+#   STREAM_KIND=get|post  (streams: the session's GET stream, or a POST
+#     tools/call answered as an event stream of progress notifications)
 #   FED_SERVERS=1000 FED_TOOLS=100 FED_TARGETS="a b c d e"          (federation;
 #     COMPARE_CONTEXTFORGE=1 adds ContextForge's /rpc, see federation.sh)
 #   SKIP_BUILD=1  KEEP_TMP=1  WRITE_RESULTS=0|1  SETTLE_SECONDS=60
@@ -49,7 +51,7 @@ HERE=$ROOT/benches/load
 
 # What was asked for, as BENCHMARKS.md records it.
 overrides=""
-for var in MODE TARGETS TARGET_STREAMS BIN_DIR GATEWAY_BEFORE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE FED_SERVERS FED_TOOLS FED_TARGETS FED_PARTS FED_DURATION FED_WARMUP COMPARE_CONTEXTFORGE; do
+for var in MODE TARGETS TARGET_STREAMS STREAM_KIND BIN_DIR GATEWAY_BEFORE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE FED_SERVERS FED_TOOLS FED_TARGETS FED_PARTS FED_DURATION FED_WARMUP COMPARE_CONTEXTFORGE; do
   if [ -n "${!var:-}" ]; then overrides+="$var=${!var} "; fi
 done
 BENCH_COMMAND="$overrides${BENCH_COMMAND:-benches/load/run.sh}"
@@ -91,6 +93,11 @@ SETTLE_SECONDS=${SETTLE_SECONDS:-60}
 STREAMS=${STREAMS:-1000}
 STREAM_SETTLE=${STREAM_SETTLE:-5}
 STREAM_MEASURE=${STREAM_MEASURE:-10}
+STREAM_KIND=${STREAM_KIND:-get}
+case "$STREAM_KIND" in
+  get | post) ;;
+  *) echo "run.sh: STREAM_KIND must be get or post (got '$STREAM_KIND')" >&2; exit 2 ;;
+esac
 # Only a complete run may replace the published figures.
 if [ "$MODE" = full ]; then WRITE_RESULTS=${WRITE_RESULTS:-1}; else WRITE_RESULTS=${WRITE_RESULTS:-0}; fi
 
@@ -639,10 +646,13 @@ CONF
 streams_one() {
   local key=$1 demo_port port url target client out line
   local headers=(-H "X-Authenticated-User: bench@example.com")
+  # STREAM_KIND=post calls its tool `countdown`.
+  local demo_args=()
+  [ "$STREAM_KIND" = post ] && demo_args=(--progress-tool)
   # The demo server picks its own port and prints it: a port picked here could
   # be taken by then as the local port of some client's connection (EADDRINUSE).
   spawn "$key-demo" "$WORK/$key-demo.log" env -i PATH="$PATH" RUST_LOG=warn \
-    "$DEMO" --listen 127.0.0.1:0 --name bench
+    "$DEMO" --listen 127.0.0.1:0 --name bench "${demo_args[@]}"
   for _ in $(seq 100); do
     demo_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$key-demo.log")
     [ -n "$demo_port" ] && break
@@ -689,7 +699,8 @@ streams_one() {
   echo "${key}_idle_kb=$(session_rss_kb "$target")" >>"$WORK/streams.env"
   out=$WORK/$key-streams.jsonl
   spawn "$key-client" "$out" "$STREAMS_CLIENT" --url "$url" --count "$STREAMS" \
-    --settle "$STREAM_SETTLE" --measure "$STREAM_MEASURE" --label "$key" "${headers[@]}"
+    --settle "$STREAM_SETTLE" --measure "$STREAM_MEASURE" --label "$key" --kind "$STREAM_KIND" \
+    "${headers[@]}"
   client=${PID_OF[$key-client]}
   for _ in $(seq 3000); do
     grep -q '"phase":"measured"' "$out" 2>/dev/null && break
@@ -711,10 +722,11 @@ streams_one() {
 }
 
 streams() {
-  log "streams: $STREAMS open GET streams per target (settle ${STREAM_SETTLE}s, measure ${STREAM_MEASURE}s)"
+  log "streams: $STREAMS open $STREAM_KIND streams per target (settle ${STREAM_SETTLE}s, measure ${STREAM_MEASURE}s)"
   echo "streams=$STREAMS" >>"$WORK/streams.env"
   echo "settle=$STREAM_SETTLE" >>"$WORK/streams.env"
   echo "measure=$STREAM_MEASURE" >>"$WORK/streams.env"
+  echo "kind=$STREAM_KIND" >>"$WORK/streams.env"
   local key
   for key in ${TARGET_STREAMS:-direct nginx pingora gateway}; do streams_one "$key"; done
   python3 "$HERE/streams_report.py" "$WORK/streams.env"

@@ -2,8 +2,11 @@
 //! the load benchmark (`MODE=streams make bench-load`, issue 10).
 //!
 //! Each stream is one connection that initialises a session (`POST`
-//! `initialize`, as every MCP client does first) and then opens the session's
-//! standalone `GET` event stream on the same connection. The demo server
+//! `initialize`, as every MCP client does first) and then, on the same
+//! connection, opens the session's standalone `GET` event stream (`--kind
+//! get`) or calls a long-running tool whose answer is an event stream of
+//! progress notifications (`--kind post`: the demo server's `countdown`,
+//! which needs `--progress-tool`). The demo server
 //! sends an event on it every 200 ms carrying its send time (`sent_us`), so
 //! the delay of each event from the server's clock to this client's is
 //! measured; the difference between a proxy's figures and the direct ones is
@@ -33,7 +36,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 #[derive(Parser)]
-#[command(about = "Holds N open MCP event streams (GET or legacy /sse) and times their events")]
+#[command(about = "Holds N open MCP event streams (GET, POST-answered or legacy /sse) and times their events")]
 struct Cli {
     /// The MCP endpoint, `http://ip:port/path`.
     #[arg(long)]
@@ -59,21 +62,32 @@ struct Cli {
     /// Runtime worker threads of this client.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// `get`: the session's GET stream; `post`: a `tools/call` of
+    /// `countdown` answered as an event stream; `sse`: a legacy `/sse`
+    /// stream.
+    #[arg(long, value_enum, default_value_t = Kind::Get)]
+    kind: Kind,
     /// Copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
-    /// `get` (Streamable HTTP GET stream) or `sse` (legacy `/sse` stream).
-    #[arg(long, default_value = "get")]
-    kind: String,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    Get,
+    Post,
+    Sse,
+}
+
+/// A `countdown` that outlasts any run: one progress event every 200 ms.
+const COUNTDOWN: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"countdown","arguments":{"steps":100000000,"interval_ms":200},"_meta":{"progressToken":"streams-bench"}}}"#;
+
 struct Shared {
+    kind: Kind,
     addr: SocketAddr,
     authority: String,
     path: String,
     headers: String,
-    /// Legacy `/sse` streams instead of GET streams.
-    sse: bool,
     recording: AtomicBool,
     delays_us: Mutex<Vec<u64>>,
     /// Events seen while recording (all streams).
@@ -177,7 +191,7 @@ fn take_events(shared: &Shared, data: &mut Vec<u8>) -> usize {
 async fn open(shared: &Shared) -> io::Result<(TcpStream, Vec<u8>, bool)> {
     let mut conn = TcpStream::connect(shared.addr).await?;
     conn.set_nodelay(true)?;
-    if shared.sse {
+    if shared.kind == Kind::Sse {
         return open_sse(shared, conn).await;
     }
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"streams-bench","version":"1"}}}"#;
@@ -224,17 +238,28 @@ async fn open(shared: &Shared) -> io::Result<(TcpStream, Vec<u8>, bool)> {
             rest.extend_from_slice(&chunk[..n]);
         }
     }
-    let get = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\n{}Accept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n",
-        shared.path, shared.authority, shared.headers
-    );
-    conn.write_all(get.as_bytes()).await?;
+    let open = match shared.kind {
+        Kind::Get | Kind::Sse => format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n{}Accept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n",
+            shared.path, shared.authority, shared.headers
+        ),
+        Kind::Post => format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
+             Content-Length: {}\r\n\r\n{COUNTDOWN}",
+            shared.path,
+            shared.authority,
+            shared.headers,
+            COUNTDOWN.len()
+        ),
+    };
+    conn.write_all(open.as_bytes()).await?;
     let mut buf = Vec::new();
     let head_len = read_head(&mut conn, &mut buf).await?;
     let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
     if status(&head) != 200 {
         return Err(io::Error::other(format!(
-            "GET: {}",
+            "stream: {}",
             head.lines().next().unwrap_or("")
         )));
     }
@@ -328,11 +353,6 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let sse = match cli.kind.as_str() {
-        "get" => false,
-        "sse" => true,
-        other => return Err(format!("--kind {other:?}: expected get or sse")),
-    };
     let rest = cli.url.strip_prefix("http://").ok_or("only http:// URLs")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let addr: SocketAddr = authority
@@ -347,6 +367,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         headers.push_str("\r\n");
     }
     let shared = Arc::new(Shared {
+        kind: cli.kind,
         addr,
         authority: authority.to_owned(),
         path: if path.is_empty() {
@@ -355,7 +376,6 @@ async fn run(cli: Cli) -> Result<(), String> {
             path.to_owned()
         },
         headers,
-        sse,
         recording: AtomicBool::new(false),
         delays_us: Mutex::new(Vec::new()),
         events: AtomicU64::new(0),

@@ -3,6 +3,7 @@
 //! form ([`ServerRuntime`]) that the routing snapshot (`crate::snapshot`)
 //! is made of. The request path never touches configuration text.
 
+use crate::catalog::clients::ClientCache;
 use crate::config::{AuthSettings, ServerSpec, Settings, VirtualServerSpec};
 use crate::federation::VirtualScope;
 use crate::headers::{HeaderPolicy, UpstreamCredentialHeaders};
@@ -64,6 +65,9 @@ pub struct ServerRuntime {
     /// so a swap keeps health state and the round-robin position.
     pub upstream: Arc<ServerUpstream>,
     pub metrics: ServerMetrics,
+    /// The HTTP clients of its MCP sessions; a changed spec, a new runtime,
+    /// builds them anew (new TLS settings, new replicas).
+    pub clients: ClientCache,
 }
 
 /// A spec the data plane cannot serve as written.
@@ -130,6 +134,7 @@ impl ServerRuntime {
             // monotonic across reloads, and a removed server's stay too (a
             // bounded set of names; dropping them would read as a reset).
             metrics: metrics.server(&spec.name),
+            clients: ClientCache::default(),
         })
     }
 }

@@ -227,6 +227,20 @@ threads, connections and duration as the throughput runs above:
   polled until it lists all 100,000 tools, and VmRSS is read again.
   [`examples/catalog_memory.rs`](examples/catalog_memory.rs) measures the
   catalog's data structure alone.
+- **Catalog memory and gathering time (debug build, not a result):** at
+  200 servers × 100 tools (`MODE=federation FED_PARTS=catalog SKIP_BUILD=1
+  BIN_DIR=target/debug FED_SERVERS=200 FED_DURATION=1s FED_WARMUP=0 ROUNDS=1
+  SETTLE_SECONDS=0 benches/load/run.sh`) the catalog and its sessions took
+  302.6 MiB and 12.5 s to gather before a session's HTTP client was shared,
+  119.0 MiB and 9.3 s after. Beyond the tool data (3,698 bytes per tool,
+  `catalog_memory`), that is 1.16 MiB per server before, 0.24 MiB after.
+  heaptrack put 170 of the 187 MiB heap peak in OpenSSL's
+  `SslConnector::builder` (the system CA bundle, parsed for every session's
+  own `reqwest::Client`); what is left per server is the gateway's held
+  session (its GET stream and an idle keep-alive connection: 2 connections
+  per server) and allocator slack. At 1,000 servers (`FED_SERVERS=1000`,
+  same command) after: 536.0 MiB (0.18 MiB per server beyond the data) and
+  39.0 s, against ~1.1 MiB per server and 607 s measured before.
 - **ContextForge** (optional, `COMPARE_CONTEXTFORGE=1`): PyPI
   `mcp-contextforge-gateway` 1.0.7, installed once into `CF_VENV`
   (`target/tmp/contextforge-venv`), started in proxy-header mode with the

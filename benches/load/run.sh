@@ -26,8 +26,9 @@
 #   RATE=2000 RATE_DURATION=10s RATE_CONNECTIONS=32               (loadgen)
 #   IDLE_CONNECTIONS=10000                                         (RSS)
 #   STREAMS=1000 STREAM_SETTLE=5 STREAM_MEASURE=10                 (streams)
-#   STREAM_KIND=get|sse  (streams: Streamable HTTP GET streams, or legacy
-#     /sse streams, which carry no timed events: memory only)
+#   STREAM_KIND=get|post|sse  (streams: the session's GET stream, a POST
+#     tools/call answered as an event stream of progress notifications, or
+#     legacy /sse streams, which carry no timed events: memory only)
 #   FED_SERVERS=1000 FED_TOOLS=100 FED_TARGETS="a b c d e"          (federation;
 #     COMPARE_CONTEXTFORGE=1 adds ContextForge's /rpc, see federation.sh)
 #   SKIP_BUILD=1  KEEP_TMP=1  WRITE_RESULTS=0|1  SETTLE_SECONDS=60
@@ -97,9 +98,9 @@ STREAM_SETTLE=${STREAM_SETTLE:-5}
 STREAM_MEASURE=${STREAM_MEASURE:-10}
 STREAM_KIND=${STREAM_KIND:-get}
 case "$STREAM_KIND" in
-  get) STREAM_PATH=mcp ;;
+  get | post) STREAM_PATH=mcp ;;
   sse) STREAM_PATH=sse ;;
-  *) echo "run.sh: STREAM_KIND must be get or sse (got '$STREAM_KIND')" >&2; exit 2 ;;
+  *) echo "run.sh: STREAM_KIND must be get, post or sse (got '$STREAM_KIND')" >&2; exit 2 ;;
 esac
 # Only a complete run may replace the published figures.
 if [ "$MODE" = full ]; then WRITE_RESULTS=${WRITE_RESULTS:-1}; else WRITE_RESULTS=${WRITE_RESULTS:-0}; fi
@@ -662,10 +663,13 @@ CONF
 streams_one() {
   local key=$1 demo_port port url target client out line
   local headers=(-H "X-Authenticated-User: bench@example.com")
+  # STREAM_KIND=post calls its tool `countdown`.
+  local demo_args=()
+  [ "$STREAM_KIND" = post ] && demo_args=(--progress-tool)
   # The demo server picks its own port and prints it: a port picked here could
   # be taken by then as the local port of some client's connection (EADDRINUSE).
   spawn "$key-demo" "$WORK/$key-demo.log" env -i PATH="$PATH" RUST_LOG=warn \
-    "$DEMO" --listen 127.0.0.1:0 --name bench
+    "$DEMO" --listen 127.0.0.1:0 --name bench "${demo_args[@]}"
   for _ in $(seq 100); do
     demo_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$key-demo.log")
     [ -n "$demo_port" ] && break

@@ -52,7 +52,7 @@ def main():
     header = ["target", "RSS idle", f"RSS, {n} streams", "per open stream",
               "÷ nginx", "conns client / upstream", "event delay p50 / p99 (ms)",
               "added vs direct (ms)", "events delivered"]
-    kind = {"sse": "legacy /sse"}.get(env.get("kind", "get"), "GET")
+    kind = {"get": "GET", "post": "POST-answered", "sse": "legacy /sse"}.get(env.get("kind", "get"), "GET")
     print(f"\n## Open streams: {n} {kind} event streams per target, "
           f"settle {env.get('settle')} s, measured over {env.get('measure')} s\n")
     print("| " + " | ".join(header) + " |")

@@ -481,6 +481,12 @@ fn slow_call(msg: &Value) -> Response {
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// `tools/call` of `countdown`: `steps` progress notifications (with the
 /// request's progress token, if any) `interval_ms` apart on the response's
 /// event stream, then the result.
@@ -509,8 +515,11 @@ fn countdown_call(msg: &Value) -> Response {
                 tokio::time::sleep(Duration::from_millis(interval)).await;
             }
             let event = token.map(|token| {
+                // Its send time, as the GET stream's ticks carry theirs (the
+                // streams benchmark's `--kind post`).
                 let note = json!({"jsonrpc": "2.0", "method": "notifications/progress",
-                    "params": {"progressToken": token, "progress": n, "total": steps}});
+                    "params": {"progressToken": token, "progress": n, "total": steps,
+                               "_meta": {"sent_us": now_us()}}});
                 format!("event: message\ndata: {note}\n\n")
             });
             Some((event, n + 1))
@@ -538,10 +547,7 @@ async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, R
         interval.tick().await;
         // The send time lets a client measure what a proxy in between adds
         // to each event (the streams benchmark, examples/streams.rs).
-        let sent_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
-        let data = json!({"tick": n, "server": name, "sent_us": sent_us});
+        let data = json!({"tick": n, "server": name, "sent_us": now_us()});
         let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
                           "params": {"level": "info", "data": data}});
         let event = format!("id: {n}\nevent: message\ndata: {note}\n\n");

@@ -9,6 +9,7 @@
 //! `/servers/S/mcp` would be authenticated by S's auth policy; the call
 //! then goes upstream with S's header policy.
 
+pub mod clients;
 mod fetch;
 pub mod health;
 pub mod model;

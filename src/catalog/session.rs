@@ -293,7 +293,7 @@ pub struct Target {
     pub host: HeaderValue,
 }
 
-/// Picks a healthy backend of `server` and prepares a client for it.
+/// Picks a healthy backend of `server` and its client (see `clients`).
 pub fn target(server: &ServerRuntime, connect_timeout: Duration) -> Result<Target, String> {
     let selected = server
         .upstream
@@ -304,44 +304,15 @@ pub fn target(server: &ServerRuntime, connect_timeout: Duration) -> Result<Targe
         .replica(selected.replica)
         .ok_or_else(|| "the backend left the configuration".to_string())?;
     let tls = &server.spec.tls;
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        // The backend the health checks vouch for, not whatever the name
-        // resolves to now.
-        .resolve(&replica.url.host, selected.addr)
-        .redirect(reqwest::redirect::Policy::none());
-    if replica.url.tls {
-        if let Some(ca) = &tls.ca {
-            let mut roots = Vec::with_capacity(ca.len());
-            for cert in ca.iter() {
-                let der = cert
-                    .to_der()
-                    .map_err(|e| format!("tls.ca_file: cannot encode a certificate: {e}"))?;
-                roots.push(
-                    reqwest::Certificate::from_der(&der)
-                        .map_err(|e| format!("tls.ca_file: unusable certificate: {e}"))?,
-                );
-            }
-            builder = builder.tls_certs_only(roots);
-        }
-        if let Some(cert_key) = &tls.client_cert {
-            builder = builder.identity(client_identity(cert_key)?);
-        }
-        if !tls.verify {
-            builder = builder
-                .tls_danger_accept_invalid_certs(true)
-                .tls_danger_accept_invalid_hostnames(true);
-        }
-        if tls.sni.is_some() {
-            log::debug!(
-                "server {}: tls.sni is not applied to federation sessions; the URL's host is sent",
-                server.name
-            );
-        }
+    if replica.url.tls && tls.sni.is_some() {
+        log::debug!(
+            "server {}: tls.sni is not applied to federation sessions; the URL's host is sent",
+            server.name
+        );
     }
-    let client = builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let client = server
+        .clients
+        .client(tls, &replica.url, selected, connect_timeout)?;
     Ok(Target {
         url: replica.url.original.clone(),
         client,
@@ -349,7 +320,9 @@ pub fn target(server: &ServerRuntime, connect_timeout: Duration) -> Result<Targe
     })
 }
 
-fn client_identity(cert_key: &pingora::utils::tls::CertKey) -> Result<reqwest::Identity, String> {
+pub(super) fn client_identity(
+    cert_key: &pingora::utils::tls::CertKey,
+) -> Result<native_tls::Identity, String> {
     let problem = |e: &dyn std::fmt::Display| format!("tls.client_cert: {e}");
     let mut chain = cert_key.leaf().to_pem().map_err(|e| problem(&e))?;
     for cert in cert_key.intermediates() {
@@ -359,7 +332,7 @@ fn client_identity(cert_key: &pingora::utils::tls::CertKey) -> Result<reqwest::I
         .key()
         .private_key_to_pem_pkcs8()
         .map_err(|e| problem(&e))?;
-    reqwest::Identity::from_pkcs8_pem(&chain, &key).map_err(|e| problem(&e))
+    native_tls::Identity::from_pkcs8(&chain, &key).map_err(|e| problem(&e))
 }
 
 /// Initialises a session (the MCP-level health check: a server that does

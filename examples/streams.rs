@@ -36,7 +36,9 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 #[derive(Parser)]
-#[command(about = "Holds N open MCP event streams (GET, POST-answered or legacy /sse) and times their events")]
+#[command(
+    about = "Holds N open MCP event streams (GET, POST-answered or legacy /sse) and times their events"
+)]
 struct Cli {
     /// The MCP endpoint, `http://ip:port/path`.
     #[arg(long)]

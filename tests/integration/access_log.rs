@@ -33,17 +33,30 @@ fn log_line(gw: &Gateway, needle: &str) -> String {
     }
 }
 
+/// The demo server behind a gateway in proxy mode that trusts loopback's
+/// `X-Request-Id`.
+fn behind_a_trusted_proxy() -> (Demo, Gateway) {
+    let demo = Demo::start("demo");
+    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
+    let mut env = PROXY_ENV.to_vec();
+    env.push(("TRUSTED_PROXIES", "127.0.0.1"));
+    let gw = Gateway::start(&env, &yaml);
+    (demo, gw)
+}
+
+fn assert_line_has(line: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
+}
+
 fn is_request_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[test]
 fn text_lines_and_a_trusted_proxys_request_id() {
-    let demo = Demo::start("demo");
-    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
-    let mut env = PROXY_ENV.to_vec();
-    env.push(("TRUSTED_PROXIES", "127.0.0.1"));
-    let gw = Gateway::start(&env, &yaml);
+    let (demo, gw) = behind_a_trusted_proxy();
 
     let mut headers = ALICE.to_vec();
     headers.push(("X-Request-Id", "proxy-id-1"));
@@ -52,20 +65,21 @@ fn text_lines_and_a_trusted_proxys_request_id() {
     let sid = sid.expect("session id");
     let line = log_line(&gw, "request_id=proxy-id-1");
     let backend = format!("backend={}", demo.addr);
-    for part in [
-        "method=POST",
-        "path=/servers/demo/mcp",
-        "server=demo",
-        &backend,
-        "status=200",
-        "user=alice",
-        "identity_source=proxy",
-        "session=-",
-        " duration_ms=",
-        " bytes=",
-    ] {
-        assert!(line.contains(part), "{part} not in {line}");
-    }
+    assert_line_has(
+        &line,
+        &[
+            "method=POST",
+            "path=/servers/demo/mcp",
+            "server=demo",
+            &backend,
+            "status=200",
+            "user=alice",
+            "identity_source=proxy",
+            "session=-",
+            " duration_ms=",
+            " bytes=",
+        ],
+    );
     assert!(line.starts_with("time=20"), "{line}");
 
     // Passed upstream as sent; the session shows as a hash, never the token.
@@ -241,11 +255,7 @@ fn no_secret_reaches_the_log() {
 /// when it ends, with the same fields: here the client leaves (499).
 #[test]
 fn a_get_stream_is_logged_when_it_ends() {
-    let demo = Demo::start("demo");
-    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
-    let mut env = PROXY_ENV.to_vec();
-    env.push(("TRUSTED_PROXIES", "127.0.0.1"));
-    let gw = Gateway::start(&env, &yaml);
+    let (demo, gw) = behind_a_trusted_proxy();
     let sid = gw.initialize("demo", &ALICE).1.expect("session id");
     let mut headers = ALICE.to_vec();
     headers.push(("Mcp-Session-Id", &sid));
@@ -255,17 +265,18 @@ fn a_get_stream_is_logged_when_it_ends() {
     drop(reader);
     let line = log_line(&gw, "request_id=stream-id-1");
     let backend = format!("backend={}", demo.addr);
-    for part in [
-        "method=GET",
-        "path=/servers/demo/mcp",
-        "server=demo",
-        &backend,
-        "status=499",
-        "user=alice",
-        "identity_source=proxy",
-    ] {
-        assert!(line.contains(part), "{part} not in {line}");
-    }
+    assert_line_has(
+        &line,
+        &[
+            "method=GET",
+            "path=/servers/demo/mcp",
+            "server=demo",
+            &backend,
+            "status=499",
+            "user=alice",
+            "identity_source=proxy",
+        ],
+    );
     assert!(
         !line.contains(&sid) && !line.contains("session=-"),
         "{line}"
@@ -276,11 +287,7 @@ fn a_get_stream_is_logged_when_it_ends() {
 /// ends, here as the client leaves (499).
 #[test]
 fn a_legacy_sse_stream_is_logged_and_counted_when_it_ends() {
-    let demo = Demo::start("demo");
-    let yaml = servers_yaml(&[("demo", &[demo.url()])]);
-    let mut env = PROXY_ENV.to_vec();
-    env.push(("TRUSTED_PROXIES", "127.0.0.1"));
-    let gw = Gateway::start(&env, &yaml);
+    let (demo, gw) = behind_a_trusted_proxy();
     let mut headers = ALICE.to_vec();
     headers.push(("X-Request-Id", "sse-id-1"));
     let mut reader = open_stream(&gw, "/servers/demo/sse", &headers);
@@ -292,16 +299,17 @@ fn a_legacy_sse_stream_is_logged_and_counted_when_it_ends() {
     drop(reader);
     let line = log_line(&gw, "request_id=sse-id-1");
     let backend = format!("backend={}", demo.addr);
-    for part in [
-        "method=GET",
-        "path=/servers/demo/sse",
-        "server=demo",
-        &backend,
-        "status=499",
-        "user=alice",
-    ] {
-        assert!(line.contains(part), "{part} not in {line}");
-    }
+    assert_line_has(
+        &line,
+        &[
+            "method=GET",
+            "path=/servers/demo/sse",
+            "server=demo",
+            &backend,
+            "status=499",
+            "user=alice",
+        ],
+    );
     let series = "mcp_requests_total{server=\"demo\",status=\"499\"}";
     assert_eq!(metric(&gw.metrics(), series), 1.0, "{}", gw.metrics());
 }

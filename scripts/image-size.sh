@@ -15,7 +15,7 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase "$suite" "$root" http://deb.debian.org/debian >/dev/null
 # shellcheck disable=SC2086 # the package list is words
-chroot "$root" sh -c "apt-get install -y --no-install-recommends $packages >/dev/null && apt-get clean"
+chroot "$root" sh -c "apt-get install -y --no-install-recommends $packages >/dev/null 2>&1 && apt-get clean"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* \
   "$root"/usr/share/info/* "$root"/usr/share/locale/* "$root"/var/cache/apt/* "$root"/var/log/*
 base=$(du -s --apparent-size --block-size=1 "$root" | cut -f1)

@@ -56,7 +56,7 @@ fed_demo() {
   spawn "$key" "$WORK/$key.log" env -i PATH="$PATH" RUST_LOG=warn "$DEMO" --listen 127.0.0.1:0 "$@"
   DEMO_PORT=""
   for _ in $(seq 100); do
-    DEMO_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$key.log")
+    DEMO_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$key.log" 2>/dev/null || true)
     [ -n "$DEMO_PORT" ] && break
     sleep 0.1
   done

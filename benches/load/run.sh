@@ -671,7 +671,7 @@ streams_one() {
   spawn "$key-demo" "$WORK/$key-demo.log" env -i PATH="$PATH" RUST_LOG=warn \
     "$DEMO" --listen 127.0.0.1:0 --name bench "${demo_args[@]}"
   for _ in $(seq 100); do
-    demo_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$key-demo.log")
+    demo_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$key-demo.log" 2>/dev/null || true)
     [ -n "$demo_port" ] && break
     sleep 0.1
   done

@@ -206,7 +206,13 @@ pub async fn bind_sessions(
         }
         _ => {}
     }
-    let response = as_json_rpc_error(response).await;
+    let mut response = as_json_rpc_error(response).await;
+    // rmcp answers a closed session's DELETE with 202; the SDKs' own servers
+    // answer 200, and the Python client logs "Session termination failed"
+    // for anything but 200 or 204.
+    if deleting && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
     let (parts, body) = response.into_parts();
     Response::from_parts(
         parts,

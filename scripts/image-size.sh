@@ -12,10 +12,11 @@ packages=$(sed -n '/^FROM debian/,$ s/.*apt-get install -y --no-install-recommen
 [ -n "$suite" ] && [ -n "$packages" ] || { echo "image-size: cannot read the Dockerfile's runtime stage" >&2; exit 1; }
 command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
+trap 'rm -rf "$root" "$root.apt.log"' EXIT
 debootstrap --variant=minbase "$suite" "$root" http://deb.debian.org/debian >/dev/null
 # shellcheck disable=SC2086 # the package list is words
-chroot "$root" sh -c "apt-get install -y --no-install-recommends $packages >/dev/null 2>&1 && apt-get clean"
+chroot "$root" sh -c "apt-get install -y --no-install-recommends $packages && apt-get clean" \
+  >"$root.apt.log" 2>&1 || { cat "$root.apt.log" >&2; echo "image-size: apt-get in the chroot failed" >&2; exit 1; }
 rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* \
   "$root"/usr/share/info/* "$root"/usr/share/locale/* "$root"/var/cache/apt/* "$root"/var/log/*
 base=$(du -s --apparent-size --block-size=1 "$root" | cut -f1)

@@ -384,6 +384,24 @@ impl Gateway {
         self.request("GET", "/metrics", &[], "").body
     }
 
+    /// Waits until the federation catalog has gathered `server` (its
+    /// MCP-level check is in). The gathering is the gateway's own traffic to
+    /// the server (`initialize`, its GET stream, the lists), racing a test
+    /// that counts what reaches the server; after it, nothing more comes
+    /// until the next refresh.
+    pub fn wait_gathered(&self, server: &str) {
+        let series = format!("mcp_server_mcp_up{{server=\"{server}\"}}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&self.metrics(), &series) != 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "the catalog never gathered {server}: {}",
+                self.proc.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A scrape bearing `METRICS_TOKEN`, which adds the per-user series.
     pub fn metrics_as(&self, token: &str) -> String {
         let auth = bearer(token);

@@ -58,6 +58,7 @@ fn a_token_of_one_transport_is_refused_by_the_other_before_the_upstream() {
     let gw = one_demo(&demo);
     let streamable = gw.initialize("demo", &ALICE).1.expect("sid");
     let (_stream, legacy) = legacy_token(&gw);
+    gw.wait_gathered("demo");
     let before = demo.mcp_requests();
 
     let mut headers = ALICE.to_vec();

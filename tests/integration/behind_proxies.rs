@@ -119,6 +119,8 @@ pub(super) fn demo_and_gateway(env: &[(&str, &str)]) -> (Demo, Gateway) {
     ];
     all.extend_from_slice(env);
     let gw = Gateway::start(&all, &servers_yaml(&[("demo", &[demo.url()])]));
+    // The tests count what reaches the demo server.
+    gw.wait_gathered("demo");
     (demo, gw)
 }
 

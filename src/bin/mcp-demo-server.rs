@@ -107,6 +107,10 @@ struct AppState {
     /// Requests to the MCP endpoints, so a test can tell that a refused
     /// request never reached this server.
     mcp_requests: AtomicU64,
+    /// Those of them that carried `X-Authenticated-User`: a gateway's own
+    /// traffic (its catalog gathering) carries none, so a test can count
+    /// the requests it made through the gateway alone.
+    user_requests: AtomicU64,
     /// `notifications/cancelled` received, so a test can tell a
     /// cancellation reached this server.
     cancellations: AtomicU64,
@@ -127,13 +131,17 @@ impl AppState {
             behaviour,
             sessions: Mutex::new(HashMap::new()),
             mcp_requests: AtomicU64::new(0),
+            user_requests: AtomicU64::new(0),
             cancellations: AtomicU64::new(0),
             list_changed: tokio::sync::broadcast::channel(16).0,
         }
     }
 
-    fn count_request(&self) {
+    fn count_request(&self, headers: &HeaderMap) {
         self.mcp_requests.fetch_add(1, Ordering::Relaxed);
+        if headers.contains_key("x-authenticated-user") {
+            self.user_requests.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Session>> {
@@ -418,7 +426,7 @@ async fn mcp_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Reject> {
-    state.count_request();
+    state.count_request(&headers);
     let msg = parse_body(&body)?;
     let is_initialize =
         msg.get("method").and_then(Value::as_str) == Some("initialize") && msg.get("id").is_some();
@@ -536,7 +544,7 @@ fn countdown_call(msg: &Value) -> Response {
 /// until the client hangs up. Lets tests check that the gateway passes
 /// events through one by one.
 async fn mcp_get(State(state): Shared, headers: HeaderMap) -> Result<Response, Reject> {
-    state.count_request();
+    state.count_request(&headers);
     streamable_session(&state, &headers)?;
     let mut interval = tokio::time::interval(TICK);
     // After a stall, resume the cadence instead of bursting missed ticks,
@@ -580,7 +588,7 @@ async fn tools_changed(State(state): Shared) -> Json<Value> {
 }
 
 async fn mcp_delete(State(state): Shared, headers: HeaderMap) -> Result<StatusCode, Reject> {
-    state.count_request();
+    state.count_request(&headers);
     let sid = streamable_session(&state, &headers)?;
     state.sessions().remove(&sid);
     log::info!("streamable session {sid} deleted");
@@ -589,8 +597,8 @@ async fn mcp_delete(State(state): Shared, headers: HeaderMap) -> Result<StatusCo
 
 /// Legacy transport: the stream announces where to POST, then carries the
 /// replies to those POSTs. The session lives exactly as long as the stream.
-async fn legacy_sse(State(state): Shared) -> Result<Response, Reject> {
-    state.count_request();
+async fn legacy_sse(State(state): Shared, headers: HeaderMap) -> Result<Response, Reject> {
+    state.count_request(&headers);
     let sid = new_session_id().map_err(no_session_id)?;
     let (tx, rx) = mpsc::unbounded_channel::<String>();
     state.sessions().insert(sid.clone(), Session::Legacy(tx));
@@ -612,7 +620,7 @@ async fn legacy_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, Reject> {
-    state.count_request();
+    state.count_request(&headers);
     let query = uri.query().unwrap_or("").split('&');
     let Some(sid) = query.clone().find_map(|kv| kv.strip_prefix("sessionId=")) else {
         let why = "Bad Request: sessionId query parameter is required";
@@ -634,10 +642,11 @@ async fn legacy_message(
 
 async fn healthz(State(state): Shared) -> Json<Value> {
     let mcp_requests = state.mcp_requests.load(Ordering::Relaxed);
+    let user_requests = state.user_requests.load(Ordering::Relaxed);
     let cancellations = state.cancellations.load(Ordering::Relaxed);
     Json(
         json!({"status": "ok", "server": state.name, "mcp_requests": mcp_requests,
-                "cancellations": cancellations}),
+                "user_requests": user_requests, "cancellations": cancellations}),
     )
 }
 

@@ -136,6 +136,14 @@ impl Demo {
             .as_u64()
             .expect("mcp_requests in /healthz")
     }
+
+    /// The MCP requests that carried `X-Authenticated-User`: those a test
+    /// sent through the gateway, without the gateway's own gathering.
+    pub fn user_requests(&self) -> u64 {
+        request(&self.addr, "GET", "/healthz", &[], "").json()["user_requests"]
+            .as_u64()
+            .expect("user_requests in /healthz")
+    }
 }
 
 /// The npm project of MCP software nobody here wrote (tests/mcp-clients:

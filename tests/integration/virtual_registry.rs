@@ -89,6 +89,17 @@ fn an_api_virtual_server_serves_its_tools_follows_its_include_and_goes() {
             let r = a.create(name, &demo.url(), r#","auth_mode":"jwt""#);
             assert_eq!(r.status, 201, "{label}: {}", r.body);
         }
+        // `unresolved` is judged against the routes in effect: wait for the
+        // two servers to be routed here before the virtual server names them.
+        eventually(
+            &format!("{label}: alpha and beta routed on A"),
+            || a.log(),
+            || {
+                ["alpha", "beta"]
+                    .iter()
+                    .all(|s| a.gw.initialize(s, &ALICE).0.status != 404)
+            },
+        );
         let jwt_caller = bearer(&jwt(serde_json::json!({"sub": "bob", "exp": in_an_hour()})));
         let bob = [("Authorization", jwt_caller.as_str())];
 

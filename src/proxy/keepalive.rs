@@ -40,8 +40,9 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -60,15 +61,48 @@ pub struct KeepAlive<A> {
     lifecycle: Option<&'static Lifecycle>,
 }
 
+/// What finishes a request after the proxy let go of it, and gives the
+/// connection back for the next request with the settings it carries
+/// (`None`: close it).
+pub type After = Pin<Box<dyn Future<Output = Option<(Stream, HttpPersistentSettings)>> + Send>>;
+
+/// What `KeepAlive` knows of the request it is running.
+#[derive(Default)]
+struct Running {
+    /// The request's header is in, in whole.
+    header_complete: Cell<bool>,
+    after: RefCell<Option<After>>,
+}
+
 tokio::task_local! {
-    /// Whether the request `KeepAlive` is running has its header in whole.
-    static HEADER_COMPLETE: Cell<bool>;
+    static RUNNING: Running;
 }
 
 /// Tells `KeepAlive` that the current request's header has been read; the
 /// proxy's first phase calls it. Outside `KeepAlive` (h2) it does nothing.
 pub fn header_complete() {
-    let _ = HEADER_COMPLETE.try_with(|done| done.set(true));
+    let _ = RUNNING.try_with(|r| r.header_complete.set(true));
+}
+
+/// Whether the current request runs under `KeepAlive` (HTTP/1), so that
+/// [`defer`] can hand its connection back.
+pub fn can_defer() -> bool {
+    RUNNING.try_with(|_| ()).is_ok()
+}
+
+/// Hands the rest of the current request to `KeepAlive`: once the proxy
+/// has finished with it (having been given an empty session), `KeepAlive`
+/// runs `after` in the connection's own task and serves the next request
+/// on the connection it returns. The proxy's request state is gone by
+/// then, which is the point: a response that streams for minutes holds
+/// only what `after` holds. `Err` gives `after` back outside `KeepAlive`.
+pub fn defer(after: After) -> Result<(), After> {
+    let mut after = Some(after);
+    let _ = RUNNING.try_with(|r| *r.after.borrow_mut() = after.take());
+    match after {
+        Some(after) => Err(after),
+        None => Ok(()),
+    }
 }
 
 impl<A> KeepAlive<A> {
@@ -119,7 +153,7 @@ where
             if !next_request_arrives(&mut stream, idle).await {
                 return None;
             }
-            let _arriving = self.lifecycle.map(|l| l.track_arrival());
+            let arriving = self.lifecycle.map(|l| l.track_arrival());
             let mut session = ServerSession::new_http1(stream);
             if first {
                 session.set_keepalive(Some(self.idle_secs));
@@ -140,8 +174,17 @@ where
                 session.set_keepalive(None);
             }
             let request = self.inner.process_new_http(session, shutdown);
-            let reused = within_header_deadline(request, self.header_timeout).await??;
-            let (next, persistent) = reused.consume();
+            let (done, after) = within_header_deadline(request, self.header_timeout).await;
+            drop(arriving);
+            if let Some(after) = after {
+                // The request's own future is done; what it deferred holds
+                // the connection from here. It is counted in flight itself.
+                let (next, persistent) = after.await?;
+                stream = next;
+                settings = Some(persistent);
+                continue;
+            }
+            let (next, persistent) = done??.consume();
             stream = next;
             settings = persistent;
         }
@@ -153,26 +196,36 @@ where
 }
 
 /// Runs one request, giving up (`None`, which drops the connection) if its
-/// header is not complete within `deadline`. The header is usually complete
-/// on the first poll, and then no timer is armed at all.
-async fn within_header_deadline<F: Future>(request: F, deadline: Duration) -> Option<F::Output> {
-    HEADER_COMPLETE
-        .scope(Cell::new(false), async move {
-            let mut request = std::pin::pin!(request);
-            if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await {
-                return Some(done);
-            }
-            if !HEADER_COMPLETE.with(Cell::get) {
-                // Pingora's timer wheel, as for the idle wait.
-                match pingora::time::timeout(deadline, request.as_mut()).await {
-                    Ok(done) => return Some(done),
-                    Err(_) if !HEADER_COMPLETE.with(Cell::get) => return None,
-                    Err(_) => {}
-                }
-            }
-            Some(request.await)
+/// header is not complete within `deadline`; with what the request
+/// deferred ([`defer`]). The header is usually complete on the first poll,
+/// and then no timer is armed at all.
+async fn within_header_deadline<F: Future>(
+    request: F,
+    deadline: Duration,
+) -> (Option<F::Output>, Option<After>) {
+    RUNNING
+        .scope(Running::default(), async move {
+            let done = run_request(request, deadline).await;
+            (done, RUNNING.with(|r| r.after.take()))
         })
         .await
+}
+
+async fn run_request<F: Future>(request: F, deadline: Duration) -> Option<F::Output> {
+    let header_complete = || RUNNING.with(|r| r.header_complete.get());
+    let mut request = std::pin::pin!(request);
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await {
+        return Some(done);
+    }
+    if !header_complete() {
+        // Pingora's timer wheel, as for the idle wait.
+        match pingora::time::timeout(deadline, request.as_mut()).await {
+            Ok(done) => return Some(done),
+            Err(_) if !header_complete() => return None,
+            Err(_) => {}
+        }
+    }
+    Some(request.await)
 }
 
 /// Waits until the client sends the first byte of its next request (put back

@@ -3,9 +3,12 @@
 
 mod access;
 mod admission;
+mod body_end;
+mod chunked;
 mod federation;
 mod framing;
 mod keepalive;
+mod post_relay;
 mod relay;
 mod reply;
 mod request_id;
@@ -13,6 +16,7 @@ mod session_reply;
 mod sse_relay;
 mod stream_head;
 mod streams;
+mod upstream_pool;
 
 pub use federation::{FederationRoute, METRICS_LABEL as FEDERATION_METRICS_LABEL};
 pub use keepalive::KeepAlive;
@@ -319,7 +323,9 @@ impl ProxyHttp for Gateway {
                 match admitted {
                     reply::Admitted::Server(route) => {
                         ctx.route = Some(route);
-                        if self.lean_stream(session, ctx).await? {
+                        if self.lean_stream(session, ctx).await?
+                            || self.lean_post(session, ctx).await?
+                        {
                             return Ok(true);
                         }
                     }

@@ -47,7 +47,7 @@ const EVENT_READ: usize = 8 * 1024;
 
 /// How a relayed stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// The upstream closed its side: the response is complete.
     Complete,
     ClientGone,
@@ -68,14 +68,31 @@ fn end_status(end: End, response: u16) -> u16 {
 }
 
 /// What the task needs once the stream ends.
-struct Finish {
-    server: Arc<ServerRuntime>,
-    started: Instant,
-    status: u16,
+pub(super) struct Finish {
+    pub server: Arc<ServerRuntime>,
+    pub started: Instant,
+    pub status: u16,
     /// Body bytes that came with the response head.
-    first_body: usize,
-    record: super::access::OwnedRecord,
-    _in_flight: Option<InFlight>,
+    pub first_body: usize,
+    /// Made only when the access log is on.
+    pub record: Option<super::access::OwnedRecord>,
+    pub _in_flight: Option<InFlight>,
+}
+
+impl Finish {
+    /// Counts the request and writes its access line: `bytes` of body
+    /// came from the upstream.
+    pub fn done(self, end: End, bytes: usize) {
+        let status = end_status(end, self.status);
+        let elapsed = self.started.elapsed();
+        self.server.metrics.observe(status, elapsed);
+        if let (Some(format), Some(record)) = (access_log::enabled(), self.record) {
+            access_log::emit(record.line(status, elapsed, bytes, format));
+        }
+        if end != End::Complete {
+            log::debug!("server {}: stream ended: {end:?}", self.server.name);
+        }
+    }
 }
 
 /// The legacy `/sse` stream's endpoint rewrite, while it lasts: what sealing
@@ -135,7 +152,7 @@ fn through(sse: &mut Option<Box<SseRewrite>>, read: Vec<u8>) -> Result<Vec<u8>, 
     }
 }
 
-fn upstream_error(etype: ErrorType, why: String) -> Box<Error> {
+pub(super) fn upstream_error(etype: ErrorType, why: String) -> Box<Error> {
     Error::explain(etype, why).into_up()
 }
 
@@ -179,8 +196,12 @@ impl Gateway {
         drop(upstream_request);
 
         let timeout = self.runtime.stream_idle_timeout;
-        let (upstream, mut response, body_start) =
-            send_and_read_head(upstream, &head, timeout).await?;
+        let (upstream, head) = send_and_read_head(upstream, &head, timeout, false).await?;
+        let Head {
+            mut response,
+            body: body_start,
+            ..
+        } = head;
         self.upstream_response_filter(session, &mut response, ctx)
             .await?;
         self.response_filter(session, &mut response, ctx).await?;
@@ -217,7 +238,7 @@ impl Gateway {
             started: ctx.started,
             status,
             first_body,
-            record: self.owned_record(session, ctx),
+            record: access_log::enabled().map(|_| self.owned_record(session, ctx)),
             _in_flight: ctx.in_flight.take(),
         };
         let downstream = take_downstream(session)?;
@@ -263,16 +284,44 @@ impl Gateway {
 /// by the stream's idle timeout, as Pingora bounds them with the peer's
 /// read timeout): the upstream connection, the parsed head, and the body
 /// bytes that came with it.
-async fn send_and_read_head(
+/// Interim (`1xx`) heads are skipped with `skip_interim` (a POST's), else
+/// refused: a GET is not answered `100`/`103` by an MCP server.
+pub(super) async fn send_and_read_head(
     mut upstream: TcpStream,
     head: &[u8],
     timeout: Option<Duration>,
-) -> Result<(TcpStream, ResponseHeader, Vec<u8>)> {
+    skip_interim: bool,
+) -> Result<(TcpStream, Head)> {
     if let Err(e) = upstream.write_all(head).await {
         return Err(upstream_error(ErrorType::WriteError, e.to_string()));
     }
     let mut buf = Vec::with_capacity(1024);
     loop {
+        let parsed = stream_head::parse_response_head(&buf)
+            .map_err(|why| upstream_error(ErrorType::InvalidHTTPHeader, why.into()))?;
+        if let Some(parsed) = parsed {
+            if parsed.status.is_informational() {
+                if !skip_interim || parsed.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(upstream_error(
+                        ErrorType::InvalidHTTPHeader,
+                        "informational response to a stream request".into(),
+                    ));
+                }
+                buf.drain(..parsed.len);
+                continue;
+            }
+            let mut response = ResponseHeader::build(parsed.status, Some(parsed.headers.len()))?;
+            for (name, value) in parsed.headers {
+                response.append_header(name, value)?;
+            }
+            let body = buf.split_off(parsed.len);
+            let head = Head {
+                response,
+                http10: parsed.http10,
+                body,
+            };
+            return Ok((upstream, head));
+        }
         let read = upstream.read_buf(&mut buf);
         let n = match timeout {
             Some(t) => match pingora::time::timeout(t, read).await {
@@ -296,22 +345,20 @@ async fn send_and_read_head(
             Ok(_) => {}
             Err(e) => return Err(upstream_error(ErrorType::ReadError, e.to_string())),
         }
-        let parsed = stream_head::parse_response_head(&buf)
-            .map_err(|why| upstream_error(ErrorType::InvalidHTTPHeader, why.into()))?;
-        if let Some(parsed) = parsed {
-            let mut response = ResponseHeader::build(parsed.status, Some(parsed.headers.len()))?;
-            for (name, value) in parsed.headers {
-                response.append_header(name, value)?;
-            }
-            let body = buf.split_off(parsed.len);
-            return Ok((upstream, response, body));
-        }
     }
+}
+
+/// An upstream's final response head.
+pub(super) struct Head {
+    pub response: ResponseHeader,
+    pub http10: bool,
+    /// Body bytes that came with the head.
+    pub body: Vec<u8>,
 }
 
 /// Takes the client's connection out of the session, leaving an empty one
 /// that Pingora finishes without writing anything or keeping it alive.
-fn take_downstream(session: &mut Session) -> Result<Stream> {
+pub(super) fn take_downstream(session: &mut Session) -> Result<Stream> {
     let mut placeholder = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
     placeholder.set_keepalive(None);
     match std::mem::replace(&mut *session.downstream_session, placeholder) {
@@ -349,16 +396,7 @@ async fn relay(
     drop(upstream);
     let _ = AsyncWriteExt::shutdown(&mut downstream).await;
     drop(downstream);
-    let status = end_status(end, finish.status);
-    let elapsed = finish.started.elapsed();
-    finish.server.metrics.observe(status, elapsed);
-    if let Some(format) = access_log::enabled() {
-        let line = finish.record.line(status, elapsed, bytes, format);
-        access_log::emit(line);
-    }
-    if end != End::Complete {
-        log::debug!("server {}: stream ended: {end:?}", finish.server.name);
-    }
+    finish.done(end, bytes);
 }
 
 /// Writes the head and the body bytes that came with it.
@@ -376,7 +414,7 @@ async fn start(
     write_out(downstream, &out).await.map_err(gone)
 }
 
-async fn write_out(downstream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
+pub(super) async fn write_out(downstream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
     downstream.write_all(data).await?;
     downstream.flush().await
 }

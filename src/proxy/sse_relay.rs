@@ -10,6 +10,7 @@
 //! chunk-size line, or inside a chunk's data behind a chunk-size line for
 //! the rest of it), and the relay passes the raw bytes from there.
 
+use super::chunked::Dechunk;
 use crate::legacy_sse::{self, EndpointScanner};
 use bytes::Bytes;
 
@@ -63,11 +64,11 @@ impl EndpointRelay {
         let mut data = Vec::new();
         let mut rest: &[u8] = &[];
         if self.scanner.is_done() {
-            let used = chunks.decode(raw, &mut data, true)?;
+            let used = chunks.decode(raw, Some(&mut data), true)?;
             push_chunk(&mut out, &data);
             rest = &raw[used..];
         } else {
-            chunks.decode(raw, &mut data, false)?;
+            chunks.decode(raw, Some(&mut data), false)?;
             let mut emitted = legacy_sse::emit(self.scanner.feed(Some(&data)), event)?;
             if chunks.ended() && !self.scanner.is_done() {
                 emitted = legacy_sse::emit(self.scanner.feed(None), |_| {
@@ -106,140 +107,6 @@ fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
     }
 }
 
-/// Where the decoder is in a chunked body (RFC 9112 §7.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// In a chunk-size line's hex digits (`digits` read so far).
-    Size {
-        digits: u8,
-        value: u64,
-    },
-    /// After the digits: extensions up to the line's end.
-    SizeLine {
-        value: u64,
-    },
-    /// Bytes of chunk data still to come (never 0).
-    Data(u64),
-    /// The CRLF after a chunk's data.
-    DataCr,
-    DataLf,
-    /// After the last chunk: trailer lines until an empty one.
-    Trailer {
-        line_len: usize,
-    },
-    Ended,
-}
-
-#[derive(Debug)]
-struct Dechunk {
-    state: State,
-}
-
-impl Default for Dechunk {
-    fn default() -> Self {
-        Dechunk {
-            state: Self::SIZE_START,
-        }
-    }
-}
-
-/// More hex digits than this is no chunk size a stream sends.
-const MAX_SIZE_DIGITS: u8 = 15;
-
-impl Dechunk {
-    const SIZE_START: State = State::Size {
-        digits: 0,
-        value: 0,
-    };
-
-    /// The state after a chunk-size line: its data, or the trailer.
-    fn after_size(size: u64) -> State {
-        if size == 0 {
-            State::Trailer { line_len: 0 }
-        } else {
-            State::Data(size)
-        }
-    }
-
-    fn ended(&self) -> bool {
-        self.state == State::Ended
-    }
-
-    /// Where raw bytes may follow what was decoded: `Some(0)` at the start
-    /// of a chunk-size line, `Some(n)` with `n` bytes of a chunk's data to
-    /// come (behind a size line for them).
-    fn boundary(&self) -> Option<u64> {
-        match self.state {
-            State::Size { digits: 0, .. } => Some(0),
-            State::Data(left) => Some(left),
-            _ => None,
-        }
-    }
-
-    /// Decodes `raw` into `data`, stopping at the end of the body, or with
-    /// `stop` at the first boundary; returns the bytes consumed.
-    fn decode(&mut self, raw: &[u8], data: &mut Vec<u8>, stop: bool) -> Result<usize, String> {
-        let bad = |what: &str| Err(format!("malformed chunked body ({what})"));
-        let mut i = 0;
-        while i < raw.len() {
-            if stop && self.boundary().is_some() {
-                break;
-            }
-            let b = raw[i];
-            self.state = match self.state {
-                State::Data(left) => {
-                    let n = left.min((raw.len() - i) as u64);
-                    // `n` is at most `raw.len() - i`.
-                    let end = i + n as usize;
-                    data.extend_from_slice(&raw[i..end]);
-                    i = end;
-                    self.state = if n == left {
-                        State::DataCr
-                    } else {
-                        State::Data(left - n)
-                    };
-                    continue;
-                }
-                State::Ended => break,
-                State::Size { digits, value } => match (b as char).to_digit(16) {
-                    Some(d) if digits < MAX_SIZE_DIGITS => State::Size {
-                        digits: digits + 1,
-                        value: value * 16 + u64::from(d),
-                    },
-                    Some(_) => return bad("chunk size too large"),
-                    None if digits == 0 => return bad("no chunk size"),
-                    None if b == b'\n' => Self::after_size(value),
-                    None if matches!(b, b'\r' | b';' | b' ' | b'\t') => State::SizeLine { value },
-                    None => return bad("chunk size"),
-                },
-                State::SizeLine { value } => match b {
-                    b'\n' => Self::after_size(value),
-                    _ => State::SizeLine { value },
-                },
-                State::DataCr => match b {
-                    b'\r' => State::DataLf,
-                    b'\n' => Self::SIZE_START,
-                    _ => return bad("no CRLF after chunk data"),
-                },
-                State::DataLf => match b {
-                    b'\n' => Self::SIZE_START,
-                    _ => return bad("no CRLF after chunk data"),
-                },
-                State::Trailer { line_len } => match b {
-                    b'\n' if line_len == 0 => State::Ended,
-                    b'\n' => State::Trailer { line_len: 0 },
-                    b'\r' => State::Trailer { line_len },
-                    _ => State::Trailer {
-                        line_len: line_len + 1,
-                    },
-                },
-            };
-            i += 1;
-        }
-        Ok(i)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,7 +130,7 @@ mod tests {
     fn decode_all(raw: &[u8]) -> (Vec<u8>, bool) {
         let mut d = Dechunk::default();
         let mut data = Vec::new();
-        let used = d.decode(raw, &mut data, false).expect("well formed");
+        let used = d.decode(raw, Some(&mut data), false).expect("well formed");
         assert_eq!(used, raw.len());
         (data, d.ended())
     }
@@ -390,7 +257,7 @@ mod tests {
             b"ffffffffffffffff1\r\n",
         ] {
             let mut d = Dechunk::default();
-            assert!(d.decode(raw, &mut Vec::new(), false).is_err(), "{raw:?}");
+            assert!(d.decode(raw, None, false).is_err(), "{raw:?}");
         }
         // Extensions and trailers are read past.
         let (data, ended) = decode_all(b"3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n");

@@ -95,6 +95,16 @@ pub fn request_head(request: &RequestHeader, target: &str) -> Vec<u8> {
     head
 }
 
+/// Whether a `Connection` header names `token` (`close`, say).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
 /// Whether a response body is chunked: `chunked` is its last coding
 /// (RFC 9112 §6.1); the relay decodes it to rewrite the `/sse` endpoint event.
 pub fn is_chunked(headers: &HeaderMap) -> bool {
@@ -111,15 +121,16 @@ pub fn is_chunked(headers: &HeaderMap) -> bool {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
+    /// An HTTP/1.0 response: its connection is not kept.
+    pub http10: bool,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Bytes the head took; what follows in the buffer is body.
     pub len: usize,
 }
 
 /// Parses the response head at the start of `buf`: `Ok(None)` while it is
-/// incomplete, an error (the upstream is broken: 502) when it is malformed,
-/// too long, or informational (a GET is not answered `100`/`103` by an MCP
-/// server, and forwarding one would need the final head parsed as well).
+/// incomplete, an error (the upstream is broken: 502) when it is malformed
+/// or too long. An informational head (`1xx`) is returned like any other.
 pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, &'static str> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         return if buf.len() >= MAX_RESPONSE_HEAD {
@@ -136,10 +147,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, &'static 
         l.strip_suffix(b"\r").unwrap_or(l)
     });
     let status_line = lines.next().ok_or("empty response head")?;
-    let status = parse_status_line(status_line)?;
-    if status.is_informational() {
-        return Err("informational response to a stream request");
-    }
+    let (status, http10) = parse_status_line(status_line)?;
     let mut headers = Vec::new();
     for line in lines {
         if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
@@ -165,21 +173,28 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, &'static 
     }
     Ok(Some(ResponseHead {
         status,
+        http10,
         headers,
         len: end + 4,
     }))
 }
 
-fn parse_status_line(line: &[u8]) -> Result<StatusCode, &'static str> {
-    let rest = line
-        .strip_prefix(b"HTTP/1.1 ")
-        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))
-        .ok_or("not an HTTP/1 status line")?;
+/// The status, and whether the upstream speaks HTTP/1.0.
+fn parse_status_line(line: &[u8]) -> Result<(StatusCode, bool), &'static str> {
+    let (rest, http10) = match (
+        line.strip_prefix(b"HTTP/1.1 "),
+        line.strip_prefix(b"HTTP/1.0 "),
+    ) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => return Err("not an HTTP/1 status line"),
+    };
     let code = rest.get(..3).ok_or("short status line")?;
     if rest.get(3).is_some_and(|b| *b != b' ') {
         return Err("malformed status code");
     }
-    StatusCode::from_bytes(code).map_err(|_| "malformed status code")
+    let status = StatusCode::from_bytes(code).map_err(|_| "malformed status code")?;
+    Ok((status, http10))
 }
 
 /// The head written to the client.
@@ -310,7 +325,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(head.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(head.http10);
         assert!(head.headers.is_empty());
+        let head = parse_response_head(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.status, StatusCode::CONTINUE);
+        assert!(!head.http10);
+        assert_eq!(head.len, 25);
     }
 
     #[test]
@@ -350,7 +372,6 @@ mod tests {
             b"ICY 200 OK\r\n\r\n",
             b"HTTP/1.1 20 OK\r\n\r\n",
             b"HTTP/1.1 2000 OK\r\n\r\n",
-            b"HTTP/1.1 100 Continue\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nx: a\r\n folded\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nbad name: a\r\n\r\n",

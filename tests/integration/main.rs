@@ -22,6 +22,7 @@ mod keepalive;
 mod lifecycle;
 mod observability;
 mod pki;
+mod post_relay;
 mod refusals;
 mod registry;
 mod registry_env;

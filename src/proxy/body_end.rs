@@ -1,0 +1,204 @@
+//! Where an upstream response's body ends while its bytes pass through as
+//! they came (the POST relay, see `post_relay`): the client gets the
+//! upstream's own framing, and the gateway follows it only to know when
+//! the response is complete, so that both connections serve the next
+//! request.
+
+use super::chunked::Dechunk;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, StatusCode};
+
+/// How a response's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body at all (`204`, `304`).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes: the client's connection closes with it.
+    UntilClose,
+}
+
+/// The framing of a final response to a POST; `Err` for a head whose
+/// length cannot be known (conflicting `Content-Length` values).
+pub fn response_framing(status: StatusCode, headers: &HeaderMap) -> Result<Framing, &'static str> {
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(Framing::Empty);
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        // A coding other than a final `chunked` is read until the close.
+        return Ok(if super::stream_head::is_chunked(headers) {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let text = std::str::from_utf8(part.trim_ascii()).map_err(|_| "bad Content-Length")?;
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err("bad Content-Length");
+            }
+            let n: u64 = text.parse().map_err(|_| "bad Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length values");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    })
+}
+
+/// Follows a body as its bytes pass.
+#[derive(Debug)]
+pub struct BodyEnd {
+    left: Left,
+}
+
+#[derive(Debug)]
+enum Left {
+    Bytes(u64),
+    Chunks(Dechunk),
+    UntilClose,
+    Done,
+}
+
+impl BodyEnd {
+    pub fn new(framing: Framing) -> Self {
+        let left = match framing {
+            Framing::Empty => Left::Done,
+            Framing::Length(n) => Left::Bytes(n),
+            Framing::Chunked => Left::Chunks(Dechunk::default()),
+            Framing::UntilClose => Left::UntilClose,
+        };
+        BodyEnd { left }
+    }
+
+    /// How many bytes at the start of `raw` belong to the body (what
+    /// follows is not the response's: the connection cannot be reused).
+    pub fn feed(&mut self, raw: &[u8]) -> Result<usize, String> {
+        match &mut self.left {
+            Left::Done => Ok(0),
+            Left::UntilClose => Ok(raw.len()),
+            Left::Bytes(n) => {
+                // `used` is at most `raw.len()`.
+                let used = (*n).min(raw.len() as u64);
+                *n -= used;
+                if *n == 0 {
+                    self.left = Left::Done;
+                }
+                Ok(used as usize)
+            }
+            Left::Chunks(chunks) => {
+                let used = chunks.decode(raw, None, false)?;
+                if chunks.ended() {
+                    self.left = Left::Done;
+                }
+                Ok(used)
+            }
+        }
+    }
+
+    /// The whole body has passed.
+    pub fn is_done(&self) -> bool {
+        matches!(self.left, Left::Done)
+    }
+
+    /// The body ends when the upstream closes (then a close is its end,
+    /// not a failure).
+    pub fn until_close(&self) -> bool {
+        matches!(self.left, Left::UntilClose)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let ok = StatusCode::OK;
+        let f = |pairs: &[(&'static str, &'static str)]| response_framing(ok, &headers(pairs));
+        assert_eq!(f(&[("content-length", "12")]), Ok(Framing::Length(12)));
+        assert_eq!(f(&[("content-length", "0")]), Ok(Framing::Empty));
+        assert_eq!(f(&[("content-length", "7, 7")]), Ok(Framing::Length(7)));
+        assert!(f(&[("content-length", "7"), ("content-length", "8")]).is_err());
+        assert!(f(&[("content-length", "-1")]).is_err());
+        assert!(f(&[("content-length", "")]).is_err());
+        assert!(f(&[("content-length", "99999999999999999999999")]).is_err());
+        assert_eq!(f(&[("transfer-encoding", "chunked")]), Ok(Framing::Chunked));
+        // Transfer-Encoding wins over Content-Length.
+        assert_eq!(
+            f(&[("transfer-encoding", "chunked"), ("content-length", "3")]),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(f(&[("transfer-encoding", "gzip")]), Ok(Framing::UntilClose));
+        assert_eq!(f(&[]), Ok(Framing::UntilClose));
+        let none = headers(&[("content-length", "5")]);
+        assert_eq!(
+            response_framing(StatusCode::NO_CONTENT, &none),
+            Ok(Framing::Empty)
+        );
+    }
+
+    #[test]
+    fn a_sized_body_ends_at_its_length_whatever_the_reads() {
+        let mut end = BodyEnd::new(Framing::Length(5));
+        assert_eq!(end.feed(b"ab"), Ok(2));
+        assert!(!end.is_done());
+        assert_eq!(end.feed(b"cdeXYZ"), Ok(3));
+        assert!(end.is_done());
+        assert_eq!(end.feed(b"more"), Ok(0));
+    }
+
+    #[test]
+    fn a_chunked_body_ends_after_its_trailer_at_every_split() {
+        let body: &[u8] = b"4\r\nevt\n\r\n10;ext=1\r\ndata: 0123456789\r\n0\r\nX-T: 1\r\n\r\n";
+        for a in 0..=body.len() {
+            for b in a..=body.len() {
+                let mut end = BodyEnd::new(Framing::Chunked);
+                let mut used = 0;
+                for part in [&body[..a], &body[a..b], &body[b..]] {
+                    used += end.feed(part).expect("well formed");
+                }
+                assert_eq!(used, body.len(), "split {a}/{b}");
+                assert!(end.is_done(), "split {a}/{b}");
+            }
+        }
+        // Bytes after the last chunk are not the body's.
+        let mut end = BodyEnd::new(Framing::Chunked);
+        let mut with_extra = body.to_vec();
+        with_extra.extend_from_slice(b"HTTP/1.1 200");
+        assert_eq!(end.feed(&with_extra), Ok(body.len()));
+        assert!(end.is_done());
+    }
+
+    #[test]
+    fn a_malformed_chunked_body_is_an_error() {
+        let mut end = BodyEnd::new(Framing::Chunked);
+        assert!(end.feed(b"zz\r\n").is_err());
+    }
+
+    #[test]
+    fn a_close_delimited_body_never_ends_by_itself() {
+        let mut end = BodyEnd::new(Framing::UntilClose);
+        assert_eq!(end.feed(b"anything"), Ok(8));
+        assert!(!end.is_done());
+        assert!(end.until_close());
+        assert!(BodyEnd::new(Framing::Empty).is_done());
+    }
+}

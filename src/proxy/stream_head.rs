@@ -40,7 +40,7 @@ pub struct Candidate<'a> {
 /// without a body, upgrade or `Expect`: the requests that only ever wait
 /// for events, so nothing of the general proxy path is needed once their
 /// head is through (the `/sse` stream's endpoint event is rewritten by the
-/// relay, see `sse_relay`). A POST has a body: it stays on Pingora's path.
+/// relay, see `sse_relay`). POSTs have a path of their own (`post_relay`).
 pub fn takes_lean_path(c: &Candidate) -> bool {
     c.http1
         && c.method == Method::GET

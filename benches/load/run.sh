@@ -26,6 +26,10 @@
 #   RATE=2000 RATE_DURATION=10s RATE_CONNECTIONS=32               (loadgen)
 #   IDLE_CONNECTIONS=10000                                         (RSS)
 #   STREAMS=1000 STREAM_SETTLE=5 STREAM_MEASURE=10                 (streams)
+#   STREAM_BASELINE=1000  (streams: a first batch held open before the
+#     measured one; per open stream is the measured batch's RSS growth, so
+#     heap the process freed before, reused by the first streams, does not
+#     pass for their cost; 0 measures from the idle RSS instead)
 #   STREAM_KIND=get|post|sse  (streams: the session's GET stream, a POST
 #     tools/call answered as an event stream of progress notifications, or
 #     legacy /sse streams, which carry no timed events: memory only)
@@ -54,7 +58,7 @@ HERE=$ROOT/benches/load
 
 # What was asked for, as BENCHMARKS.md records it.
 overrides=""
-for var in MODE TARGETS TARGET_STREAMS BIN_DIR GATEWAY_BEFORE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_SETTLE STREAM_MEASURE STREAM_KIND FED_SERVERS FED_TOOLS FED_TARGETS FED_PARTS FED_DURATION FED_WARMUP COMPARE_CONTEXTFORGE; do
+for var in MODE TARGETS TARGET_STREAMS BIN_DIR GATEWAY_BEFORE DURATION CONNECTIONS THREADS ROUNDS WARMUP RATE RATE_DURATION RATE_CONNECTIONS IDLE_CONNECTIONS STREAMS STREAM_BASELINE STREAM_SETTLE STREAM_MEASURE STREAM_KIND FED_SERVERS FED_TOOLS FED_TARGETS FED_PARTS FED_DURATION FED_WARMUP COMPARE_CONTEXTFORGE; do
   if [ -n "${!var:-}" ]; then overrides+="$var=${!var} "; fi
 done
 BENCH_COMMAND="$overrides${BENCH_COMMAND:-benches/load/run.sh}"
@@ -68,6 +72,7 @@ case "$MODE" in
     RATE_CONNECTIONS=${RATE_CONNECTIONS:-4} IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-200}
     SETTLE_SECONDS=${SETTLE_SECONDS:-0}
     STREAMS=${STREAMS:-20} STREAM_SETTLE=${STREAM_SETTLE:-1} STREAM_MEASURE=${STREAM_MEASURE:-2}
+    STREAM_BASELINE=${STREAM_BASELINE:-20}
     FED_SERVERS=${FED_SERVERS:-20} FED_TOOLS=${FED_TOOLS:-10}
     FED_DURATION=${FED_DURATION:-2s} FED_WARMUP=${FED_WARMUP:-0}
     ;;
@@ -96,6 +101,7 @@ SETTLE_SECONDS=${SETTLE_SECONDS:-60}
 STREAMS=${STREAMS:-1000}
 STREAM_SETTLE=${STREAM_SETTLE:-5}
 STREAM_MEASURE=${STREAM_MEASURE:-10}
+STREAM_BASELINE=${STREAM_BASELINE:-1000}
 STREAM_KIND=${STREAM_KIND:-get}
 case "$STREAM_KIND" in
   get | post) STREAM_PATH=mcp ;;
@@ -138,7 +144,8 @@ nginx_bin() { command -v nginx 2>/dev/null || echo /usr/sbin/nginx; }
 # (client side and upstream side). Every process inherits this shell's limit.
 raise_fd_limit() {
   local need=$((IDLE_CONNECTIONS + 4096))
-  [ $((2 * STREAMS + 4096)) -gt "$need" ] && need=$((2 * STREAMS + 4096))
+  local streams=$((STREAMS + STREAM_BASELINE))
+  [ $((2 * streams + 4096)) -gt "$need" ] && need=$((2 * streams + 4096))
   if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
     ulimit -Hn "$need" 2>/dev/null || true
   fi
@@ -147,7 +154,7 @@ raise_fd_limit() {
   have=$(ulimit -n)
   if [ "$have" != unlimited ] && [ "$have" -lt "$need" ]; then
     IDLE_CONNECTIONS=$((have - 4096))
-    STREAMS=$(((have - 4096) / 2))
+    STREAMS=$(((have - 4096) / 2 - STREAM_BASELINE))
     log "open-file limit is $have: holding only $IDLE_CONNECTIONS idle connections, $STREAMS streams"
   fi
 }
@@ -622,7 +629,7 @@ stop_group() {
 # buffering, so each event goes out as it arrives; a worker needs two
 # connections per stream.
 start_streams_nginx() {
-  local key=$1 port=$2 demo_port=$3 conns=$((2 * STREAMS + 1024))
+  local key=$1 port=$2 demo_port=$3 conns=$((2 * (STREAMS + STREAM_BASELINE) + 1024))
   mkdir -p "$WORK/$key-tmp"
   {
     cat <<CONF
@@ -710,10 +717,30 @@ streams_one() {
       url="http://127.0.0.1:$port/servers/bench/$STREAM_PATH"
       target=${PID_OF[$key]}
       wait_until_serving "$key" "http://127.0.0.1:$port/health"
+      # The idle RSS is read once the catalog has gathered the server: the
+      # gathering's transient memory (its HTTP client, the CA bundle) read
+      # as "idle" moved that figure by up to 25 MiB between runs.
+      for _ in $(seq 300); do
+        curl -fsS "http://127.0.0.1:$port/metrics" 2>/dev/null |
+          grep -q '^mcp_server_mcp_up{server="bench"} 1' && break
+        sleep 0.1
+      done
       ;;
   esac
   sleep 2
   echo "${key}_idle_kb=$(session_rss_kb "$target")" >>"$WORK/streams.env"
+  if [ "$STREAM_BASELINE" -gt 0 ]; then
+    out=$WORK/$key-baseline.jsonl
+    spawn "$key-baseline" "$out" "$STREAMS_CLIENT" --url "$url" --count "$STREAM_BASELINE" \
+      --settle 1 --measure 1 --label "$key-baseline" --kind "$STREAM_KIND" "${headers[@]}"
+    for _ in $(seq 3000); do
+      grep -q '"phase":"measured"' "$out" 2>/dev/null && break
+      kill -0 "${PID_OF[$key-baseline]}" 2>/dev/null || die "($key) baseline streams client: $(cat "$out")"
+      sleep 0.1
+    done
+    grep -q '"phase":"measured"' "$out" || die "($key) baseline streams not open after 300 s: $(cat "$out")"
+    echo "${key}_baseline_kb=$(session_rss_kb "$target")" >>"$WORK/streams.env"
+  fi
   out=$WORK/$key-streams.jsonl
   spawn "$key-client" "$out" "$STREAMS_CLIENT" --url "$url" --count "$STREAMS" \
     --settle "$STREAM_SETTLE" --measure "$STREAM_MEASURE" --label "$key" --kind "$STREAM_KIND" \
@@ -735,12 +762,13 @@ streams_one() {
   log "($key) $(session_rss_kb "$target") KiB with $STREAMS streams; $line"
   grep -q '"closed":0,' <<<"$line" || die "($key) streams closed during the measurement: $line"
   # Free every descriptor before the next target.
-  stop_group "$client" "$target" "${PID_OF[$key-demo]}"
+  stop_group "$client" ${PID_OF[$key-baseline]:+"${PID_OF[$key-baseline]}"} "$target" "${PID_OF[$key-demo]}"
 }
 
 streams() {
   log "streams: $STREAMS open $STREAM_KIND streams per target (settle ${STREAM_SETTLE}s, measure ${STREAM_MEASURE}s)"
   echo "streams=$STREAMS" >>"$WORK/streams.env"
+  echo "baseline=$STREAM_BASELINE" >>"$WORK/streams.env"
   echo "kind=$STREAM_KIND" >>"$WORK/streams.env"
   echo "settle=$STREAM_SETTLE" >>"$WORK/streams.env"
   echo "measure=$STREAM_MEASURE" >>"$WORK/streams.env"

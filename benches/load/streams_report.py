@@ -22,12 +22,14 @@ TARGETS = [
 def main():
     env = read_env(Path(sys.argv[1]))
     n = int(env.get("streams", "0"))
+    base = int(env.get("baseline", "0"))
     rows, per, measured = [], {}, {}
     for key, _ in TARGETS:
         if f"{key}_measured" not in env:
             continue
-        idle, held = int(env[f"{key}_idle_kb"]), int(env[f"{key}_streams_kb"])
-        per[key] = (held - idle) / n if n else None
+        # From the RSS with the baseline batch open when there is one.
+        start = int(env.get(f"{key}_baseline_kb", env[f"{key}_idle_kb"]))
+        per[key] = (int(env[f"{key}_streams_kb"]) - start) / n if n else None
         measured[key] = json.loads(env[f"{key}_measured"])
     direct = measured.get("direct", {})
     for key, name in TARGETS:
@@ -41,6 +43,7 @@ def main():
         rows.append([
             name,
             f"{int(env[f'{key}_idle_kb']) / 1024:.1f} MiB",
+            *([f"{int(env[f'{key}_baseline_kb']) / 1024:.1f} MiB"] if base else []),
             f"{int(env[f'{key}_streams_kb']) / 1024:.1f} MiB",
             f"**{per[key]:.1f} KiB**",
             ratio(per[key], per.get("nginx")),
@@ -49,7 +52,8 @@ def main():
             added,
             f"{m['delivered']:.3f}",
         ])
-    header = ["target", "RSS idle", f"RSS, {n} streams", "per open stream",
+    held = [f"RSS, {base} baseline streams", f"RSS, + {n} streams"] if base else [f"RSS, {n} streams"]
+    header = ["target", "RSS idle", *held, "per open stream",
               "÷ nginx", "conns client / upstream", "event delay p50 / p99 (ms)",
               "added vs direct (ms)", "events delivered"]
     kind = {"get": "GET", "post": "POST-answered", "sse": "legacy /sse"}.get(env.get("kind", "get"), "GET")
@@ -59,7 +63,8 @@ def main():
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(str(c) for c in row) + " |")
-    print("\nPer open stream: (RSS holding the streams − RSS idle) / streams, all "
+    start = "RSS with the baseline streams open" if base else "RSS idle"
+    print(f"\nPer open stream: (RSS holding the streams − {start}) / streams, all "
           "processes of the target (nginx: master + 2 workers). Event delay: from "
           "the demo server's send time in the event to the client's receipt; on a "
           "shared 2-core machine it is noisy, memory is not.")

@@ -193,6 +193,45 @@ mod tests {
         assert!(end.feed(b"zz\r\n").is_err());
     }
 
+    /// Whatever an upstream sends, in whatever reads: no panic, never more
+    /// bytes used than read, nothing used once the body is done.
+    #[test]
+    fn garbage_in_any_split_is_followed_without_panicking() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        const ALPHABET: &[u8] = b"0123456789abcdefABCDEF\r\n;= \tzx";
+        for _ in 0..2_000 {
+            let len = (next() % 64) as usize;
+            let raw: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            for framing in [Framing::Chunked, Framing::Length(next() % 40)] {
+                let mut end = BodyEnd::new(framing);
+                let mut rest = &raw[..];
+                while !rest.is_empty() {
+                    let take = 1 + (next() as usize % rest.len());
+                    let (part, after) = rest.split_at(take);
+                    match end.feed(part) {
+                        Ok(used) => {
+                            assert!(used <= part.len());
+                            if end.is_done() {
+                                assert_eq!(end.feed(after), Ok(0));
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                    rest = after;
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_close_delimited_body_never_ends_by_itself() {
         let mut end = BodyEnd::new(Framing::UntilClose);

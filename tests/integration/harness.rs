@@ -64,7 +64,27 @@ impl Proc {
         }
     }
 
+    /// Sends `sig` (`-HUP`, `-TERM`, ...). A signal the gateway handles is
+    /// sent once its handler is installed, which is after the listener
+    /// opens: Pingora installs SIGTERM's and SIGQUIT's once its services
+    /// run, the reload service SIGHUP's once it starts; a signal sent before
+    /// would end the process (or, SIGHUP, be ignored).
     pub fn signal(&self, sig: &str) {
+        if let Some(number) = handled_signal(sig) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match self.catches(number) {
+                    Some(true) | None => break,
+                    Some(false) => {}
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{sig}: no handler installed within 30 s:\n{}",
+                    self.output()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -80,6 +100,34 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+}
+
+/// The signal numbers of the signals the gateway handles (Linux's).
+fn handled_signal(sig: &str) -> Option<u32> {
+    match sig.trim_start_matches('-') {
+        "HUP" => Some(1),
+        "INT" => Some(2),
+        "QUIT" => Some(3),
+        "TERM" => Some(15),
+        _ => None,
+    }
+}
+
+impl Proc {
+    /// Whether the process has a handler for signal `number` (`SigCgt` in
+    /// `/proc/PID/status`); `None` once it is gone (or there is no `/proc`).
+    fn catches(&self, number: u32) -> Option<bool> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())?;
+        // A zombie (exited, not yet reaped) catches nothing any more.
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        (!zombie).then_some(caught & (1 << (number - 1)) != 0)
     }
 }
 

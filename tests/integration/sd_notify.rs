@@ -117,6 +117,20 @@ fn ready_after_listening_reloading_on_sighup_stopping_on_sigterm() {
     let r = try_request(&addr, "GET", "/ready", &[], "").expect("listening");
     assert_eq!(r.status, 200, "{}", r.body);
 
+    // A SIGHUP's reload says RELOADING=1 only once the start-up's READY=1
+    // is marked sent, just after it went out (`sd_notify::started`); under
+    // load a HUP sent at once was reloaded without a word (a reload logged,
+    // no RELOADING=1). The readiness service has marked it when it ends,
+    // which Pingora logs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gw.output().contains("service 'BG sd-notify ready' exited") {
+        assert!(
+            Instant::now() < deadline,
+            "the readiness service never ended:\n{}",
+            gw.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     gw.signal("-HUP");
     let reloading = systemd.wait_for(
         "RELOADING=1 on SIGHUP",

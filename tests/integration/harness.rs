@@ -151,12 +151,12 @@ impl Demo {
 
     /// With extra flags, e.g. a misbehaviour a test needs.
     pub fn start_with(name: &str, extra: &[&str]) -> Demo {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
         let dir = scratch_dir();
         let log = dir.join("demo.log");
+        // Port 0: the demo server says which port it got. A port found
+        // free beforehand could be another test's by the time it binds.
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-demo-server"))
-            .args(["--listen", &addr, "--name", name])
+            .args(["--listen", "127.0.0.1:0", "--name", name])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -167,7 +167,11 @@ impl Demo {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("demo server prints its address");
-        assert!(line.contains("listening on"), "demo server said {line:?}");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("demo server said {line:?}"))
+            .to_string();
         Demo {
             proc: Proc { child, log },
             addr,

@@ -103,6 +103,45 @@ impl Proc {
     }
 }
 
+/// Whether process `pid` has a TCP socket listening on `port` (its socket
+/// inodes in `/proc/PID/fd`, the listening ones in `/proc/PID/net/tcp*`).
+/// Without `/proc`, true: the caller's probe alone decides.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return true;
+    };
+    let own: std::collections::HashSet<u64> = fds
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|link| {
+            link.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .any(|table| {
+            table.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let on_port = fields
+                    .get(1)
+                    .and_then(|local| local.rsplit_once(':'))
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port);
+                // State 0A: listening.
+                on_port
+                    && fields.get(3) == Some(&"0A")
+                    && fields
+                        .get(9)
+                        .and_then(|inode| inode.parse::<u64>().ok())
+                        .is_some_and(|inode| own.contains(&inode))
+            })
+        })
+}
+
 /// The signal numbers of the signals the gateway handles (Linux's).
 fn handled_signal(sig: &str) -> Option<u32> {
     match sig.trim_start_matches('-') {
@@ -341,35 +380,47 @@ impl Gateway {
         yaml: &str,
         healthy: &dyn Fn(&str) -> bool,
     ) -> Gateway {
-        let port = free_port();
-        let (mut cmd, dir) = gateway_command(env, yaml, port);
-        let log = dir.join("gateway.log");
-        // The log (access lines included) goes to stdout, start-up errors to
-        // stderr: one file holds both, in order.
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = cmd
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .expect("gateway starts");
-        let mut gw = Gateway {
-            proc: Proc { child, log },
-            addr: format!("127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = gw.proc.child.try_wait() {
-                panic!("gateway exited with {status}:\n{}", gw.proc.output());
+        // The port was free when looked at; another test may have taken it
+        // before the gateway binds it (Pingora then retries, logging that it
+        // is in use). The probe must not take another test's gateway on it
+        // for this one: healthy counts once this process listens there.
+        let mut attempts = 0;
+        'start: loop {
+            attempts += 1;
+            let port = free_port();
+            let (mut cmd, dir) = gateway_command(env, yaml, port);
+            let log = dir.join("gateway.log");
+            // The log (access lines included) goes to stdout, start-up errors
+            // to stderr: one file holds both, in order.
+            let file = std::fs::File::create(&log).expect("log file");
+            let child = cmd
+                .stdout(file.try_clone().expect("log file"))
+                .stderr(file)
+                .spawn()
+                .expect("gateway starts");
+            let mut gw = Gateway {
+                proc: Proc { child, log },
+                addr: format!("127.0.0.1:{port}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(status)) = gw.proc.child.try_wait() {
+                    panic!("gateway exited with {status}:\n{}", gw.proc.output());
+                }
+                if attempts < 5 && gw.proc.output().contains(" is in use, will try again") {
+                    // Dropped: killed. Another port.
+                    continue 'start;
+                }
+                if healthy(&gw.addr) && listens_on(gw.proc.child.id(), port) {
+                    return gw;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "gateway never became ready:\n{}",
+                    gw.proc.output()
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if healthy(&gw.addr) {
-                return gw;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway never became ready:\n{}",
-                gw.proc.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

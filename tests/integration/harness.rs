@@ -380,6 +380,22 @@ impl Gateway {
         yaml: &str,
         healthy: &dyn Fn(&str) -> bool,
     ) -> Gateway {
+        Gateway::try_start_probing(env, yaml, healthy).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// As [`Gateway::start`], with `Err` (the status and the log) for a
+    /// gateway that exits instead.
+    pub fn try_start(env: &[(&str, &str)], yaml: &str) -> Result<Gateway, String> {
+        Gateway::try_start_probing(env, yaml, &|addr| {
+            try_request(addr, "GET", "/ready", &[], "").is_ok_and(|r| r.status == 200)
+        })
+    }
+
+    fn try_start_probing(
+        env: &[(&str, &str)],
+        yaml: &str,
+        healthy: &dyn Fn(&str) -> bool,
+    ) -> Result<Gateway, String> {
         // The port was free when looked at; another test may have taken it
         // before the gateway binds it (Pingora then retries, logging that it
         // is in use). The probe must not take another test's gateway on it
@@ -405,14 +421,17 @@ impl Gateway {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Ok(Some(status)) = gw.proc.child.try_wait() {
-                    panic!("gateway exited with {status}:\n{}", gw.proc.output());
+                    return Err(format!(
+                        "gateway exited with {status}:\n{}",
+                        gw.proc.output()
+                    ));
                 }
                 if attempts < 5 && gw.proc.output().contains(" is in use, will try again") {
                     // Dropped: killed. Another port.
                     continue 'start;
                 }
                 if healthy(&gw.addr) && listens_on(gw.proc.child.id(), port) {
-                    return gw;
+                    return Ok(gw);
                 }
                 assert!(
                     Instant::now() < deadline,

@@ -106,7 +106,7 @@ impl Proc {
 /// Whether process `pid` has a TCP socket listening on `port` (its socket
 /// inodes in `/proc/PID/fd`, the listening ones in `/proc/PID/net/tcp*`).
 /// Without `/proc`, true: the caller's probe alone decides.
-fn listens_on(pid: u32, port: u16) -> bool {
+pub fn listens_on(pid: u32, port: u16) -> bool {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return true;
     };

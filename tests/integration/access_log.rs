@@ -365,7 +365,11 @@ fn burst_then_stop(format: &str, signal: &str) -> String {
     };
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !try_request(&addr, "GET", "/health", &[], "").is_ok_and(|r| r.status == 200) {
+    // Its own listener: another test's gateway may have taken the port
+    // first (this one then retries its bind).
+    while !(try_request(&addr, "GET", "/health", &[], "").is_ok_and(|r| r.status == 200)
+        && listens_on(proc.child.id(), port))
+    {
         assert!(Instant::now() < deadline, "not ready: {}", proc.output());
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -20,20 +20,31 @@ struct Admin {
 /// The gateway with its admin service on a free port and a fresh SQLite
 /// registry, once `/ready` says the registry answers.
 fn start_admin() -> Admin {
-    let admin_port = free_port().to_string();
-    let db_dir =
-        std::env::temp_dir().join(format!("mcp-gw-admin-{}-{admin_port}", std::process::id()));
-    std::fs::create_dir_all(&db_dir).expect("db dir");
-    let db = format!("sqlite:///{}/mcp.db", db_dir.display());
-    let mut env = PROXY_ENV.to_vec();
-    env.extend([
-        ("ADMIN_ENABLED", "true"),
-        ("ADMIN_PORT", admin_port.as_str()),
-        ("PLATFORM_ADMIN_EMAIL", EMAIL),
-        ("PLATFORM_ADMIN_PASSWORD", PASSWORD),
-        ("DATABASE_URL", db.as_str()),
-    ]);
-    let gateway = Gateway::start(&env, "servers: []\n");
+    // The admin port was free when looked at; should another test have
+    // taken it before the gateway binds it, the gateway exits saying so:
+    // another port.
+    let mut attempts = 0;
+    let (gateway, admin_port, db_dir) = loop {
+        attempts += 1;
+        let admin_port = free_port().to_string();
+        let db_dir =
+            std::env::temp_dir().join(format!("mcp-gw-admin-{}-{admin_port}", std::process::id()));
+        std::fs::create_dir_all(&db_dir).expect("db dir");
+        let db = format!("sqlite:///{}/mcp.db", db_dir.display());
+        let mut env = PROXY_ENV.to_vec();
+        env.extend([
+            ("ADMIN_ENABLED", "true"),
+            ("ADMIN_PORT", admin_port.as_str()),
+            ("PLATFORM_ADMIN_EMAIL", EMAIL),
+            ("PLATFORM_ADMIN_PASSWORD", PASSWORD),
+            ("DATABASE_URL", db.as_str()),
+        ]);
+        match Gateway::try_start(&env, "servers: []\n") {
+            Ok(gateway) => break (gateway, admin_port, db_dir),
+            Err(why) if attempts < 5 && why.contains("ADMIN_HOST/ADMIN_PORT: cannot listen") => {}
+            Err(why) => panic!("{why}"),
+        }
+    };
     let admin = format!("127.0.0.1:{admin_port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !try_request(&admin, "GET", "/ready", &[], "").is_ok_and(|r| r.status == 200) {

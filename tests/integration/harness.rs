@@ -64,7 +64,27 @@ impl Proc {
         }
     }
 
+    /// Sends `sig` (`-HUP`, `-TERM`, ...). A signal the gateway handles is
+    /// sent once its handler is installed, which is after the listener
+    /// opens: Pingora installs SIGTERM's and SIGQUIT's once its services
+    /// run, the reload service SIGHUP's once it starts; a signal sent before
+    /// would end the process (or, SIGHUP, be ignored).
     pub fn signal(&self, sig: &str) {
+        if let Some(number) = handled_signal(sig) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match self.catches(number) {
+                    Some(true) | None => break,
+                    Some(false) => {}
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{sig}: no handler installed within 30 s:\n{}",
+                    self.output()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -80,6 +100,73 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+}
+
+/// Whether process `pid` has a TCP socket listening on `port` (its socket
+/// inodes in `/proc/PID/fd`, the listening ones in `/proc/PID/net/tcp*`).
+/// Without `/proc`, true: the caller's probe alone decides.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return true;
+    };
+    let own: std::collections::HashSet<u64> = fds
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|link| {
+            link.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .any(|table| {
+            table.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let on_port = fields
+                    .get(1)
+                    .and_then(|local| local.rsplit_once(':'))
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port);
+                // State 0A: listening.
+                on_port
+                    && fields.get(3) == Some(&"0A")
+                    && fields
+                        .get(9)
+                        .and_then(|inode| inode.parse::<u64>().ok())
+                        .is_some_and(|inode| own.contains(&inode))
+            })
+        })
+}
+
+/// The signal numbers of the signals the gateway handles (Linux's).
+fn handled_signal(sig: &str) -> Option<u32> {
+    match sig.trim_start_matches('-') {
+        "HUP" => Some(1),
+        "INT" => Some(2),
+        "QUIT" => Some(3),
+        "TERM" => Some(15),
+        _ => None,
+    }
+}
+
+impl Proc {
+    /// Whether the process has a handler for signal `number` (`SigCgt` in
+    /// `/proc/PID/status`); `None` once it is gone (or there is no `/proc`).
+    fn catches(&self, number: u32) -> Option<bool> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())?;
+        // A zombie (exited, not yet reaped) catches nothing any more.
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        (!zombie).then_some(caught & (1 << (number - 1)) != 0)
     }
 }
 
@@ -103,12 +190,12 @@ impl Demo {
 
     /// With extra flags, e.g. a misbehaviour a test needs.
     pub fn start_with(name: &str, extra: &[&str]) -> Demo {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
         let dir = scratch_dir();
         let log = dir.join("demo.log");
+        // Port 0: the demo server says which port it got. A port found
+        // free beforehand could be another test's by the time it binds.
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-demo-server"))
-            .args(["--listen", &addr, "--name", name])
+            .args(["--listen", "127.0.0.1:0", "--name", name])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -119,7 +206,11 @@ impl Demo {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("demo server prints its address");
-        assert!(line.contains("listening on"), "demo server said {line:?}");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("demo server said {line:?}"))
+            .to_string();
         Demo {
             proc: Proc { child, log },
             addr,
@@ -289,35 +380,66 @@ impl Gateway {
         yaml: &str,
         healthy: &dyn Fn(&str) -> bool,
     ) -> Gateway {
-        let port = free_port();
-        let (mut cmd, dir) = gateway_command(env, yaml, port);
-        let log = dir.join("gateway.log");
-        // The log (access lines included) goes to stdout, start-up errors to
-        // stderr: one file holds both, in order.
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = cmd
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .expect("gateway starts");
-        let mut gw = Gateway {
-            proc: Proc { child, log },
-            addr: format!("127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = gw.proc.child.try_wait() {
-                panic!("gateway exited with {status}:\n{}", gw.proc.output());
+        Gateway::try_start_probing(env, yaml, healthy).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// As [`Gateway::start`], with `Err` (the status and the log) for a
+    /// gateway that exits instead.
+    pub fn try_start(env: &[(&str, &str)], yaml: &str) -> Result<Gateway, String> {
+        Gateway::try_start_probing(env, yaml, &|addr| {
+            try_request(addr, "GET", "/ready", &[], "").is_ok_and(|r| r.status == 200)
+        })
+    }
+
+    fn try_start_probing(
+        env: &[(&str, &str)],
+        yaml: &str,
+        healthy: &dyn Fn(&str) -> bool,
+    ) -> Result<Gateway, String> {
+        // The port was free when looked at; another test may have taken it
+        // before the gateway binds it (Pingora then retries, logging that it
+        // is in use). The probe must not take another test's gateway on it
+        // for this one: healthy counts once this process listens there.
+        let mut attempts = 0;
+        'start: loop {
+            attempts += 1;
+            let port = free_port();
+            let (mut cmd, dir) = gateway_command(env, yaml, port);
+            let log = dir.join("gateway.log");
+            // The log (access lines included) goes to stdout, start-up errors
+            // to stderr: one file holds both, in order.
+            let file = std::fs::File::create(&log).expect("log file");
+            let child = cmd
+                .stdout(file.try_clone().expect("log file"))
+                .stderr(file)
+                .spawn()
+                .expect("gateway starts");
+            let mut gw = Gateway {
+                proc: Proc { child, log },
+                addr: format!("127.0.0.1:{port}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(status)) = gw.proc.child.try_wait() {
+                    return Err(format!(
+                        "gateway exited with {status}:\n{}",
+                        gw.proc.output()
+                    ));
+                }
+                if attempts < 5 && gw.proc.output().contains(" is in use, will try again") {
+                    // Dropped: killed. Another port.
+                    continue 'start;
+                }
+                if healthy(&gw.addr) && listens_on(gw.proc.child.id(), port) {
+                    return Ok(gw);
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "gateway never became ready:\n{}",
+                    gw.proc.output()
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if healthy(&gw.addr) {
-                return gw;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway never became ready:\n{}",
-                gw.proc.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

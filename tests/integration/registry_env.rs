@@ -215,9 +215,21 @@ pub struct Admin {
 
 impl Admin {
     pub fn start(database_url: &str, yaml: &str) -> Admin {
-        let port = free_port().to_string();
-        let env = env_for(database_url, Some(&port));
-        let gw = Gateway::start(&borrowed(&env), yaml);
+        // The admin port was free when looked at; should another test have
+        // taken it before the gateway binds it, the gateway exits saying so:
+        // another port.
+        let mut attempts = 0;
+        let (gw, port) = loop {
+            attempts += 1;
+            let port = free_port().to_string();
+            let env = env_for(database_url, Some(&port));
+            match Gateway::try_start(&borrowed(&env), yaml) {
+                Ok(gw) => break (gw, port),
+                Err(why)
+                    if attempts < 5 && why.contains("ADMIN_HOST/ADMIN_PORT: cannot listen") => {}
+                Err(why) => panic!("{why}"),
+            }
+        };
         let addr = format!("127.0.0.1:{port}");
         eventually(
             "the admin service ready",

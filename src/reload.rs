@@ -40,13 +40,12 @@ impl ReloadOnHangup {
             .map_or("the certificates".to_string(), |p| p.display().to_string());
         // Before the start-up's READY=1, a READY=1 here would end the
         // start early.
-        let started = sd_notify::started();
-        if started {
-            sd_notify::notify(&sd_notify::reloading(
+        let started = sd_notify::notify_if_started(|| {
+            sd_notify::reloading(
                 sd_notify::monotonic_usec(),
                 &format!("SIGHUP: reloading {what}"),
-            ));
-        }
+            )
+        });
         let outcome = self.reload_and_log().await;
         if started {
             sd_notify::notify(&sd_notify::ready(&outcome, None));

@@ -16,8 +16,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Where `$NOTIFY_SOCKET` points.
@@ -145,17 +144,30 @@ impl Notifier {
 static NOTIFIER: OnceLock<Option<Notifier>> = OnceLock::new();
 
 /// Whether the start-up's `READY=1` went out: until then a reload must not
-/// say `READY=1` (systemd would take the start as done).
-static STARTED: AtomicBool = AtomicBool::new(false);
+/// say `READY=1` (systemd would take the start as done). Sending it and
+/// marking it sent is one step under this lock: a SIGHUP between the two
+/// reloaded without `RELOADING=1`, which `Type=notify-reload` waits for.
+static STARTED: Mutex<bool> = Mutex::new(false);
+
+fn started_lock() -> std::sync::MutexGuard<'static, bool> {
+    STARTED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The start-up's `READY=1` (see [`ready`]).
 pub fn notify_started(message: &str) {
+    let mut started = started_lock();
     notify(message);
-    STARTED.store(true, Ordering::Release);
+    *started = true;
 }
 
-pub fn started() -> bool {
-    STARTED.load(Ordering::Acquire)
+/// Sends `message` if the start-up's `READY=1` has gone out, in one step
+/// with that check; says whether it had.
+pub fn notify_if_started(message: impl FnOnce() -> String) -> bool {
+    let started = started_lock();
+    if *started {
+        notify(&message());
+    }
+    *started
 }
 
 /// Sends `message` to systemd, if it listens. A lost message is logged and

@@ -79,6 +79,16 @@ impl BodyEnd {
         BodyEnd { left }
     }
 
+    /// A chunked body followed on from where `chunks` is.
+    pub fn following(chunks: Dechunk) -> Self {
+        let left = if chunks.ended() {
+            Left::Done
+        } else {
+            Left::Chunks(chunks)
+        };
+        BodyEnd { left }
+    }
+
     /// How many bytes at the start of `raw` belong to the body (what
     /// follows is not the response's: the connection cannot be reused).
     pub fn feed(&mut self, raw: &[u8]) -> Result<usize, String> {

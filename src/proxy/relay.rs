@@ -25,6 +25,7 @@
 //! holds the request's in-flight guard (drain waits for it), counts the
 //! request in the metrics and writes the access line when the stream ends.
 
+use super::body_end::{self, BodyEnd, Framing};
 use super::sse_relay::{EndpointRelay, Step};
 use super::stream_head::{self, Candidate};
 use super::{session_reply, Gateway, RequestCtx};
@@ -137,17 +138,54 @@ impl SseRewrite {
     }
 }
 
-/// The bytes to write for one read: as read, or through the rewrite while
-/// it lasts (dropped once it is over).
-fn through(sse: &mut Option<Box<SseRewrite>>, read: Vec<u8>) -> Result<Vec<u8>, End> {
-    let Some(rewrite) = sse.as_mut() else {
-        return Ok(read);
-    };
-    match rewrite.feed(Some(&read))? {
-        Step::More(out) => Ok(out),
-        Step::Passing(out) => {
-            *sse = None;
-            Ok(out)
+/// The body's way through the relay: the `/sse` rewrite while it lasts,
+/// then the upstream's framing, followed to the body's end so that a body
+/// cut short is not counted as complete.
+struct Framed {
+    sse: Option<Box<SseRewrite>>,
+    end: BodyEnd,
+}
+
+impl Framed {
+    /// The bytes to write for one read; `Err` ends the stream.
+    fn through(&mut self, read: Vec<u8>) -> Result<Vec<u8>, End> {
+        if let Some(rewrite) = self.sse.as_mut() {
+            return match rewrite.feed(Some(&read))? {
+                Step::More(out) => Ok(out),
+                Step::Passing(out) => {
+                    if let Some(rewrite) = self.sse.take() {
+                        self.end = rewrite.relay.into_end();
+                    }
+                    Ok(out)
+                }
+            };
+        }
+        let mut read = read;
+        let used = self.end.feed(&read).map_err(|why| {
+            log::warn!("stream relay: {why}; ending the stream");
+            End::UpstreamBroke
+        })?;
+        read.truncate(used);
+        Ok(read)
+    }
+
+    /// The whole body has passed.
+    fn done(&self) -> bool {
+        self.sse.is_none() && self.end.is_done()
+    }
+
+    /// How the stream ended, the upstream having closed.
+    fn at_close(&mut self) -> End {
+        if let Some(mut rewrite) = self.sse.take() {
+            return match rewrite.feed(None) {
+                Err(end) => end,
+                Ok(_) => End::Complete,
+            };
+        }
+        if self.end.is_done() || self.end.until_close() {
+            End::Complete
+        } else {
+            End::UpstreamBroke
         }
     }
 }
@@ -224,10 +262,23 @@ impl Gateway {
             })
         });
         let first_body = body_start.len();
-        let body_start = if sse.is_some() {
+        let mut framed = Framed {
+            end: match sse {
+                // Replaced by the rewrite's own once it is over.
+                Some(_) => BodyEnd::new(Framing::UntilClose),
+                None => body_end::response_framing(response.status, &response.headers)
+                    .map(BodyEnd::new)
+                    .map_err(|why| upstream_error(ErrorType::InvalidHTTPHeader, why.into()))?,
+            },
+            sse,
+        };
+        let body_start = if framed.sse.is_some() {
             body_start
         } else {
-            out.extend_from_slice(&body_start);
+            let mut body = framed.through(body_start).map_err(|_| {
+                upstream_error(ErrorType::InvalidHTTPHeader, "malformed body".into())
+            })?;
+            out.append(&mut body);
             Vec::new()
         };
         let status = response.status.as_u16();
@@ -248,7 +299,7 @@ impl Gateway {
             head: out,
             body: body_start,
         };
-        tokio::spawn(relay(downstream, upstream, sent, sse, timeout, finish));
+        tokio::spawn(relay(downstream, upstream, sent, framed, timeout, finish));
         Ok(true)
     }
 
@@ -383,34 +434,31 @@ async fn relay(
     mut downstream: Stream,
     upstream: TcpStream,
     sent: Sent,
-    mut sse: Option<Box<SseRewrite>>,
+    mut framed: Framed,
     idle: Option<Duration>,
     finish: Finish,
 ) {
     let mut bytes = finish.first_body;
-    let end = match start(&mut downstream, sent, &mut sse).await {
-        Ok(()) => copy_events(&mut downstream, &upstream, &mut sse, idle, &mut bytes).await,
+    let end = match start(&mut downstream, sent, &mut framed).await {
+        Ok(()) if framed.done() => End::Complete,
+        Ok(()) => copy_events(&mut downstream, &upstream, &mut framed, idle, &mut bytes).await,
         Err(end) => end,
     };
-    drop(sse);
+    drop(framed);
     drop(upstream);
-    let _ = AsyncWriteExt::shutdown(&mut downstream).await;
-    drop(downstream);
+    // Counted before the client sees the end: a scrape after it has it.
     finish.done(end, bytes);
+    let _ = AsyncWriteExt::shutdown(&mut downstream).await;
 }
 
 /// Writes the head and the body bytes that came with it.
-async fn start(
-    downstream: &mut Stream,
-    sent: Sent,
-    sse: &mut Option<Box<SseRewrite>>,
-) -> Result<(), End> {
+async fn start(downstream: &mut Stream, sent: Sent, framed: &mut Framed) -> Result<(), End> {
     let gone = |_| End::ClientGone;
     write_out(downstream, &sent.head).await.map_err(gone)?;
     if sent.body.is_empty() {
         return Ok(());
     }
-    let out = through(sse, sent.body)?;
+    let out = framed.through(sent.body)?;
     write_out(downstream, &out).await.map_err(gone)
 }
 
@@ -425,7 +473,7 @@ pub(super) async fn write_out(downstream: &mut Stream, data: &[u8]) -> std::io::
 async fn copy_events(
     downstream: &mut Stream,
     upstream: &TcpStream,
-    sse: &mut Option<Box<SseRewrite>>,
+    framed: &mut Framed,
     idle: Option<Duration>,
     bytes: &mut usize,
 ) -> End {
@@ -452,20 +500,18 @@ async fn copy_events(
         }
         let mut buf = Vec::with_capacity(EVENT_READ);
         match upstream.try_read_buf(&mut buf) {
-            Ok(0) => {
-                return match sse.take().map(|mut s| s.feed(None)) {
-                    Some(Err(end)) => end,
-                    _ => End::Complete,
-                }
-            }
+            Ok(0) => return framed.at_close(),
             Ok(n) => {
                 *bytes += n;
-                let out = match through(sse, buf) {
+                let out = match framed.through(buf) {
                     Ok(out) => out,
                     Err(end) => return end,
                 };
                 if !out.is_empty() && write_out(downstream, &out).await.is_err() {
                     return End::ClientGone;
+                }
+                if framed.done() {
+                    return End::Complete;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

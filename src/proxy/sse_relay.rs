@@ -10,6 +10,7 @@
 //! chunk-size line, or inside a chunk's data behind a chunk-size line for
 //! the rest of it), and the relay passes the raw bytes from there.
 
+use super::body_end::{BodyEnd, Framing};
 use super::chunked::Dechunk;
 use crate::legacy_sse::{self, EndpointScanner};
 use bytes::Bytes;
@@ -90,9 +91,22 @@ impl EndpointRelay {
                     out.extend_from_slice(format!("{left:x}\r\n").as_bytes());
                 }
                 out.extend_from_slice(rest);
+                // The framing is followed on (see `into_end`).
+                chunks.decode(rest, None, false)?;
                 Ok(Step::Passing(out))
             }
             None => Ok(Step::More(out)),
+        }
+    }
+}
+
+impl EndpointRelay {
+    /// Where the body ends, followed from the point where the bytes pass as
+    /// they came (after `Step::Passing`).
+    pub fn into_end(self) -> BodyEnd {
+        match self.chunks {
+            Some(chunks) => BodyEnd::following(chunks),
+            None => BodyEnd::new(Framing::UntilClose),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! event stream leaves the proxy's request state behind, yet both of its
 //! connections serve the next request when the response ends, whatever the
 //! upstream's framing; an idle upstream connection the upstream closed is
-//! replaced without the client noticing; a broken response is not passed
-//! off as complete.
+//! replaced without the client noticing; a broken response, POST's or
+//! GET stream's, is not passed off as complete.
 
 use crate::harness::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -221,14 +221,60 @@ fn a_close_delimited_stream_ends_with_the_client_connection() {
     assert!(all.ends_with("data: 0\n\n"), "{all}");
 }
 
+/// A chunked event stream cut before its last chunk.
+fn cut_stream(n: usize) -> (String, bool) {
+    let mut answer = chunked_stream(n);
+    answer.truncate(answer.len() - "0\r\n\r\n".len());
+    (answer, true)
+}
+
+/// The session's GET stream, through the gateway (its lean path too).
+fn get_stream(gw: &Gateway) -> String {
+    let mut headers = vec![("Accept", "text/event-stream")];
+    headers.extend_from_slice(&ALICE);
+    raw_keepalive_request(&gw.addr, "GET", "/servers/up/mcp", &headers, "")
+}
+
+#[test]
+fn a_get_stream_the_upstream_cuts_is_counted_as_broken() {
+    let (url, _) = scripted_upstream(cut_stream);
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
+    let mut conn = connect(&gw);
+    conn.get_mut()
+        .write_all(get_stream(&gw).as_bytes())
+        .expect("send");
+    let mut all = Vec::new();
+    let _ = conn.read_to_end(&mut all);
+    let all = String::from_utf8_lossy(&all);
+    assert!(all.contains("\"event\":2"), "{all}");
+    let series = |class| format!("mcp_requests_total{{server=\"up\",status=\"{class}\"}}");
+    let metrics = gw.metrics();
+    assert_eq!(metric(&metrics, &series("5xx")), 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, &series("2xx")), 0.0, "{metrics}");
+}
+
+#[test]
+fn a_get_stream_that_ends_whole_is_complete_and_closed() {
+    let (url, _) = scripted_upstream(|n| (chunked_stream(n), false));
+    let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
+    let mut conn = connect(&gw);
+    conn.get_mut()
+        .write_all(get_stream(&gw).as_bytes())
+        .expect("send");
+    // The upstream keeps its connection; the gateway ends the stream at
+    // the body's last chunk all the same.
+    let mut all = Vec::new();
+    conn.read_to_end(&mut all)
+        .expect("closed at the end of the body");
+    let all = String::from_utf8_lossy(&all);
+    assert!(all.ends_with("0\r\n\r\n"), "{all}");
+    let series = |class| format!("mcp_requests_total{{server=\"up\",status=\"{class}\"}}");
+    assert_eq!(metric(&gw.metrics(), &series("2xx")), 1.0);
+}
+
 #[test]
 fn a_stream_the_upstream_cuts_is_counted_as_broken_and_not_kept() {
-    let (url, _) = scripted_upstream(|n| {
-        let mut answer = chunked_stream(n);
-        // Cut before the last chunk.
-        answer.truncate(answer.len() - "0\r\n\r\n".len());
-        (answer, true)
-    });
+    let (url, _) = scripted_upstream(cut_stream);
     let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
     let mut conn = connect(&gw);
     conn.get_mut()

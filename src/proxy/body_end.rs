@@ -199,8 +199,19 @@ mod tests {
 
     #[test]
     fn a_malformed_chunked_body_is_an_error() {
-        let mut end = BodyEnd::new(Framing::Chunked);
-        assert!(end.feed(b"zz\r\n").is_err());
+        // Bare LFs too: the client's parser would find another end.
+        for raw in [
+            &b"zz\r\n"[..],
+            b"3\nabc\r\n",
+            b"3\r\nabc\n",
+            b"3;x=1\nabc\r\n",
+            b"3\rXabc",
+            b"0\r\nX-T: 1\n\r\n",
+            b"0\r\n\n",
+        ] {
+            let mut end = BodyEnd::new(Framing::Chunked);
+            assert!(end.feed(raw).is_err(), "{:?}", String::from_utf8_lossy(raw));
+        }
     }
 
     /// Whatever an upstream sends, in whatever reads: no panic, never more

@@ -1,6 +1,10 @@
 //! A chunked body's framing (RFC 9112 §7.1), followed byte by byte: the
 //! `/sse` rewrite decodes with it, the POST relay only finds where the body
 //! ends, so that both connections can be kept for the next request.
+//!
+//! The bytes pass to the client as they came, so the client must find the
+//! same end: lines end in CRLF only (a bare LF is refused, as `httparse`
+//! and Pingora refuse it), anything else is a malformed body (502).
 
 /// Where the decoder is in a chunked body (RFC 9112 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,8 +14,12 @@ enum State {
         digits: u8,
         value: u64,
     },
-    /// After the digits: extensions up to the line's end.
+    /// After the digits: extensions up to the line's CR.
     SizeLine {
+        value: u64,
+    },
+    /// The LF that ends a chunk-size line.
+    SizeLf {
         value: u64,
     },
     /// Bytes of chunk data still to come (never 0).
@@ -21,6 +29,10 @@ enum State {
     DataLf,
     /// After the last chunk: trailer lines until an empty one.
     Trailer {
+        line_len: usize,
+    },
+    /// The LF that ends a trailer line (or the body, after an empty one).
+    TrailerLf {
         line_len: usize,
     },
     Ended,
@@ -112,17 +124,21 @@ impl Dechunk {
                     },
                     Some(_) => return bad("chunk size too large"),
                     None if digits == 0 => return bad("no chunk size"),
-                    None if b == b'\n' => Self::after_size(value),
-                    None if matches!(b, b'\r' | b';' | b' ' | b'\t') => State::SizeLine { value },
+                    None if b == b'\r' => State::SizeLf { value },
+                    None if matches!(b, b';' | b' ' | b'\t') => State::SizeLine { value },
                     None => return bad("chunk size"),
                 },
                 State::SizeLine { value } => match b {
-                    b'\n' => Self::after_size(value),
+                    b'\r' => State::SizeLf { value },
+                    b'\n' => return bad("bare LF in a chunk-size line"),
                     _ => State::SizeLine { value },
+                },
+                State::SizeLf { value } => match b {
+                    b'\n' => Self::after_size(value),
+                    _ => return bad("CR without LF in a chunk-size line"),
                 },
                 State::DataCr => match b {
                     b'\r' => State::DataLf,
-                    b'\n' => Self::SIZE_START,
                     _ => return bad("no CRLF after chunk data"),
                 },
                 State::DataLf => match b {
@@ -130,12 +146,16 @@ impl Dechunk {
                     _ => return bad("no CRLF after chunk data"),
                 },
                 State::Trailer { line_len } => match b {
+                    b'\r' => State::TrailerLf { line_len },
+                    b'\n' => return bad("bare LF in the trailer"),
+                    _ => State::Trailer {
+                        line_len: line_len.saturating_add(1),
+                    },
+                },
+                State::TrailerLf { line_len } => match b {
                     b'\n' if line_len == 0 => State::Ended,
                     b'\n' => State::Trailer { line_len: 0 },
-                    b'\r' => State::Trailer { line_len },
-                    _ => State::Trailer {
-                        line_len: line_len + 1,
-                    },
+                    _ => return bad("CR without LF in the trailer"),
                 },
             };
             i += 1;

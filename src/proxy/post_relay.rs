@@ -94,6 +94,7 @@ impl Gateway {
         if !takes_lean_path(&candidate)
             || !super::streams::may_stream(route.endpoint, &req.method, &req.headers)
             || !keepalive::can_defer()
+            || over_tls(session)
         {
             return Ok(false);
         }
@@ -112,24 +113,9 @@ impl Gateway {
             }
             message.extend_from_slice(&chunk);
         }
-        let mut upstream_request = session.req_header().clone();
-        for name in stream_head::hop_by_hop_names(&upstream_request.headers, true) {
-            upstream_request.remove_header(&name);
-        }
-        self.edit_upstream_request(session, &mut upstream_request, ctx)?;
-        upstream_request.insert_header(CONTENT_LENGTH, message.len())?;
-        let target = upstream_request
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str());
-        let mut wire = stream_head::request_head(&upstream_request, target);
-        drop(upstream_request);
-        wire.extend_from_slice(&message);
-        drop(message);
-
         let idle = self.runtime.stream_idle_timeout;
-        let (upstream, addr, head) = self.exchange(ctx, first, &wire, idle).await?;
-        drop(wire);
+        let (upstream, addr, head) = self.exchange(session, ctx, first, &message, idle).await?;
+        drop(message);
         let Head {
             mut response,
             http10,
@@ -142,8 +128,17 @@ impl Gateway {
         for name in stream_head::hop_by_hop_names(&response.headers, false) {
             response.remove_header(&name);
         }
+        if response.headers.contains_key(TRANSFER_ENCODING) {
+            // RFC 9112 §6.3: it is framed by `Transfer-Encoding` alone, and
+            // a length beside it would let the client read another end.
+            response.remove_header(&CONTENT_LENGTH);
+        }
         let framing = body_end::response_framing(response.status, &response.headers)
             .map_err(|why| relay::upstream_error(ErrorType::InvalidHTTPHeader, why.into()))?;
+        let mut end = BodyEnd::new(framing);
+        let used = end
+            .feed(&body_start)
+            .map_err(|why| relay::upstream_error(ErrorType::InvalidHTTPHeader, why))?;
         // Pingora's session knows whether the client's connection may
         // serve another request: the client's `Connection`, the reuse
         // limit, a stop (`KeepAlive`) or a drain (`request_filter`).
@@ -153,13 +148,6 @@ impl Gateway {
             && framing != Framing::UntilClose
             && !self.runtime.lifecycle.is_draining();
         let persistent = HttpPersistentSettings::for_session(downstream);
-        response.insert_header(CONNECTION, if keep_client { "keep-alive" } else { "close" })?;
-        let mut end = BodyEnd::new(framing);
-        let used = end
-            .feed(&body_start)
-            .map_err(|why| relay::upstream_error(ErrorType::InvalidHTTPHeader, why))?;
-        let mut out = stream_head::response_head(&response);
-        out.extend_from_slice(&body_start[..used]);
         let Some(route) = ctx.route.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no route");
         };
@@ -171,6 +159,11 @@ impl Gateway {
             record: access_log::enabled().map(|_| self.owned_record(session, ctx)),
             _in_flight: ctx.in_flight.take(),
         };
+        let (downstream, keep_client) = take_client(session, keep_client).await?;
+        ctx.handed_off = true;
+        response.insert_header(CONNECTION, if keep_client { "keep-alive" } else { "close" })?;
+        let mut out = stream_head::response_head(&response);
+        out.extend_from_slice(&body_start[..used]);
         drop(response);
         let body = Body {
             upstream,
@@ -180,8 +173,6 @@ impl Gateway {
             keep_client: keep_client.then_some(persistent),
             idle,
         };
-        let downstream = relay::take_downstream(session)?;
-        ctx.handed_off = true;
         let after = Box::pin(body.relay(downstream, out, finish));
         if let Err(after) = keepalive::defer(after) {
             // `can_defer` said otherwise: finish it in a task of its own.
@@ -190,33 +181,59 @@ impl Gateway {
         Ok(true)
     }
 
+    /// The request head for the backend `ctx` has chosen, with the same
+    /// edits as on Pingora's path, and the body after it.
+    fn request_wire(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        message: &[u8],
+    ) -> Result<Vec<u8>> {
+        let mut upstream_request = session.req_header().clone();
+        for name in stream_head::hop_by_hop_names(&upstream_request.headers, true) {
+            upstream_request.remove_header(&name);
+        }
+        self.edit_upstream_request(session, &mut upstream_request, ctx)?;
+        upstream_request.insert_header(CONTENT_LENGTH, message.len())?;
+        let target = upstream_request
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str());
+        let mut wire = stream_head::request_head(&upstream_request, target);
+        wire.extend_from_slice(message);
+        Ok(wire)
+    }
+
     /// Sends the request and reads the response head: on an idle pooled
-    /// connection first (once more on a new one if that one turns out
-    /// closed before answering, as Pingora retries a reused connection),
-    /// else on a new connection to this or, when connecting fails, the
-    /// next backend.
+    /// connection first, else on a new connection to this or, when
+    /// connecting fails, the next backend (the head made again for it).
+    /// A pooled connection that fails while the request is written goes
+    /// again on a new one; once written it is not sent again (a tool call
+    /// may have run), as Pingora does not retry a POST.
     async fn exchange(
         &self,
+        session: &Session,
         ctx: &mut RequestCtx,
         first: SelectedBackend,
-        wire: &[u8],
+        message: &[u8],
         idle: Option<Duration>,
     ) -> Result<(TcpStream, SocketAddr, Head)> {
         let pool = upstream_pool::shared();
         let mut selected = first;
         loop {
             let addr = selected.addr;
+            let wire = self.request_wire(session, ctx, message)?;
             if let Some(kept) = pool.take(addr) {
-                match relay::send_and_read_head(kept, wire, idle, true).await {
+                match relay::send_and_read_head(kept, &wire, idle, true).await {
                     Ok((stream, head)) => return Ok((stream, addr, head)),
-                    Err(e) if stale(&e) => {}
+                    Err(e) if e.etype() == &ErrorType::WriteError => {}
                     Err(e) => return Err(e),
                 }
             }
             match connect(addr, self.runtime.connect_timeout).await {
                 Ok(stream) => {
                     let (stream, head) =
-                        relay::send_and_read_head(stream, wire, idle, true).await?;
+                        relay::send_and_read_head(stream, &wire, idle, true).await?;
                     return Ok((stream, addr, head));
                 }
                 Err(e) => {
@@ -238,13 +255,42 @@ impl Gateway {
     }
 }
 
-/// A pooled connection the upstream closed while it was idle: the request
-/// did not reach it, so it goes again on a new connection.
-fn stale(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::WriteError | ErrorType::ConnectionClosed | ErrorType::ReadError
-    )
+/// A TLS client: its connection cannot be watched without consuming what
+/// it sends (Pingora peeks only on plain TCP), so it stays on Pingora's path.
+fn over_tls(session: &Session) -> bool {
+    session
+        .as_downstream()
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// Takes the client's connection out of the session. Bytes the client
+/// sent past its request (its next one, early) make the connection close
+/// after this response, as on Pingora's path (`keep` comes back false).
+async fn take_client(session: &mut Session, keep: bool) -> Result<(Stream, bool)> {
+    if !keep {
+        return Ok((relay::take_downstream(session)?, false));
+    }
+    let mut placeholder = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
+    placeholder.set_keepalive(None);
+    match std::mem::replace(&mut *session.downstream_session, placeholder) {
+        ServerSession::H1(mut h1) => {
+            // So that `reuse` hands over what was read past the request
+            // instead of refusing the connection.
+            h1.set_pipelining_enabled(true);
+            match h1.reuse().await? {
+                Some(reusable) => {
+                    let (stream, early) = reusable.into_parts();
+                    Ok((stream, early.is_none_or(|b| b.is_empty())))
+                }
+                None => Error::e_explain(ErrorType::WriteError, "client connection not reusable"),
+            }
+        }
+        other => {
+            *session.downstream_session = other;
+            Error::e_explain(ErrorType::InternalError, "POST path on HTTP/2")
+        }
+    }
 }
 
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {

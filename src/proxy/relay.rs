@@ -246,6 +246,13 @@ impl Gateway {
         for name in stream_head::hop_by_hop_names(&response.headers, false) {
             response.remove_header(&name);
         }
+        if response
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            // RFC 9112 §6.3: framed by `Transfer-Encoding` alone.
+            response.remove_header(&http::header::CONTENT_LENGTH);
+        }
         response.insert_header(http::header::CONNECTION, "close")?;
         let mut out = stream_head::response_head(&response);
         let Some(route) = ctx.route.as_mut() else {

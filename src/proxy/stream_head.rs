@@ -113,8 +113,9 @@ pub fn is_chunked(headers: &HeaderMap) -> bool {
         .iter()
         .next_back()
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+        // Empty list elements do not count (RFC 9110 §5.6.1).
+        .and_then(|v| v.rsplit(',').map(str::trim).find(|c| !c.is_empty()))
+        .is_some_and(|coding| coding.eq_ignore_ascii_case("chunked"))
 }
 
 /// An upstream response head.
@@ -342,6 +343,7 @@ mod tests {
             (&["gzip, Chunked "][..], true),
             (&["gzip", "chunked"][..], true),
             (&["chunked, gzip"][..], false),
+            (&["gzip, chunked, "][..], true),
             (&[][..], false),
         ] {
             let mut h = HeaderMap::new();

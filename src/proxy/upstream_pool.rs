@@ -5,7 +5,7 @@
 //! `TcpStream` (readiness without a buffer), so it keeps its own. A kept
 //! connection has no task of its own: a connection the upstream closed
 //! while idle is noticed when it is taken (and dropped then), or when its
-//! idle time is up.
+//! idle time is up (`put` sweeps every backend at most once a second).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,8 +13,11 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-/// How long a connection may wait idle in the pool; as Pingora's peers.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection may wait idle in the pool: under the shortest
+/// keep-alive of the usual MCP servers (Node's and uvicorn's 5 s), so that
+/// the gateway does not send a POST just as the upstream closes the
+/// connection (a POST is not sent again once written: a tool may have run).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// At most this many idle connections per backend; more are closed.
 pub const PER_BACKEND: usize = 64;
@@ -28,7 +31,13 @@ pub fn shared() -> &'static IdlePool {
 
 #[derive(Default)]
 pub struct IdlePool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    by_backend: HashMap<SocketAddr, Vec<Idle>>,
+    swept: Option<Instant>,
 }
 
 struct Idle {
@@ -42,8 +51,8 @@ impl IdlePool {
         let now = Instant::now();
         loop {
             let idle = {
-                let mut map = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                map.get_mut(&addr)?.pop()?
+                let mut kept = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                kept.by_backend.get_mut(&addr)?.pop()?
             };
             if now.duration_since(idle.since) < IDLE_TIMEOUT && still_open(&idle.stream) {
                 return Some(idle.stream);
@@ -51,15 +60,25 @@ impl IdlePool {
         }
     }
 
-    /// Keeps `stream` for the next request to `addr`, dropping those that
-    /// waited too long.
+    /// Keeps `stream` for the next request to `addr`. At most once a
+    /// second it first drops every backend's expired connections, so that
+    /// the addresses of replicas that went away hold nothing for long.
     pub fn put(&self, addr: SocketAddr, stream: TcpStream) {
         let now = Instant::now();
-        let mut map = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let kept = map.entry(addr).or_default();
-        kept.retain(|i| now.duration_since(i.since) < IDLE_TIMEOUT);
-        if kept.len() < PER_BACKEND {
-            kept.push(Idle { stream, since: now });
+        let mut kept = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if kept
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            kept.swept = Some(now);
+            kept.by_backend.retain(|_, idle| {
+                idle.retain(|i| now.duration_since(i.since) < IDLE_TIMEOUT);
+                !idle.is_empty()
+            });
+        }
+        let idle = kept.by_backend.entry(addr).or_default();
+        if idle.len() < PER_BACKEND {
+            idle.push(Idle { stream, since: now });
         }
     }
 }

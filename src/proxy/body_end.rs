@@ -128,16 +128,8 @@ impl BodyEnd {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stream_head::test_support::headers;
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(*n, HeaderValue::from_static(v));
-        }
-        h
-    }
 
     #[test]
     fn framing_follows_rfc_9112() {

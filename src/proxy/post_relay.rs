@@ -84,14 +84,7 @@ impl Gateway {
             return Ok(false);
         };
         let req = session.req_header();
-        let candidate = Candidate {
-            http1: matches!(session.as_downstream(), ServerSession::H1(_)),
-            method: &req.method,
-            version: req.version,
-            endpoint: route.endpoint,
-            headers: &req.headers,
-        };
-        if !takes_lean_path(&candidate)
+        if !takes_lean_path(&Candidate::of(session, route.endpoint))
             || !super::streams::may_stream(route.endpoint, &req.method, &req.headers)
             || !keepalive::can_defer()
             || over_tls(session)
@@ -415,35 +408,17 @@ impl Body {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stream_head::test_support::{candidate, headers as with};
     use super::*;
     use crate::routing::Endpoint;
-    use http::{HeaderMap, HeaderValue};
-
-    fn candidate<'a>(headers: &'a HeaderMap, method: &'a Method) -> Candidate<'a> {
-        Candidate {
-            http1: true,
-            method,
-            version: Version::HTTP_11,
-            endpoint: Endpoint::Mcp,
-            headers,
-        }
-    }
-
-    fn with(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(*n, HeaderValue::from_static(v));
-        }
-        h
-    }
 
     #[test]
     fn a_sized_post_takes_the_path() {
         let post = Method::POST;
         let h = with(&[("content-length", "42")]);
-        assert!(takes_lean_path(&candidate(&h, &post)));
+        assert!(takes_lean_path(&candidate(&post, &h)));
         let h = with(&[("content-length", "0")]);
-        assert!(takes_lean_path(&candidate(&h, &post)));
+        assert!(takes_lean_path(&candidate(&post, &h)));
     }
 
     #[test]
@@ -459,18 +434,18 @@ mod tests {
             &[("content-length", "4"), ("upgrade", "websocket")],
         ] {
             let h = with(pairs);
-            assert!(!takes_lean_path(&candidate(&h, &post)), "{pairs:?}");
+            assert!(!takes_lean_path(&candidate(&post, &h)), "{pairs:?}");
         }
         let h = with(&[("content-length", "4")]);
         let get = Method::GET;
-        assert!(!takes_lean_path(&candidate(&h, &get)));
-        let mut c = candidate(&h, &post);
+        assert!(!takes_lean_path(&candidate(&get, &h)));
+        let mut c = candidate(&post, &h);
         c.http1 = false;
         assert!(!takes_lean_path(&c));
-        let mut c = candidate(&h, &post);
+        let mut c = candidate(&post, &h);
         c.version = Version::HTTP_10;
         assert!(!takes_lean_path(&c));
-        let mut c = candidate(&h, &post);
+        let mut c = candidate(&post, &h);
         c.endpoint = Endpoint::Message;
         assert!(!takes_lean_path(&c));
     }

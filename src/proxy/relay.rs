@@ -206,15 +206,7 @@ impl Gateway {
         let Some(route) = ctx.route.as_ref() else {
             return Ok(false);
         };
-        let req = session.req_header();
-        let candidate = Candidate {
-            http1: matches!(session.as_downstream(), ServerSession::H1(_)),
-            method: &req.method,
-            version: req.version,
-            endpoint: route.endpoint,
-            headers: &req.headers,
-        };
-        if !stream_head::takes_lean_path(&candidate) {
+        if !stream_head::takes_lean_path(&Candidate::of(session, route.endpoint)) {
             return Ok(false);
         }
         let Some(upstream) = self.connect_stream(ctx).await? else {

@@ -10,6 +10,8 @@ use crate::routing::Endpoint;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::Session;
 
 /// Longest upstream response head the relay reads; Pingora's own limit for a
 /// header is 64 KiB, a stream's head is a few hundred bytes.
@@ -34,6 +36,20 @@ pub struct Candidate<'a> {
     pub version: Version,
     pub endpoint: Endpoint,
     pub headers: &'a HeaderMap,
+}
+
+impl<'a> Candidate<'a> {
+    /// The request `session` holds, routed to `endpoint`.
+    pub fn of(session: &'a Session, endpoint: Endpoint) -> Self {
+        let req = session.req_header();
+        Candidate {
+            http1: matches!(session.as_downstream(), ServerSession::H1(_)),
+            method: &req.method,
+            version: req.version,
+            endpoint,
+            headers: &req.headers,
+        }
+    }
 }
 
 /// The Streamable HTTP GET stream and the legacy `/sse` stream over HTTP/1.1
@@ -212,11 +228,12 @@ pub fn response_head(response: &ResponseHeader) -> Vec<u8> {
     head
 }
 
+/// Requests and heads for the unit tests of the lean paths.
 #[cfg(test)]
-mod tests {
+pub(super) mod test_support {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    pub fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
             h.append(*n, HeaderValue::from_static(v));
@@ -224,7 +241,7 @@ mod tests {
         h
     }
 
-    fn candidate<'a>(method: &'a Method, headers: &'a HeaderMap) -> Candidate<'a> {
+    pub fn candidate<'a>(method: &'a Method, headers: &'a HeaderMap) -> Candidate<'a> {
         Candidate {
             http1: true,
             method,
@@ -233,6 +250,12 @@ mod tests {
             headers,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{candidate, headers};
+    use super::*;
 
     #[test]
     fn only_the_plain_get_stream_takes_the_lean_path() {

@@ -127,6 +127,21 @@ fn connect(gw: &Gateway) -> BufReader<TcpStream> {
     BufReader::new(conn)
 }
 
+/// Sends `request` on a new connection and reads until the gateway closes it.
+fn until_closed(gw: &Gateway, request: &str) -> String {
+    let mut conn = connect(gw);
+    conn.get_mut().write_all(request.as_bytes()).expect("send");
+    let mut all = Vec::new();
+    let _ = conn.read_to_end(&mut all);
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// The server's request counts of one status class.
+fn counted(gw: &Gateway, class: &str) -> f64 {
+    let series = format!("mcp_requests_total{{server=\"up\",status=\"{class}\"}}");
+    metric(&gw.metrics(), &series)
+}
+
 fn exchange(conn: &mut BufReader<TcpStream>, request: &str) -> Response {
     conn.get_mut()
         .write_all(request.as_bytes())
@@ -239,57 +254,31 @@ fn get_stream(gw: &Gateway) -> String {
 fn a_get_stream_the_upstream_cuts_is_counted_as_broken() {
     let (url, _) = scripted_upstream(cut_stream);
     let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
-    let mut conn = connect(&gw);
-    conn.get_mut()
-        .write_all(get_stream(&gw).as_bytes())
-        .expect("send");
-    let mut all = Vec::new();
-    let _ = conn.read_to_end(&mut all);
-    let all = String::from_utf8_lossy(&all);
+    let all = until_closed(&gw, &get_stream(&gw));
     assert!(all.contains("\"event\":2"), "{all}");
-    let series = |class| format!("mcp_requests_total{{server=\"up\",status=\"{class}\"}}");
-    let metrics = gw.metrics();
-    assert_eq!(metric(&metrics, &series("5xx")), 1.0, "{metrics}");
-    assert_eq!(metric(&metrics, &series("2xx")), 0.0, "{metrics}");
+    assert_eq!((counted(&gw, "5xx"), counted(&gw, "2xx")), (1.0, 0.0));
 }
 
 #[test]
 fn a_get_stream_that_ends_whole_is_complete_and_closed() {
     let (url, _) = scripted_upstream(|n| (chunked_stream(n), false));
     let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
-    let mut conn = connect(&gw);
-    conn.get_mut()
-        .write_all(get_stream(&gw).as_bytes())
-        .expect("send");
     // The upstream keeps its connection; the gateway ends the stream at
     // the body's last chunk all the same.
-    let mut all = Vec::new();
-    conn.read_to_end(&mut all)
-        .expect("closed at the end of the body");
-    let all = String::from_utf8_lossy(&all);
+    let all = until_closed(&gw, &get_stream(&gw));
     assert!(all.ends_with("0\r\n\r\n"), "{all}");
-    let series = |class| format!("mcp_requests_total{{server=\"up\",status=\"{class}\"}}");
-    assert_eq!(metric(&gw.metrics(), &series("2xx")), 1.0);
+    assert_eq!((counted(&gw, "5xx"), counted(&gw, "2xx")), (0.0, 1.0));
 }
 
 #[test]
 fn a_stream_the_upstream_cuts_is_counted_as_broken_and_not_kept() {
     let (url, _) = scripted_upstream(cut_stream);
     let gw = Gateway::start(&PROXY_ENV, &servers_yaml(&[("up", &[url])]));
-    let mut conn = connect(&gw);
-    conn.get_mut()
-        .write_all(post(&gw, &[]).as_bytes())
-        .expect("send");
-    let mut all = Vec::new();
     // The client's connection ends without the last chunk.
-    let _ = conn.read_to_end(&mut all);
-    let all = String::from_utf8_lossy(&all);
+    let all = until_closed(&gw, &post(&gw, &[]));
     assert!(all.contains("\"event\":2"), "{all}");
     assert!(!all.ends_with("0\r\n\r\n"), "{all}");
-    let metrics = gw.metrics();
-    let series = |class| format!("mcp_requests_total{{server=\"up\",status=\"{class}\"}}");
-    assert_eq!(metric(&metrics, &series("5xx")), 1.0, "{metrics}");
-    assert_eq!(metric(&metrics, &series("2xx")), 0.0, "{metrics}");
+    assert_eq!((counted(&gw, "5xx"), counted(&gw, "2xx")), (1.0, 0.0));
 }
 
 #[test]

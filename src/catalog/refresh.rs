@@ -29,6 +29,9 @@ pub const CONCURRENCY: usize = 16;
 const BATCH: usize = 64;
 /// How often the refresher looks at the routing snapshot for new servers.
 const WATCH_TICK: Duration = Duration::from_secs(1);
+/// How soon a server whose gathering failed is gathered again (at most its
+/// refresh interval).
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshSettings {
@@ -189,6 +192,7 @@ impl Refresher {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             for (server, outcome) in batch {
                 let name = &server.name;
+                let mut next = interval_of(&server.spec, self.settings.interval);
                 let entry = match outcome {
                     Ok(g) => {
                         report.gathered.push(name.clone());
@@ -206,6 +210,9 @@ impl Refresher {
                     Err(reason) => {
                         report.failed.push(name.clone());
                         held.remove(name);
+                        // A server that starts after the gateway (or comes
+                        // back) is listed within this, not a whole interval.
+                        next = next.min(RETRY_AFTER_FAILURE);
                         let previous = catalog.server(name).map(|s| &**s);
                         if previous.is_none_or(|p| p.is_available()) {
                             log::warn!("server {name}: catalog unavailable: {reason}");
@@ -217,7 +224,7 @@ impl Refresher {
                     name.clone(),
                     Known {
                         spec: server.spec.clone(),
-                        due: now + interval_of(&server.spec, self.settings.interval),
+                        due: now + next,
                     },
                 );
                 entries.push(Arc::new(entry));

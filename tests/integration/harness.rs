@@ -266,10 +266,21 @@ pub struct Everything {
 
 impl Everything {
     pub fn start() -> Everything {
+        // A port found free may be taken before node binds it (node then
+        // exits with EADDRINUSE, and the probe below would reach whoever
+        // took it): it counts as started once node itself listens there.
+        for _ in 0..5 {
+            if let Some(everything) = Everything::start_on(free_port()) {
+                return everything;
+            }
+        }
+        panic!("server-everything never started on a port of its own");
+    }
+
+    fn start_on(port: u16) -> Option<Everything> {
         let entry = mcp_clients_dir()
             .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-        let port = free_port();
-        let log = scratch_dir().join("everything.log");
+        let log = scratch_dir().join(format!("everything-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new("node")
             .arg(entry)
@@ -282,11 +293,17 @@ impl Everything {
         let mut proc = Proc { child, log };
         let addr = format!("127.0.0.1:{port}");
         // It binds every address; ready once it answers HTTP at all (a GET
-        // without a session is its 400).
+        // without a session is its 400) on a socket of its own.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while try_request(&addr, "GET", "/mcp", &[], "").is_err() {
+        while !(listens_on(proc.child.id(), port)
+            && try_request(&addr, "GET", "/mcp", &[], "").is_ok())
+        {
             if let Ok(Some(status)) = proc.child.try_wait() {
-                panic!("server-everything exited with {status}:\n{}", proc.output());
+                let output = proc.output();
+                if output.contains("EADDRINUSE") {
+                    return None;
+                }
+                panic!("server-everything exited with {status}:\n{output}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -295,7 +312,7 @@ impl Everything {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Everything { _proc: proc, addr }
+        Some(Everything { _proc: proc, addr })
     }
 
     pub fn url(&self) -> String {

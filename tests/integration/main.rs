@@ -8,6 +8,7 @@ mod admin_page;
 mod behind_proxies;
 mod behind_proxies_ws;
 mod catalog;
+mod catalog_retry;
 mod conf_files;
 mod config;
 mod cors;

@@ -31,7 +31,6 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRAD
 use http::{Method, Version};
 use pingora::apps::HttpPersistentSettings;
 use pingora::prelude::*;
-use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
 use std::net::SocketAddr;
@@ -96,7 +95,8 @@ impl Gateway {
             return Ok(false);
         }
 
-        let mut message = Vec::new();
+        // `takes_lean_path` checked the length: at most `MAX_BODY`.
+        let mut message = Vec::with_capacity(content_length(&req.headers).unwrap_or(0) as usize);
         while let Some(chunk) = session.read_request_body().await? {
             if message.len() + chunk.len() > MAX_BODY as usize {
                 return Err(
@@ -193,6 +193,7 @@ impl Gateway {
             .path_and_query()
             .map_or("/", |p| p.as_str());
         let mut wire = stream_head::request_head(&upstream_request, target);
+        wire.reserve_exact(message.len());
         wire.extend_from_slice(message);
         Ok(wire)
     }
@@ -264,25 +265,16 @@ async fn take_client(session: &mut Session, keep: bool) -> Result<(Stream, bool)
     if !keep {
         return Ok((relay::take_downstream(session)?, false));
     }
-    let mut placeholder = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
-    placeholder.set_keepalive(None);
-    match std::mem::replace(&mut *session.downstream_session, placeholder) {
-        ServerSession::H1(mut h1) => {
-            // So that `reuse` hands over what was read past the request
-            // instead of refusing the connection.
-            h1.set_pipelining_enabled(true);
-            match h1.reuse().await? {
-                Some(reusable) => {
-                    let (stream, early) = reusable.into_parts();
-                    Ok((stream, early.is_none_or(|b| b.is_empty())))
-                }
-                None => Error::e_explain(ErrorType::WriteError, "client connection not reusable"),
-            }
+    let mut h1 = relay::take_h1(session)?;
+    // So that `reuse` hands over what was read past the request instead of
+    // refusing the connection.
+    h1.set_pipelining_enabled(true);
+    match h1.reuse().await? {
+        Some(reusable) => {
+            let (stream, early) = reusable.into_parts();
+            Ok((stream, early.is_none_or(|b| b.is_empty())))
         }
-        other => {
-            *session.downstream_session = other;
-            Error::e_explain(ErrorType::InternalError, "POST path on HTTP/2")
-        }
+        None => Error::e_explain(ErrorType::WriteError, "client connection not reusable"),
     }
 }
 

@@ -35,6 +35,7 @@ use crate::refusal;
 use crate::state::{Runtime, ServerRuntime};
 use crate::upstream::SelectedBackend;
 use pingora::prelude::*;
+use pingora::protocols::http::v1::server::HttpSession as H1Session;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
@@ -409,13 +410,19 @@ pub(super) struct Head {
 /// Takes the client's connection out of the session, leaving an empty one
 /// that Pingora finishes without writing anything or keeping it alive.
 pub(super) fn take_downstream(session: &mut Session) -> Result<Stream> {
+    Ok(take_h1(session)?.into_inner())
+}
+
+/// The client's HTTP/1 session, an empty one left in its place (Pingora
+/// finishes that one without writing anything or keeping it alive).
+pub(super) fn take_h1(session: &mut Session) -> Result<H1Session> {
     let mut placeholder = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
     placeholder.set_keepalive(None);
     match std::mem::replace(&mut *session.downstream_session, placeholder) {
-        ServerSession::H1(h1) => Ok(h1.into_inner()),
+        ServerSession::H1(h1) => Ok(h1),
         other => {
             *session.downstream_session = other;
-            Error::e_explain(ErrorType::InternalError, "lean stream path on HTTP/2")
+            Error::e_explain(ErrorType::InternalError, "lean path on HTTP/2")
         }
     }
 }

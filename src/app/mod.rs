@@ -8,6 +8,8 @@ pub(crate) mod registry;
 use crate::admin::AdminService;
 use crate::catalog::{CatalogFederation, CatalogOptions};
 use crate::config::{ConfigError, Settings, Source};
+use crate::federation::direct::Direct;
+use crate::federation::mcp::FrontConfig;
 use crate::federation::service::{self, BoundSocket};
 use crate::federation::SharedFederation;
 use crate::lifecycle::{self, DrainThenStop, Lifecycle};
@@ -203,6 +205,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         }),
     ));
     runtime.mcp_health.attach(catalog.store());
+    let front = FrontConfig::default();
 
     let listen = SocketAddr::new(settings.listen.host, settings.listen.port).to_string();
     let gateway = pingora::proxy::http_proxy(
@@ -212,6 +215,10 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
             routing: routing.clone(),
             federation: Some(FederationRoute {
                 address: federation_address,
+                direct: Some(Direct {
+                    fed: catalog.clone(),
+                    sessions: front.direct.clone(),
+                }),
                 metrics: runtime.metrics.server(FEDERATION_METRICS_LABEL),
             }),
         },
@@ -265,6 +272,7 @@ pub fn run(settings: Settings, config: Option<PathBuf>, upgrade: bool) -> ! {
         FederationService {
             socket: Mutex::new(Some(socket)),
             catalog,
+            front,
         },
     ));
     server.add_service(background_service(
@@ -353,6 +361,8 @@ fn apply_once(
 struct FederationService {
     socket: Mutex<Option<BoundSocket>>,
     catalog: Arc<CatalogFederation>,
+    /// Shares its `direct` sessions with the data plane.
+    front: FrontConfig,
 }
 
 #[async_trait]
@@ -362,7 +372,8 @@ impl BackgroundService for FederationService {
             return;
         };
         let federation: SharedFederation = self.catalog.clone();
-        let app = service::app(federation, socket.address.secret.clone());
+        let front = crate::federation::front::router_with(federation.clone(), self.front.clone());
+        let app = service::app_with(federation, socket.address.secret.clone(), front);
         let stop = CancellationToken::new();
         let catalog = self.catalog.clone();
         let refresh = tokio::spawn({

@@ -9,6 +9,7 @@
 //! call it was waiting for (rmcp keeps a session's calls running when one
 //! HTTP request of it is dropped).
 
+use super::direct::DirectSessions;
 use super::mcp::Binding;
 use super::{Caller, Scope};
 use crate::session::SessionError;
@@ -36,6 +37,8 @@ pub struct ClientGone(pub CancellationToken);
 /// sweep, so it stays within twice the live sessions.
 pub struct Bindings {
     sessions: Arc<LocalSessionManager>,
+    /// Told of every request rmcp sees on a session.
+    direct: Arc<DirectSessions>,
     max_sessions: usize,
     inner: Mutex<BindingMap>,
 }
@@ -79,9 +82,14 @@ pub fn admit(
 }
 
 impl Bindings {
-    pub fn new(sessions: Arc<LocalSessionManager>, max_sessions: usize) -> Self {
+    pub fn new(
+        sessions: Arc<LocalSessionManager>,
+        max_sessions: usize,
+        direct: Arc<DirectSessions>,
+    ) -> Self {
         Bindings {
             sessions,
+            direct,
             max_sessions,
             inner: Mutex::new(BindingMap::default()),
         }
@@ -155,7 +163,12 @@ pub async fn bind_sessions(
                 "too many open MCP sessions; retry later",
             );
         }
-        Admission::Open | Admission::Continue => {}
+        Admission::Open => {}
+        Admission::Continue => {
+            if let Some(id) = headers.first().and_then(|h| h.to_str().ok()) {
+                bindings.direct.seen(id);
+            }
+        }
         Admission::UnknownSession => {
             log::warn!(
                 "federation: session refused to {:?} (scope {:?}): not theirs or unknown",

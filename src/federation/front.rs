@@ -22,6 +22,7 @@ pub fn router_with(fed: SharedFederation, config: FrontConfig) -> Router {
     let sessions = Arc::new(sessions);
     let shutdown = config.shutdown.clone();
     let max_sessions = config.max_sessions;
+    let direct = config.direct.clone();
     let factory = HandlerFactory {
         fed,
         config: Arc::new(config),
@@ -36,7 +37,7 @@ pub fn router_with(fed: SharedFederation, config: FrontConfig) -> Router {
         .with_cancellation_token(shutdown);
     let service =
         StreamableHttpService::new(move || Ok(per_session.http()), sessions.clone(), http);
-    let bindings = Arc::new(Bindings::new(sessions, max_sessions));
+    let bindings = Arc::new(Bindings::new(sessions, max_sessions, direct));
     let mcp = Router::new()
         .route_service("/mcp", service.clone())
         .route_service("/servers/{name}/mcp", service)

@@ -4,13 +4,14 @@
 //! comes from the [`Federation`], and the decisions (paging, error codes,
 //! which name a call is for) are plain functions below.
 
+use super::direct::DirectSessions;
 use super::relay::FrontClient;
 use super::{CallContext, CallError, Caller, Scope, SharedFederation};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ErrorCode, ErrorData, GetPromptRequestParams,
-    GetPromptResponse, Implementation, InitializeRequestParams, InitializeResult,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    CallToolRequestParams, CallToolResponse, CancelledNotificationParam, ErrorCode, ErrorData,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext};
@@ -44,15 +45,19 @@ pub struct FrontConfig {
     pub max_sessions: usize,
     /// Cancelled at shutdown: every session and stream ends.
     pub shutdown: CancellationToken,
+    /// Sessions whose calls the data plane may serve itself (`direct`).
+    pub direct: Arc<DirectSessions>,
 }
 
 impl Default for FrontConfig {
     fn default() -> Self {
+        let session_idle = Duration::from_secs(3600);
         FrontConfig {
             page_size: 100,
-            session_idle: Duration::from_secs(3600),
+            session_idle,
             max_sessions: 10_000,
             shutdown: CancellationToken::new(),
+            direct: Arc::new(DirectSessions::new(session_idle)),
         }
     }
 }
@@ -82,6 +87,16 @@ impl Binding {
     pub fn holds(&self, caller: &Caller, scope: &Scope) -> bool {
         self.principal == caller.identity.principal() && self.scope.as_deref() == scope_name(scope)
     }
+}
+
+/// The `Mcp-Session-Id` of the HTTP request a message came in.
+fn session_id(extensions: &rmcp::model::Extensions) -> Option<&str> {
+    extensions
+        .get::<http::request::Parts>()?
+        .headers
+        .get("mcp-session-id")?
+        .to_str()
+        .ok()
 }
 
 pub fn scope_name(scope: &Scope) -> Option<&str> {
@@ -170,6 +185,21 @@ impl FederationHandler {
             }
         }
         Ok((caller, scope))
+    }
+
+    /// Lets the data plane serve this session's plain calls (`direct`):
+    /// a Streamable HTTP session whose client answers no server requests
+    /// (a call for one that does goes over its own upstream sessions,
+    /// which relay them through rmcp).
+    fn offer_direct_calls(&self, extensions: &rmcp::model::Extensions) {
+        if !matches!(self.origin, Origin::Http) || !matches!(self.client.get(), Some(None)) {
+            return;
+        }
+        if let (Some(session), Some(binding)) = (session_id(extensions), self.bound.get()) {
+            self.config
+                .direct
+                .open(session, binding.clone(), self.ended.clone());
+        }
     }
 
     /// The connection's own end, on WebSocket; never on HTTP, where the
@@ -355,6 +385,7 @@ impl ServerHandler for FederationHandler {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.offer_direct_calls(&context.extensions);
         let mut changes = self.fed.changes();
         changes.borrow_and_update();
         let peer = context.peer;
@@ -378,6 +409,21 @@ impl ServerHandler for FederationHandler {
                 }
             }
         });
+    }
+
+    /// A call the data plane serves for this session is cancelled here:
+    /// rmcp knows only the calls it runs.
+    async fn on_cancelled(
+        &self,
+        notification: CancelledNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) {
+        if let (Some(session), Some(id)) = (
+            session_id(&context.extensions),
+            notification.request_id.as_ref(),
+        ) {
+            self.config.direct.cancel(session, id);
+        }
     }
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {

@@ -15,6 +15,7 @@
 //! - the front (`mcp`, `ws`, `tools`): the HTTP and MCP protocol surface.
 
 pub mod binding;
+pub mod direct;
 pub mod front;
 #[cfg(test)]
 mod front_tests;

@@ -176,7 +176,7 @@ pub fn rpc_error(status: u16, code: i64, message: &str) -> Response {
     local(responses::error(ErrorShape::JsonRpc, status, code, message))
 }
 
-fn local(response: responses::LocalResponse) -> Response {
+pub fn local(response: responses::LocalResponse) -> Response {
     let status = http::StatusCode::from_u16(response.status)
         .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = (status, response.body).into_response();

@@ -6,7 +6,7 @@
 //! header (and a `Link: <…>; rel="next"` header with the whole URL).
 
 use super::service::{caller_and_scope, error};
-use super::{CallContext, CallError, Caller, Scope, SharedFederation, ToolEntry};
+use super::{CallError, Caller, Scope, SharedFederation, ToolEntry};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -198,37 +198,7 @@ pub async fn invoke(
         Ok(found) => found,
         Err(missing) => return missing.into_response(),
     };
-    let arguments = match invoke_arguments(&body) {
-        Ok(a) => a,
-        Err(why) => return error(400, &why),
-    };
-    // Dropped with this future when the client goes away: the upstream
-    // call is then cancelled too.
-    let context = CallContext::default();
-    let _cancel_on_drop = context.cancel.clone().drop_guard();
-    match fed
-        .call_tool(&caller, &scope, &name, arguments, context)
-        .await
-    {
-        Ok(result) => axum::Json(result).into_response(),
-        Err(e) => {
-            let status = status_of(&e, &caller);
-            let message = message_of(&e);
-            log::info!(
-                "federation: invoke {name:?} by {}: {status} {message}",
-                caller.identity.principal().trim_start_matches('\0')
-            );
-            let mut response = error(status, &message);
-            if status == 401 {
-                // As the data plane's own 401s: the client may retry with a credential.
-                response.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    http::HeaderValue::from_static("Bearer realm=\"mcp-gateway\""),
-                );
-            }
-            response
-        }
-    }
+    super::service::local(super::direct::invoke(&fed, &caller, &scope, &name, &body).await)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! this module sets.
 
 use super::{peer_ip, Gateway, RequestCtx};
+use crate::federation::direct::Direct;
 use crate::federation::handover;
 use crate::federation::service::ServiceAddress;
 use crate::identity::{AuthPolicy, Identity};
@@ -24,6 +25,9 @@ use std::time::Duration;
 /// requests are counted in (virtual servers have their own).
 pub struct FederationRoute {
     pub address: ServiceAddress,
+    /// The calls the data plane serves itself (`federation::direct`);
+    /// `None`: every request goes to the service.
+    pub direct: Option<Direct>,
     pub metrics: ServerMetrics,
 }
 

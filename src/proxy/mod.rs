@@ -5,6 +5,7 @@ mod access;
 mod admission;
 mod body_end;
 mod chunked;
+mod direct_call;
 mod federation;
 mod framing;
 mod keepalive;
@@ -71,6 +72,8 @@ pub struct RequestCtx {
     origin: Option<String>,
     /// `X-Request-Id`: a trusted proxy's, or made up; sent up and back.
     request_id: Option<RequestId>,
+    /// The client closed the connection before its answer was written.
+    client_left: bool,
 }
 
 struct RouteCtx {
@@ -277,6 +280,7 @@ impl ProxyHttp for Gateway {
             federation: None,
             origin: None,
             request_id: None,
+            client_left: false,
         }
     }
 
@@ -329,7 +333,12 @@ impl ProxyHttp for Gateway {
                             return Ok(true);
                         }
                     }
-                    reply::Admitted::Federation(fed) => ctx.federation = Some(fed),
+                    reply::Admitted::Federation(fed) => {
+                        ctx.federation = Some(fed);
+                        if self.direct_call(session, ctx).await? {
+                            return Ok(true);
+                        }
+                    }
                 }
                 let req = session.req_header();
                 if framing::expects_continue(req.version, &req.headers) {
@@ -541,6 +550,7 @@ impl ProxyHttp for Gateway {
         let status = match error.map(|e| refusal::for_proxy_error(e.etype(), e.esource())) {
             Some(None) => refusal::CLIENT_CLOSED,
             Some(Some(failure)) => failure.status(),
+            None if ctx.client_left => refusal::CLIENT_CLOSED,
             None => session.response_written().map_or(0, |r| r.status.as_u16()),
         };
         let elapsed = ctx.started.elapsed();

@@ -62,7 +62,7 @@ pub fn takes_lean_path(c: &Candidate) -> bool {
 }
 
 /// The one `Content-Length` of a request (Pingora refuses conflicting ones).
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+pub(super) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     let mut values = headers.get_all(CONTENT_LENGTH).iter();
     let value = values.next()?;
     if values.next().is_some() {

@@ -13,6 +13,7 @@ mod conf_files;
 mod config;
 mod cors;
 mod deploy;
+mod direct_calls;
 mod downstream_tls;
 mod federation_prompts;
 mod federation_relay;

@@ -20,6 +20,8 @@ pub mod schema;
 pub mod session;
 pub mod upstream;
 pub mod uri_template;
+pub mod wire;
+pub mod wire_pool;
 
 use crate::config::Settings;
 use crate::federation::{
@@ -36,6 +38,7 @@ use rmcp::model::{
     CallToolResult, GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource,
     ResourceTemplate, Tool,
 };
+use serde_json::value::RawValue;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -243,6 +246,34 @@ impl CatalogFederation {
         }
     }
 
+    /// The owning server of tool `name`, the identity its policy gives the
+    /// caller, and the server's own name for the tool, once the arguments
+    /// pass the tool's input schema.
+    fn prepare_call(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        name: &str,
+        arguments: &Option<JsonObject>,
+    ) -> Result<(Arc<ServerRuntime>, Identity, Arc<str>), CallError> {
+        let catalog = self.store.current();
+        let snapshot = self.routing.current();
+        let admission = Admission::new(caller, &snapshot);
+        let at = self.resolve(&catalog, &admission, scope, name)?;
+        let Some((entry, tool)) = catalog.tool(at) else {
+            return Err(CallError::UnknownTool(name.to_string()));
+        };
+        let Some((server, identity)) = admission.admit(at.server, entry) else {
+            return Err(CallError::UnknownTool(name.to_string()));
+        };
+        tool.input_check()
+            .check(arguments.as_ref())
+            .map_err(|problem| {
+                CallError::InvalidArguments(format!("{}: {problem}", tool.tool.name))
+            })?;
+        Ok((server, identity, tool.original_name.clone()))
+    }
+
     fn resolve(
         &self,
         catalog: &Catalog,
@@ -387,26 +418,23 @@ impl Federation for CatalogFederation {
         arguments: Option<JsonObject>,
         context: CallContext,
     ) -> Result<CallToolResult, CallError> {
-        let catalog = self.store.current();
-        let snapshot = self.routing.current();
-        let (server, identity, original) = {
-            let admission = Admission::new(caller, &snapshot);
-            let at = self.resolve(&catalog, &admission, scope, name)?;
-            let Some((entry, tool)) = catalog.tool(at) else {
-                return Err(CallError::UnknownTool(name.to_string()));
-            };
-            let Some((server, identity)) = admission.admit(at.server, entry) else {
-                return Err(CallError::UnknownTool(name.to_string()));
-            };
-            tool.input_check()
-                .check(arguments.as_ref())
-                .map_err(|problem| {
-                    CallError::InvalidArguments(format!("{}: {problem}", tool.tool.name))
-                })?;
-            (server, identity, tool.original_name.clone())
-        };
+        let (server, identity, original) = self.prepare_call(caller, scope, name, &arguments)?;
         self.pool
             .call(&server, caller, &identity, &original, arguments, context)
+            .await
+    }
+
+    async fn call_tool_json(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        name: &str,
+        arguments: Option<JsonObject>,
+        context: CallContext,
+    ) -> Result<Box<RawValue>, CallError> {
+        let (server, identity, original) = self.prepare_call(caller, scope, name, &arguments)?;
+        self.pool
+            .call_json(&server, caller, &identity, &original, arguments, context)
             .await
     }
 

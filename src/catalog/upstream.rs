@@ -7,6 +7,7 @@
 //! server requests go to it (`federation::relay`).
 
 use super::session::{self, fingerprint, session_headers, UpstreamHandler, UpstreamSession};
+use super::wire_pool::{self, WireCall, WirePool};
 use crate::federation::relay::FrontClient;
 use crate::federation::{CallContext, CallError, Caller};
 use crate::headers::RequestFacts;
@@ -20,6 +21,7 @@ use rmcp::model::{
     JsonObject, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResult, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, ServiceError};
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -110,6 +112,8 @@ pub struct SessionPool {
     /// Shared with the tasks that close a front client's sessions when its
     /// front session ends.
     slots: Arc<Slots>,
+    /// The gateway's own sessions for plain calls (`wire`).
+    wire: WirePool,
     epoch: Instant,
     timeouts: Timeouts,
 }
@@ -122,6 +126,7 @@ impl SessionPool {
     pub fn new(timeouts: Timeouts) -> Self {
         SessionPool {
             slots: Arc::new(Mutex::new(HashMap::new())),
+            wire: WirePool::default(),
             epoch: Instant::now(),
             timeouts,
         }
@@ -164,7 +169,7 @@ impl SessionPool {
 
     /// How many sessions are pooled.
     pub fn len(&self) -> usize {
-        self.slots().len()
+        self.slots().len() + self.wire.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -178,6 +183,7 @@ impl SessionPool {
         let idle = self.timeouts.idle.as_millis() as u64;
         self.slots()
             .retain(|_, slot| now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) < idle);
+        self.wire.sweep(self.timeouts.idle);
     }
 
     fn forget(&self, key: &PoolKey, slot: &Arc<Slot>) {
@@ -213,6 +219,46 @@ impl SessionPool {
                 server.name
             ))),
         }
+    }
+
+    /// [`Self::call`], the result as the server wrote it. A call that
+    /// needs nothing of rmcp's client (no front client to relay server
+    /// requests to, no progress) to a plain-HTTP server goes over the
+    /// gateway's own session (`wire`): one request, nothing parsed twice.
+    pub async fn call_json(
+        &self,
+        server: &ServerRuntime,
+        caller: &Caller,
+        identity: &Identity,
+        tool: &str,
+        arguments: Option<JsonObject>,
+        context: CallContext,
+    ) -> Result<Box<RawValue>, CallError> {
+        if context.client.is_some() || context.progress.is_some() || !wire_pool::serves(server) {
+            let result = self
+                .call(server, caller, identity, tool, arguments, context)
+                .await?;
+            return serde_json::value::to_raw_value(&result)
+                .map_err(|e| CallError::Upstream(format!("server {}: {e}", server.name)));
+        }
+        let headers = self.plan_headers(server, caller, identity);
+        let key = PoolKey::new(server, identity, &headers, None);
+        let arguments = match arguments {
+            Some(a) => Some(
+                serde_json::to_string(&a)
+                    .map_err(|e| CallError::InvalidArguments(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let call = WireCall {
+            server,
+            key,
+            headers: &headers,
+            cancel: &context.cancel,
+            initialize: self.timeouts.initialize,
+            read: self.timeouts.read,
+        };
+        self.wire.call(call, tool, arguments.as_deref()).await
     }
 
     /// `prompts/get` of `prompt` (the server's own name) on `server`.

@@ -22,8 +22,9 @@ use super::tools::{invoke_arguments, message_of, status_of};
 use super::{CallContext, CallError, Caller, Scope, SharedFederation};
 use crate::responses::{self, ErrorShape, LocalResponse};
 use bytes::Bytes;
-use rmcp::model::{CallToolResult, JsonObject, NumberOrString, RequestId};
+use rmcp::model::{JsonObject, NumberOrString, RequestId};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -243,13 +244,21 @@ pub fn tools_call(body: &[u8]) -> Option<ToolsCall> {
     })
 }
 
-/// The JSON-RPC response to a call served here, as rmcp would write it.
-pub fn call_response(id: &RequestId, outcome: &Result<CallToolResult, CallError>) -> Bytes {
-    let body = match outcome {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-        Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": call_error(e)}),
+/// The JSON-RPC response to a call served here, as rmcp would write it;
+/// a result passes as the server wrote it.
+pub fn call_response(id: &RequestId, outcome: &Result<Box<RawValue>, CallError>) -> Bytes {
+    let id = match serde_json::to_string(id) {
+        Ok(id) => id,
+        Err(_) => "null".to_owned(),
     };
-    Bytes::from(body.to_string())
+    let text = match outcome {
+        Ok(result) => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.get()),
+        Err(e) => {
+            let error = serde_json::to_string(&call_error(e)).unwrap_or_else(|_| "{}".into());
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
+        }
+    };
+    Bytes::from(text)
 }
 
 /// A `tools/call` on a front session, served here. The tool's name is
@@ -281,7 +290,7 @@ pub async fn session_call(
     let _cancel_on_drop = guard.cancel.clone().drop_guard();
     let outcome = direct
         .fed
-        .call_tool(caller, scope, name, call.arguments, context)
+        .call_tool_json(caller, scope, name, call.arguments, context)
         .await;
     if let Err(e) = &outcome {
         if !matches!(e, CallError::Cancelled) {
@@ -310,18 +319,15 @@ pub async fn invoke(
     // call is then cancelled too.
     let context = CallContext::default();
     let _cancel_on_drop = context.cancel.clone().drop_guard();
-    match fed.call_tool(caller, scope, name, arguments, context).await {
-        Ok(result) => match serde_json::to_vec(&result) {
-            Ok(body) => LocalResponse {
-                status: 200,
-                content_type: "application/json",
-                body: Bytes::from(body),
-                extra_headers: Vec::new(),
-            },
-            Err(e) => {
-                log::error!("federation: invoke {name:?}: result not serialisable: {e}");
-                responses::error(ErrorShape::Plain, 500, 0, "internal error")
-            }
+    match fed
+        .call_tool_json(caller, scope, name, arguments, context)
+        .await
+    {
+        Ok(result) => LocalResponse {
+            status: 200,
+            content_type: "application/json",
+            body: Bytes::from(String::from(Box::<str>::from(result))),
+            extra_headers: Vec::new(),
         },
         Err(e) => {
             let status = status_of(&e, caller);
@@ -476,7 +482,7 @@ mod tests {
     #[test]
     fn responses_carry_the_request_id_and_the_contract_error() {
         let id = NumberOrString::Number(9);
-        let ok: Result<CallToolResult, CallError> = Ok(CallToolResult::success(vec![]));
+        let ok = Ok(RawValue::from_string(r#"{"content":[]}"#.into()).unwrap());
         let v: Value = serde_json::from_slice(&call_response(&id, &ok)).unwrap();
         assert_eq!((v["id"].as_i64(), v["result"].is_object()), (Some(9), true));
         let err = Err(CallError::UnknownTool("x".into()));

@@ -164,6 +164,22 @@ pub trait Federation: Send + Sync + 'static {
         arguments: Option<JsonObject>,
         context: CallContext,
     ) -> Result<CallToolResult, CallError>;
+    /// [`Self::call_tool`], the result as JSON text: the data plane passes
+    /// it on without parsing it again.
+    async fn call_tool_json(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        name: &str,
+        arguments: Option<JsonObject>,
+        context: CallContext,
+    ) -> Result<Box<serde_json::value::RawValue>, CallError> {
+        let result = self
+            .call_tool(caller, scope, name, arguments, context)
+            .await?;
+        serde_json::value::to_raw_value(&result)
+            .map_err(|e| CallError::Upstream(format!("result not serialisable: {e}")))
+    }
     /// `prompts/get` on the owning server on the caller's behalf; `name` as
     /// `list_prompts` gives it (qualified like tools), or bare where unambiguous.
     async fn get_prompt(

@@ -18,6 +18,7 @@ mod sse_relay;
 mod stream_head;
 mod streams;
 mod upstream_pool;
+pub(crate) mod wire;
 
 pub use federation::{FederationRoute, METRICS_LABEL as FEDERATION_METRICS_LABEL};
 pub use keepalive::KeepAlive;

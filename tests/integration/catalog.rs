@@ -149,8 +149,44 @@ async fn a_call_reaches_the_tool_by_qualified_or_unambiguous_bare_name() {
     );
 }
 
+/// A call as the data plane makes it (`call_tool_json`: over the
+/// gateway's own session on the wire), its result read back.
+async fn call_json(
+    fed: &CatalogFederation,
+    who: &Caller,
+    name: &str,
+    arguments: Option<JsonObject>,
+) -> Result<CallToolResult, CallError> {
+    let raw = fed
+        .call_tool_json(
+            who,
+            &Scope::Everything,
+            name,
+            arguments,
+            CallContext::default(),
+        )
+        .await?;
+    Ok(serde_json::from_str(raw.get()).expect("a CallToolResult"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_carries_the_callers_identity_with_the_servers_policy() {
+    identity_and_policy(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_the_wire_carries_the_callers_identity_with_the_servers_policy() {
+    identity_and_policy(true).await;
+}
+
+async fn identity_and_policy(wire: bool) {
+    let call = |fed, who, name, arguments| async move {
+        if wire {
+            call_json(fed, who, name, arguments).await
+        } else {
+            call(fed, who, name, arguments).await
+        }
+    };
     let demo = Demo::start("d1");
     let fed = federation(&demo).await;
     fed.refresh(false).await;

@@ -24,7 +24,7 @@ from pathlib import Path
 from bench_common import machine, ratio, read_env
 
 HEADING = "## Federation (issue 9)"
-CALLS = ("a", "b", "c", "d", "e", "f", "g")
+CALLS = ("a", "n", "b", "c", "d", "e", "f", "g")
 CATALOG = ("t100", "t1000")
 # (numerator, denominator, what, the issue's floor or None)
 RATIOS = (
@@ -32,6 +32,9 @@ RATIOS = (
     ("d", "b", "virtual server ÷ the server's plain route (d)/(b)", 0.8),
     ("e", "b", "/mcp ÷ the server's plain route (e)/(b)", None),
     ("b", "a", "plain route ÷ direct (b)/(a)", None),
+    ("n", "a", "nginx reverse proxy ÷ direct (n)/(a): a proxy hop's cost on this machine", None),
+    ("c", "n", "/tools/invoke ÷ the same call through nginx (c)/(n)", None),
+    ("b", "n", "plain route ÷ nginx (b)/(n)", None),
     ("c", "g", "this gateway's /tools/invoke ÷ ContextForge's /rpc (c)/(g)", None),
     ("f", "g", "this gateway's /rpc ÷ ContextForge's /rpc (f)/(g)", None),
 )
@@ -190,6 +193,7 @@ threads, connections and duration as the throughput runs above:
 | # | target | request |
 |---|---|---|
 | (a) | the demo server, direct | `POST /mcp` `tools/call` of `echo` on a held MCP session |
+| (n) | nginx | the same through nginx as a plain reverse proxy (two workers, keep-alive upstream pool): what one proxy hop costs on this machine |
 | (b) | the gateway's plain route | the same at `/servers/demo/mcp` |
 | (c) | `/tools/invoke` | `POST /tools/invoke/demo-echo` `{"arguments": {"message": …}}`, no session |
 | (d) | a virtual server | the same `tools/call` at `/servers/demo-only/mcp` (`include: [demo/*]`) |
@@ -248,7 +252,7 @@ threads, connections and duration as the throughput runs above:
   demo server is registered through its REST API and called as
   `demo-echo` through its `/rpc`, next to (c) and (f) in the same run.
 - Settings: `FED_SERVERS` (1000), `FED_TOOLS` (100), `FED_TARGETS`
-  (`a b c d e`), `FED_PARTS` (`calls catalog`: either may be left out),
+  (`a n b c d e`), `FED_PARTS` (`calls catalog`: either may be left out),
   `FED_CATALOG_WAIT` (600 s), `COMPARE_CONTEXTFORGE` (0),
   `CF_VENV`, `FED_DURATION` and `FED_WARMUP` (`0`: none; both default to
   `DURATION` and `WARMUP`); wrk's `CONNECTIONS`, `THREADS`, `ROUNDS` as

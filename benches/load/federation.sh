@@ -11,7 +11,11 @@
 #       (c) POST /tools/invoke/demo-echo {"arguments": {"message": …}}
 #       (d) tools/call through a virtual server that includes demo/*
 #       (e) tools/call through /mcp, the virtual server of everything
-#     The issue asks c/a ≥ 0.8 and d/b ≥ 0.8; e/b is printed beside them.
+#       (n) the same as (a) through nginx as a plain reverse proxy: what a
+#           proxy hop costs on this machine, where wrk, the proxy and the
+#           upstream share its cores
+#     The issue asks c/a ≥ 0.8 and d/b ≥ 0.8; e/b, n/a and c/n are printed
+#     beside them.
 # (2) GET /tools with FED_SERVERS servers × FED_TOOLS tools (default
 #     1,000 × 100), all served by one demo server process (a path per
 #     server, filler tools, GET streams without ticks): req/s and p99 of the
@@ -24,7 +28,7 @@
 #       (f) this gateway's POST /rpc tools/call demo-echo
 #       (g) ContextForge's POST /rpc tools/call demo-echo
 #
-# Settings: FED_SERVERS=1000 FED_TOOLS=100 FED_TARGETS="a b c d e"
+# Settings: FED_SERVERS=1000 FED_TOOLS=100 FED_TARGETS="a n b c d e"
 #   FED_CATALOG_WAIT=600 (seconds for the catalog to be complete);
 #   FED_PARTS="calls catalog" ((1) and (3), (2): either may be left out);
 #   COMPARE_CONTEXTFORGE=0 CF_VENV=target/tmp/contextforge-venv; wrk's
@@ -34,7 +38,7 @@
 FED_SERVERS=${FED_SERVERS:-1000}
 FED_TOOLS=${FED_TOOLS:-100}
 FED_CATALOG_WAIT=${FED_CATALOG_WAIT:-600}
-read -r -a FED_TARGETS <<<"${FED_TARGETS:-a b c d e}"
+read -r -a FED_TARGETS <<<"${FED_TARGETS:-a n b c d e}"
 FED_PARTS=${FED_PARTS:-calls catalog}
 FED_DURATION=${FED_DURATION:-$DURATION}
 FED_WARMUP=${FED_WARMUP:-$WARMUP}
@@ -62,6 +66,37 @@ fed_demo() {
   done
   [ -n "$DEMO_PORT" ] || die "($key) the demo server did not start: $(cat "$WORK/$key.log")"
   wait_until_serving "$key" "http://127.0.0.1:$DEMO_PORT/healthz"
+}
+
+# nginx as a plain reverse proxy in front of the demo server at port $1,
+# configured as run.sh's (2): two workers, a keep-alive upstream pool.
+fed_nginx() {
+  FED_NGINX_PORT=$(free_ports 1)
+  {
+    echo "worker_processes 2;"
+    nginx_common fed-nginx
+    echo "http {"
+    nginx_http_common fed-nginx
+    cat <<CONF
+  upstream fed_demo {
+    server 127.0.0.1:$1;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$FED_NGINX_PORT;
+    location / {
+      proxy_pass http://fed_demo;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+  } >"$WORK/fed-nginx.conf"
+  start_nginx fed-nginx
+  wait_until_serving fed-nginx "http://127.0.0.1:$FED_NGINX_PORT/healthz"
 }
 
 # Polls the gateway's /tools (every page) until it lists $2 available tools.
@@ -181,6 +216,7 @@ YAML
   FED_NAME[c]="gateway, POST /tools/invoke/demo-echo"
   FED_NAME[d]="gateway, virtual server /servers/demo-only/mcp (held session)"
   FED_NAME[e]="gateway, /mcp (held session)"
+  FED_NAME[n]="nginx reverse proxy to the demo server (held session)"
   local key
   for key in "${FED_TARGETS[@]}"; do
     case "$key" in
@@ -190,7 +226,11 @@ YAML
         '{"arguments":{"message":"'"$FED_MESSAGE"'"}}' "" "$FED_MESSAGE" ;;
       d) fed_mcp_target d "$base/servers/demo-only/mcp" ;;
       e) fed_mcp_target e "$base/mcp" ;;
-      *) die "FED_TARGETS: unknown target $key (a b c d e)" ;;
+      n)
+        fed_nginx "$demo"
+        fed_mcp_target n "http://127.0.0.1:$FED_NGINX_PORT/mcp"
+        ;;
+      *) die "FED_TARGETS: unknown target $key (a n b c d e)" ;;
     esac
     fed_env "name_$key" "${FED_NAME[$key]}"
   done
@@ -202,6 +242,7 @@ YAML
   log "federation calls: wrk -t$THREADS -c$CONNECTIONS -d$FED_DURATION, $ROUNDS round(s), warm-up $FED_WARMUP per target"
   fed_measure "${targets[@]}"
   stop_group "${PID_OF[fed]}" "${PID_OF[fed-demo]}"
+  if [ -n "${PID_OF[fed-nginx]:-}" ]; then stop_group "${PID_OF[fed-nginx]}"; fi
   if [ -n "${PID_OF[cf]:-}" ]; then stop_group "${PID_OF[cf]}"; fi
 }
 

@@ -138,11 +138,15 @@ async fn answer(
             Ok((name, arguments)) => {
                 let context = CallContext::default();
                 let _cancel_on_drop = context.cancel.clone().drop_guard();
+                // As the data plane calls (`direct`): over the wire where it can.
                 match fed
-                    .call_tool(caller, scope, &name, arguments, context)
+                    .call_tool_json(caller, scope, &name, arguments, context)
                     .await
                 {
-                    Ok(result) => success(&id, json!(result)),
+                    Ok(result) => match serde_json::from_str(result.get()) {
+                        Ok(result) => success(&id, result),
+                        Err(e) => failure(&id, code::INTERNAL_ERROR, &e.to_string()),
+                    },
                     Err(e) => failure(&id, code_of(&e), &message_of(&e)),
                 }
             }

@@ -316,3 +316,33 @@ fn an_invoke_is_served_by_the_data_plane_and_a_client_may_leave() {
         assert_eq!(r.status, 200, "{r:?}");
     }
 }
+
+/// Software nobody here wrote: server-everything answers a POST with an
+/// event stream, which the gateway's own session reads to the answer.
+#[test]
+fn a_call_on_the_wire_reads_an_event_stream_answer() {
+    let everything = Everything::start();
+    let yaml = servers_yaml(&[("everything", &[everything.url()])]);
+    let gw = Gateway::start(&PROXY_ENV, &yaml);
+    gw.wait_gathered("everything");
+    for message in ["first", "second"] {
+        let body = json!({"arguments": {"message": message}}).to_string();
+        let r = gw.request("POST", "/tools/invoke/everything-echo", &ALICE, &body);
+        assert_eq!(r.status, 200, "{r:?}");
+        let text = r.json()["content"][0]["text"].as_str().unwrap().to_string();
+        assert!(text.contains(message), "{text}");
+    }
+    let sid = open(&gw, "/mcp", &ALICE, json!({}));
+    let r = post(
+        &gw,
+        "/mcp",
+        &ALICE,
+        Some(&sid),
+        &call(3, "everything-echo", json!({"message": "m"})),
+    );
+    assert!(served_here(&r), "{r:?}");
+    assert!(message(&r)["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains('m'));
+}

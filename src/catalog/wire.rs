@@ -79,7 +79,16 @@ pub struct Endpoint<'a> {
     pub headers: &'a HashMap<HeaderName, HeaderValue>,
 }
 
-fn common_head(endpoint: &Endpoint, session: Option<(&str, &str)>) -> Vec<u8> {
+/// A protocol revision as MCP names them (`2025-06-18`): safe in a header.
+fn is_protocol_version(v: &str) -> bool {
+    (1..=32).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// The head common to a session's requests. The session id came through
+/// `HeaderValue` (visible ASCII), the version through `is_protocol_version`.
+fn common_head(endpoint: &Endpoint, session: Option<&str>, version: Option<&str>) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"POST ");
     head.extend_from_slice(endpoint.path.as_bytes());
@@ -94,12 +103,16 @@ fn common_head(endpoint: &Endpoint, session: Option<(&str, &str)>) -> Vec<u8> {
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if let Some((id, version)) = session {
-        head.extend_from_slice(b"mcp-session-id: ");
-        head.extend_from_slice(id.as_bytes());
-        head.extend_from_slice(b"\r\nmcp-protocol-version: ");
-        head.extend_from_slice(version.as_bytes());
-        head.extend_from_slice(b"\r\n");
+    for (name, value) in [
+        ("mcp-session-id", session),
+        ("mcp-protocol-version", version),
+    ] {
+        if let Some(value) = value {
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
     }
     head
 }
@@ -153,47 +166,85 @@ fn scan_message(data: &str, id: &str, read: &mut Read) -> Result<(), String> {
     Ok(())
 }
 
-/// Feeds an event stream's bytes; complete events are scanned.
+/// The largest message (an event's data, or a JSON body) read from a
+/// server: a tool's answer may carry an image or a file, not without end.
+pub const MAX_MESSAGE: usize = 32 << 20;
+
+/// Feeds an event stream's bytes (any split); each complete event's data
+/// is scanned as a message. Lines end in CR, LF or CRLF (the SSE grammar).
 #[derive(Default)]
 pub struct EventScanner {
-    pending: Vec<u8>,
+    line: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+    /// The last byte fed was a CR: an LF first in the next bytes is its pair.
+    after_cr: bool,
 }
 
 impl EventScanner {
     pub fn feed(&mut self, bytes: &[u8], id: &str, read: &mut Read) -> Result<(), String> {
-        self.pending.extend_from_slice(bytes);
-        loop {
-            let Some((end, sep)) = event_end(&self.pending) else {
-                return Ok(());
-            };
-            let event: Vec<u8> = self.pending.drain(..end + sep).collect();
-            let text = std::str::from_utf8(&event[..end]).map_err(|_| "event not UTF-8")?;
-            let mut data = String::new();
-            for line in text.lines() {
-                if let Some(value) = line.strip_prefix("data:") {
-                    if !data.is_empty() {
-                        data.push('\n');
-                    }
-                    data.push_str(value.strip_prefix(' ').unwrap_or(value));
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if std::mem::take(&mut self.after_cr) && rest[0] == b'\n' {
+                rest = &rest[1..];
+                continue;
+            }
+            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+                None => {
+                    self.line.extend_from_slice(rest);
+                    rest = &[];
+                }
+                Some(i) => {
+                    self.line.extend_from_slice(&rest[..i]);
+                    self.after_cr = rest[i] == b'\r';
+                    rest = &rest[i + 1..];
+                    self.end_line(id, read)?;
                 }
             }
-            scan_message(&data, id, read)?;
+            if self.line.len() + self.data.len() > MAX_MESSAGE {
+                return Err(format!("an event longer than {MAX_MESSAGE} bytes"));
+            }
         }
+        Ok(())
+    }
+
+    fn end_line(&mut self, id: &str, read: &mut Read) -> Result<(), String> {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            if std::mem::take(&mut self.has_data) {
+                let data = std::mem::take(&mut self.data);
+                let text = std::str::from_utf8(&data).map_err(|_| "event data not UTF-8")?;
+                scan_message(text, id, read)?;
+            }
+            return Ok(());
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (&line[..], &b""[..]),
+        };
+        if field == b"data" {
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+            self.has_data = true;
+        }
+        Ok(())
     }
 }
 
-/// Where the first event in `buf` ends, and the separator's length.
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        match &buf[i..] {
-            [b'\n', b'\n', ..] => return Some((i, 2)),
-            [b'\r', b'\n', b'\r', b'\n', ..] => return Some((i, 4)),
-            [b'\r', b'\r', ..] => return Some((i, 2)),
-            _ => i += 1,
-        }
+/// Whether a `tools/call` result has the shape clients expect (an object
+/// with a `content` array), without building it.
+fn is_call_result(result: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[allow(dead_code)]
+        content: Vec<serde::de::IgnoredAny>,
     }
-    None
+    serde_json::from_str::<Shape>(result.get()).is_ok()
 }
 
 /// The reply the gateway gives to a server request on a shared session.
@@ -210,21 +261,16 @@ fn reply_to(id: &RawValue, method: &str) -> String {
 impl WireSession {
     /// `initialize` and `notifications/initialized`, as rmcp's client does.
     pub async fn open(endpoint: Endpoint<'_>, timeout: Duration) -> Result<Self, String> {
-        let head = common_head(&endpoint, None);
+        let head = common_head(&endpoint, None, None);
         let init = format!(
             r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{PROTOCOL_VERSION}","capabilities":{{}},"clientInfo":{{"name":"mcp-gateway","version":"{}"}}}}}}"#,
             env!("CARGO_PKG_VERSION")
         );
         let mut read = Read::default();
-        let exchange = exchange(
-            endpoint.addr,
-            &request(&head, init.as_bytes()),
-            "0",
-            timeout,
-            &mut read,
-        )
-        .await
-        .map_err(|f| format!("initialize failed: {f:?}"))?;
+        let init_request = request(&head, init.as_bytes());
+        let exchange = exchange(endpoint.addr, &init_request, "0", timeout, &mut read, None)
+            .await
+            .map_err(|f| format!("initialize failed: {f:?}"))?;
         let result = match read.answer {
             Some(Ok(result)) => result,
             Some(Err(e)) => return Err(format!("initialize refused: {} {}", e.code, e.message)),
@@ -237,14 +283,18 @@ impl WireSession {
         }
         let init: Init = serde_json::from_str(result.get())
             .map_err(|e| format!("initialize: unexpected result: {e}"))?;
-        let session = exchange.session_id;
-        let head = match &session {
-            Some(id) => common_head(&endpoint, Some((id, &init.protocol_version))),
-            None => common_head(&endpoint, Some(("", &init.protocol_version))),
-        };
+        // It goes into every request head: a revision's name, nothing else.
+        if !is_protocol_version(&init.protocol_version) {
+            let shown: String = init.protocol_version.chars().take(40).collect();
+            return Err(format!("initialize: not a protocol revision: {shown:?}"));
+        }
         let opened = WireSession {
             addr: endpoint.addr,
-            head: strip_empty_session(head, session.is_none()),
+            head: common_head(
+                &endpoint,
+                exchange.session_id.as_deref(),
+                Some(&init.protocol_version),
+            ),
             next_id: AtomicU64::new(1),
         };
         let done = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
@@ -282,7 +332,10 @@ impl WireSession {
         self.post(body.as_bytes(), &id.to_string(), timeout, &mut read)
             .await?;
         match read.answer {
-            Some(Ok(result)) => Ok(result),
+            Some(Ok(result)) if is_call_result(&result) => Ok(result),
+            Some(Ok(_)) => Err(Failure::Transport(
+                "the answer to tools/call is not a CallToolResult".into(),
+            )),
             Some(Err(e)) => Err(Failure::Rpc(e)),
             None => Err(Failure::Transport(
                 "the server did not answer the call".into(),
@@ -317,58 +370,101 @@ impl WireSession {
         timeout: Duration,
         read: &mut Read,
     ) -> Result<(), Failure> {
-        let exchange = exchange(self.addr, &request(&self.head, body), id, timeout, read).await?;
-        if exchange.status == 404 {
+        let replies = Replies {
+            addr: self.addr,
+            head: &self.head,
+            timeout,
+        };
+        let sent = request(&self.head, body);
+        let exchange = exchange(self.addr, &sent, id, timeout, read, Some(replies)).await?;
+        // Gone before it ran; an answer means it ran, and it is never sent again.
+        if exchange.status == 404 && read.answer.is_none() {
             return Err(Failure::SessionGone);
         }
-        // Answer what the server asked meanwhile, each on its own POST.
-        for (rid, method) in std::mem::take(&mut read.requests) {
-            let reply = reply_to(&rid, &method);
-            let _ =
-                exchange_quiet(self.addr, &request(&self.head, reply.as_bytes()), timeout).await;
-        }
-        if !(200..300).contains(&exchange.status) {
+        if !(200..300).contains(&exchange.status) && read.answer.is_none() {
             return Err(Failure::Transport(format!("HTTP {}", exchange.status)));
         }
         Ok(())
     }
 }
 
-/// A session id the server did not give leaves no empty header behind.
-fn strip_empty_session(head: Vec<u8>, stateless: bool) -> Vec<u8> {
-    if !stateless {
-        return head;
-    }
-    let text = String::from_utf8_lossy(&head).replace("mcp-session-id: \r\n", "");
-    text.into_bytes()
+/// Where the server's requests during a call are answered: each at once,
+/// on its own POST, since the server may wait for it before it answers.
+struct Replies<'a> {
+    addr: SocketAddr,
+    head: &'a [u8],
+    timeout: Duration,
 }
 
-/// One request and its response, read into `read` for request `id`.
+/// At most this many server requests during one call.
+const MAX_SERVER_REQUESTS: usize = 16;
+
+impl Replies<'_> {
+    fn send(
+        &self,
+        requests: &mut Vec<(Box<RawValue>, String)>,
+        sent: &mut usize,
+    ) -> Result<(), String> {
+        for (rid, method) in requests.drain(..) {
+            *sent += 1;
+            if *sent > MAX_SERVER_REQUESTS {
+                return Err(format!(
+                    "more than {MAX_SERVER_REQUESTS} server requests during one call"
+                ));
+            }
+            let reply = request(self.head, reply_to(&rid, &method).as_bytes());
+            let (addr, timeout) = (self.addr, self.timeout);
+            tokio::spawn(async move {
+                if let Err(e) = exchange_quiet(addr, &reply, timeout).await {
+                    log::debug!("federation: reply to the server's {method}: {e}");
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One request and its response, read into `read` for request `id`; the
+/// server's requests meanwhile go to `replies` (dropped without).
 async fn exchange(
     addr: SocketAddr,
     request: &[u8],
     id: &str,
     timeout: Duration,
     read: &mut Read,
+    replies: Option<Replies<'_>>,
 ) -> Result<Exchange, Failure> {
     let mut scanner = EventScanner::default();
     let mut json = Vec::new();
+    let mut sent = 0;
     let outcome = http1::post(addr, request, timeout, |stream, chunk| {
         if stream {
             scanner.feed(chunk, id, read)?;
+            if let Some(replies) = &replies {
+                replies.send(&mut read.requests, &mut sent)?;
+            }
             // Our answer ends what we wait for, even if the stream goes on.
             Ok(read.answer.is_none())
         } else {
+            if json.len() + chunk.len() > MAX_MESSAGE {
+                return Err(format!("an answer longer than {MAX_MESSAGE} bytes"));
+            }
             json.extend_from_slice(chunk);
             Ok(true)
         }
     })
     .await
     .map_err(Failure::Transport)?;
-    if !outcome.event_stream && !json.is_empty() && (200..300).contains(&outcome.status) {
-        let text =
-            std::str::from_utf8(&json).map_err(|_| Failure::Transport("body not UTF-8".into()))?;
-        scan_message(text, id, read).map_err(Failure::Transport)?;
+    if !outcome.event_stream && !json.is_empty() {
+        // An error status may come with a JSON-RPC error body: read it too.
+        let scanned = std::str::from_utf8(&json)
+            .map_err(|_| "body not UTF-8".to_string())
+            .and_then(|text| scan_message(text, id, read));
+        if let Err(why) = scanned {
+            if (200..300).contains(&outcome.status) {
+                return Err(Failure::Transport(why));
+            }
+        }
     }
     Ok(outcome)
 }
@@ -416,6 +512,39 @@ mod tests {
     }
 
     #[test]
+    fn line_endings_of_every_kind_end_events_and_lines() {
+        let message = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+        let streams = [
+            format!("data: {message}\n\r\n"),
+            format!("data: {message}\r\rdata\r\r"),
+            ": comment\revent: message\rdata:{\"jsonrpc\":\"2.0\",\r\ndata: \"id\":1,\"result\":{\"content\":[]}}\r\r".to_string(),
+        ];
+        for stream in streams {
+            for cut in 0..stream.len() {
+                let mut r = Read::default();
+                let mut e = EventScanner::default();
+                e.feed(&stream.as_bytes()[..cut], "1", &mut r).unwrap();
+                e.feed(&stream.as_bytes()[cut..], "1", &mut r).unwrap();
+                let want = Some(Ok(r#"{"content":[]}"#));
+                assert_eq!(answer(&r), want, "{stream:?} cut at {cut}");
+            }
+        }
+        let mut e = EventScanner::default();
+        let big = vec![b'x'; MAX_MESSAGE + 1];
+        assert!(e.feed(&big, "1", &mut Read::default()).is_err());
+    }
+
+    #[test]
+    fn a_result_must_be_a_call_tool_result() {
+        let raw = |s: &str| RawValue::from_string(s.to_string()).unwrap();
+        let good = r#"{"content":[{"type":"text","text":"x"}],"isError":false}"#;
+        assert!(is_call_result(&raw(good)));
+        assert!(!is_call_result(&raw("42")));
+        assert!(!is_call_result(&raw(r#"{"content":3}"#)));
+        assert!(!is_call_result(&raw("null")));
+    }
+
+    #[test]
     fn errors_and_garbage_are_told_apart() {
         let mut read = Read::default();
         scan_message(
@@ -450,7 +579,7 @@ mod tests {
             host: &host,
             headers: &headers,
         };
-        let head = common_head(&endpoint, Some(("sid", "2025-06-18")));
+        let head = common_head(&endpoint, Some("sid"), Some("2025-06-18"));
         let text = String::from_utf8(request(&head, b"{}")).unwrap();
         assert!(
             text.starts_with("POST /mcp HTTP/1.1\r\nhost: up:8080\r\n"),
@@ -459,9 +588,114 @@ mod tests {
         assert!(text.contains("x-authenticated-user: alice\r\n"));
         assert!(text.contains("mcp-session-id: sid\r\nmcp-protocol-version: 2025-06-18\r\n"));
         assert!(text.ends_with("content-length: 2\r\n\r\n{}"));
-        let stateless = strip_empty_session(common_head(&endpoint, Some(("", "v"))), true);
+        let stateless = common_head(&endpoint, None, Some("2025-06-18"));
         assert!(!String::from_utf8(stateless)
             .unwrap()
             .contains("mcp-session-id"));
+        assert!(is_protocol_version("2025-06-18"));
+        assert!(!is_protocol_version(
+            "2025-06-18\r\ntransfer-encoding: chunked"
+        ));
+        assert!(!is_protocol_version(""));
+    }
+
+    /// A scripted MCP server: `initialize` answers with `version`, then
+    /// every `tools/call` is answered on an event stream that first asks
+    /// the client a `ping` and waits for the reply before it answers.
+    async fn asking_server(version: &'static str) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (pinged_tx, pinged_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let pinged_tx = pinged_tx.clone();
+                let mut pinged_rx = pinged_rx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    loop {
+                        let n = match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                        let body = req.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+                        let reply = if body.contains("\"initialize\"") {
+                            let json = format!(
+                                r#"{{"jsonrpc":"2.0","id":0,"result":{{"protocolVersion":"{version}","capabilities":{{}},"serverInfo":{{"name":"s","version":"1"}}}}}}"#
+                            );
+                            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: S1\r\ncontent-length: {}\r\n\r\n{json}", json.len())
+                        } else if body.contains("tools/call") {
+                            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                            let ask = "data: {\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"method\":\"ping\"}\n\n";
+                            conn.write_all(
+                                format!("{head}{:x}\r\n{ask}\r\n", ask.len()).as_bytes(),
+                            )
+                            .await
+                            .unwrap();
+                            // The answer waits for the gateway's reply to the ping.
+                            while !*pinged_rx.borrow_and_update() {
+                                if pinged_rx.changed().await.is_err() {
+                                    return;
+                                }
+                            }
+                            let answer = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[]}}\n\n";
+                            format!("{:x}\r\n{answer}\r\n0\r\n\r\n", answer.len())
+                        } else {
+                            if body.contains("\"srv-1\"") && body.contains("\"result\"") {
+                                let _ = pinged_tx.send(true);
+                            }
+                            "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
+                        };
+                        conn.write_all(reply.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn endpoint<'a>(
+        addr: SocketAddr,
+        host: &'a HeaderValue,
+        headers: &'a HashMap<HeaderName, HeaderValue>,
+    ) -> Endpoint<'a> {
+        Endpoint {
+            addr,
+            path: "/mcp",
+            host,
+            headers,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_request_mid_call_is_answered_before_the_answer_comes() {
+        let addr = asking_server("2025-06-18").await;
+        let (host, headers) = (HeaderValue::from_static("s"), HashMap::new());
+        let session = WireSession::open(endpoint(addr, &host, &headers), Duration::from_secs(5))
+            .await
+            .expect("opened");
+        let id = session.next_id();
+        let call = session.call(id, "t", Some("{}"), Duration::from_secs(5));
+        let result = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("no deadlock")
+            .expect("the answer");
+        assert_eq!(result.get(), r#"{"content":[]}"#);
+    }
+
+    #[tokio::test]
+    async fn a_protocol_version_that_is_not_a_revision_is_refused() {
+        let addr = asking_server("2025-06-18\\r\\nx-injected: 1").await;
+        let (host, headers) = (HeaderValue::from_static("s"), HashMap::new());
+        let opened =
+            WireSession::open(endpoint(addr, &host, &headers), Duration::from_secs(5)).await;
+        let Err(why) = opened else {
+            panic!("opened with a header in the version");
+        };
+        assert!(why.contains("not a protocol revision"), "{why}");
     }
 }

@@ -107,8 +107,14 @@ impl WirePool {
         let name = &call.server.name;
         for attempt in 0..2 {
             let slot = self.slot(&call.key, call.server);
+            let open_within = tokio::time::timeout(call.initialize, open(&call));
             let opened = tokio::select! {
-                opened = slot.session.get_or_try_init(|| open(&call)) => opened.cloned(),
+                opened = slot.session.get_or_try_init(|| async {
+                    open_within.await.unwrap_or_else(|_| Err(format!(
+                        "initialize did not complete within {} s",
+                        call.initialize.as_secs_f64()
+                    )))
+                }) => opened.cloned(),
                 _ = call.cancel.cancelled() => return Err(CallError::Cancelled),
             };
             let session = match opened {
@@ -119,8 +125,12 @@ impl WirePool {
                 }
             };
             let id = session.next_id();
+            // One deadline for the whole call, as rmcp's request timeout
+            // (no progress to restart it: a call here forwards none).
+            let within =
+                tokio::time::timeout(call.read, session.call(id, tool, arguments, call.read));
             let outcome = tokio::select! {
-                outcome = session.call(id, tool, arguments, call.read) => outcome,
+                outcome = within => outcome,
                 _ = call.cancel.cancelled() => {
                     let read = call.read;
                     tokio::spawn(async move { session.cancel(id, read).await });
@@ -128,6 +138,18 @@ impl WirePool {
                 }
             };
             slot.last_used.store(self.now_ms(), Ordering::Relaxed);
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // The session is fine; the server is told to stop.
+                    let read = call.read;
+                    tokio::spawn(async move { session.cancel(id, read).await });
+                    return Err(CallError::Upstream(format!(
+                        "server {name}: no answer within {} s",
+                        call.read.as_secs_f64()
+                    )));
+                }
+            };
             return match outcome {
                 Ok(result) => Ok(result),
                 Err(Failure::Rpc(e)) if e.code == i64::from(ErrorCode::INVALID_PARAMS.0) => {
@@ -148,7 +170,9 @@ impl WirePool {
                     )))
                 }
                 Err(Failure::Transport(why)) => {
+                    // Broken for this call; the server may still hold it.
                     self.forget(&call.key, &slot);
+                    tokio::spawn(async move { session.close(Duration::from_secs(5)).await });
                     Err(CallError::Upstream(format!("server {name}: {why}")))
                 }
             };

@@ -216,6 +216,7 @@ pub async fn bind_sessions(
                 || response.status() == StatusCode::NOT_FOUND =>
         {
             bindings.forget(id);
+            bindings.direct.close(id);
         }
         _ => {}
     }

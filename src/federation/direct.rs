@@ -42,6 +42,8 @@ pub struct Direct {
 pub struct DirectSessions {
     /// rmcp's idle limit: a session must have reached rmcp within half of it.
     session_idle: Duration,
+    /// Numbers the tracked calls, so a guard forgets only its own.
+    serial: std::sync::atomic::AtomicU64,
     inner: Mutex<Sessions>,
 }
 
@@ -57,8 +59,9 @@ struct Entry {
     ended: CancellationToken,
     /// The last request of the session rmcp saw.
     seen: Instant,
-    /// Calls served here, by the JSON text of their request id.
-    calls: HashMap<String, CancellationToken>,
+    /// Calls served here, by the JSON text of their request id, with the
+    /// serial of the guard that registered each.
+    calls: HashMap<String, (u64, CancellationToken)>,
 }
 
 /// The key of a request id, the same for rmcp's `RequestId` and the body's
@@ -74,6 +77,7 @@ impl DirectSessions {
     pub fn new(session_idle: Duration) -> Self {
         DirectSessions {
             session_idle,
+            serial: std::sync::atomic::AtomicU64::new(0),
             inner: Mutex::new(Sessions::default()),
         }
     }
@@ -91,15 +95,25 @@ impl DirectSessions {
             map.by_id.retain(|_, e| !e.ended.is_cancelled());
             map.swept_at = map.by_id.len();
         }
-        map.by_id.insert(
-            session.to_owned(),
-            Entry {
-                binding,
-                ended,
+        // A second `notifications/initialized` keeps the calls in flight.
+        let entry = map
+            .by_id
+            .entry(session.to_owned())
+            .or_insert_with(|| Entry {
+                binding: binding.clone(),
+                ended: ended.clone(),
                 seen: Instant::now(),
                 calls: HashMap::new(),
-            },
-        );
+            });
+        entry.binding = binding;
+        entry.ended = ended;
+        entry.seen = Instant::now();
+    }
+
+    /// The session ended on rmcp's side (DELETE, or rmcp no longer knows
+    /// it): not served here from now on, even before its handler is gone.
+    pub fn close(&self, session: &str) {
+        self.lock().by_id.remove(session);
     }
 
     /// A request of `session` reached rmcp (which restarts its idle clock).
@@ -128,13 +142,18 @@ impl DirectSessions {
     pub fn track(self: &Arc<Self>, session: &str, id: &RequestId) -> CallGuard {
         let cancel = CancellationToken::new();
         let key = id_key(id);
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(entry) = self.lock().by_id.get_mut(session) {
-            entry.calls.insert(key.clone(), cancel.clone());
+            // A client reusing an id in flight can cancel only the later call.
+            entry.calls.insert(key.clone(), (serial, cancel.clone()));
         }
         CallGuard {
             sessions: self.clone(),
             session: session.to_owned(),
             key,
+            serial,
             cancel,
         }
     }
@@ -148,7 +167,7 @@ impl DirectSessions {
             .get(session)
             .and_then(|e| e.calls.get(&id_key(id)));
         match call {
-            Some(token) => {
+            Some((_, token)) => {
                 token.cancel();
                 true
             }
@@ -178,13 +197,20 @@ pub struct CallGuard {
     sessions: Arc<DirectSessions>,
     session: String,
     key: String,
+    serial: u64,
     pub cancel: CancellationToken,
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
         if let Some(entry) = self.sessions.lock().by_id.get_mut(&self.session) {
-            entry.calls.remove(&self.key);
+            if entry
+                .calls
+                .get(&self.key)
+                .is_some_and(|(s, _)| *s == self.serial)
+            {
+                entry.calls.remove(&self.key);
+            }
         }
     }
 }
@@ -468,6 +494,18 @@ mod tests {
         assert!(guard.cancel.is_cancelled());
         drop(guard);
         assert!(!sessions.cancel("s", &id));
+
+        // The same id twice: the first call's end leaves the second's entry.
+        let first = sessions.track("s", &id);
+        let second = sessions.track("s", &id);
+        drop(first);
+        assert!(sessions.cancel("s", &id));
+        assert!(second.cancel.is_cancelled());
+
+        // Closed (DELETE) before rmcp drops the handler: not served here.
+        assert!(sessions.admits("s", &alice, &Scope::Everything));
+        sessions.close("s");
+        assert!(!sessions.admits("s", &alice, &Scope::Everything));
     }
 
     #[test]

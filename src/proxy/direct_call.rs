@@ -119,6 +119,9 @@ fn call_of(session: &Session, target: &Target) -> Option<(Call, Scope)> {
         return None;
     }
     let on_session = || {
+        if !rmcp_would_take(&req.headers) {
+            return None;
+        }
         let mut ids = req.headers.get_all(SESSION_HEADER).iter();
         let id = ids.next()?.to_str().ok()?;
         ids.next().is_none().then(|| Call::OnSession {
@@ -134,6 +137,39 @@ fn call_of(session: &Session, target: &Target) -> Option<(Call, Scope)> {
         Target::Virtual(v) => Some((on_session()?, Scope::Virtual(v.scope.clone()))),
         Target::Path(_) => None,
     }
+}
+
+/// The protocol revisions whose requests this path serves; a request
+/// naming another goes to rmcp, which answers it as it does.
+const KNOWN_REVISIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// Whether rmcp would take the request's head as a `tools/call` (its
+/// transport checks: content type, `Accept`, protocol revision, the
+/// standard `Mcp-*` request headers); anything else goes to rmcp, which
+/// refuses it with its own status and words.
+fn rmcp_would_take(headers: &http::HeaderMap) -> bool {
+    let text = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        let first = values.next().map(|v| v.to_str().ok());
+        match (first, values.next()) {
+            (None, _) => Some(None),
+            (Some(Some(v)), None) => Some(Some(v.to_ascii_lowercase())),
+            _ => None,
+        }
+    };
+    let json = matches!(text("content-type"), Some(Some(t)) if t.starts_with("application/json"));
+    let accept = matches!(text("accept"), Some(Some(a))
+        if a.contains("application/json") && a.contains("text/event-stream"));
+    let revision = match text("mcp-protocol-version") {
+        Some(None) => true,
+        Some(Some(v)) => KNOWN_REVISIONS.contains(&v.as_str()),
+        None => false,
+    };
+    let method = matches!(text("mcp-method"), Some(None))
+        || matches!(text("mcp-method"), Some(Some(m)) if m == "tools/call");
+    let one_name = text("mcp-name").is_some();
+    let no_params = !headers.keys().any(|n| n.as_str().starts_with("mcp-param-"));
+    json && accept && revision && method && one_name && no_params
 }
 
 /// The caller as the hand-over would describe it to the service.
@@ -174,5 +210,50 @@ async fn until_client_leaves<F: Future>(session: &mut Session, work: F) -> Optio
     tokio::select! {
         out = work => Some(out),
         _ = session.as_mut().read_body_or_idle(true) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    const PLAIN: [(&str, &str); 2] = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+
+    #[test]
+    fn only_what_rmcp_would_take_is_served_here() {
+        assert!(rmcp_would_take(&headers(&PLAIN)));
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = PLAIN.to_vec();
+            all.extend_from_slice(extra);
+            rmcp_would_take(&headers(&all))
+        };
+        assert!(with(&[("mcp-protocol-version", "2025-06-18")]));
+        assert!(with(&[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "demo-echo")
+        ]));
+        assert!(!with(&[("mcp-protocol-version", "1999-01-01")]));
+        assert!(!with(&[("mcp-method", "tools/list")]));
+        assert!(!with(&[("mcp-name", "a"), ("mcp-name", "b")]));
+        assert!(!with(&[("mcp-param-region", "eu")]));
+        assert!(!rmcp_would_take(&headers(&[(
+            "accept",
+            "application/json"
+        )])));
+        assert!(!rmcp_would_take(&headers(&[
+            ("content-type", "text/plain"),
+            ("accept", "application/json, text/event-stream"),
+        ])));
     }
 }

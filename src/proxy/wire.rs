@@ -57,9 +57,11 @@ pub async fn post(
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        event_stream: headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")),
+        event_stream: headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
+        }),
     };
     let keep = !head.http10 && !connection_has(&headers, "close");
     buf.drain(..head.len);

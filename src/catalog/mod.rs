@@ -22,6 +22,7 @@ pub mod upstream;
 pub mod uri_template;
 pub mod wire;
 pub mod wire_pool;
+pub mod wire_read;
 
 use crate::config::Settings;
 use crate::federation::{

@@ -187,10 +187,7 @@ impl SessionPool {
     }
 
     fn forget(&self, key: &PoolKey, slot: &Arc<Slot>) {
-        let mut slots = self.slots();
-        if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            slots.remove(key);
-        }
+        remove_if_same(&mut self.slots(), key, slot);
     }
 
     /// `tools/call` of `tool` (the server's own name for it) on `server`
@@ -476,6 +473,18 @@ impl SessionPool {
             }
             Err(e) => Err(Failure::transport(e.to_string())),
         }
+    }
+}
+
+/// Removes `key`'s slot if it is still `slot`: a caller that failed on a
+/// session never drops the new one another caller opened meanwhile.
+pub(super) fn remove_if_same<T>(
+    slots: &mut HashMap<PoolKey, Arc<T>>,
+    key: &PoolKey,
+    slot: &Arc<T>,
+) {
+    if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+        slots.remove(key);
     }
 }
 

@@ -2,7 +2,7 @@
 //! pooled by the same key as rmcp's shared sessions (server, principal,
 //! headers, replica set): one caller's session never serves another.
 
-use super::upstream::PoolKey;
+use super::upstream::{remove_if_same, PoolKey};
 use super::wire::{Endpoint, Failure, WireSession};
 use crate::federation::CallError;
 use crate::state::ServerRuntime;
@@ -90,10 +90,7 @@ impl WirePool {
     }
 
     fn forget(&self, key: &PoolKey, slot: &Arc<Slot>) {
-        let mut slots = self.slots();
-        if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            slots.remove(key);
-        }
+        remove_if_same(&mut self.slots(), key, slot);
     }
 
     /// `tools/call` of `tool` over the caller's session, opened on first

@@ -232,9 +232,9 @@ impl SessionPool {
         context: CallContext,
     ) -> Result<Box<RawValue>, CallError> {
         if context.client.is_some() || context.progress.is_some() || !wire_pool::serves(server) {
-            let result = self
-                .call(server, caller, identity, tool, arguments, context)
-                .await?;
+            // Boxed: rmcp's call is a large future this one need not carry.
+            let result =
+                Box::pin(self.call(server, caller, identity, tool, arguments, context)).await?;
             return serde_json::value::to_raw_value(&result)
                 .map_err(|e| CallError::Upstream(format!("server {}: {e}", server.name)));
         }

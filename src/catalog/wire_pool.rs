@@ -104,19 +104,16 @@ impl WirePool {
         let name = &call.server.name;
         for attempt in 0..2 {
             let slot = self.slot(&call.key, call.server);
-            let open_within = tokio::time::timeout(call.initialize, open(&call));
-            let opened = tokio::select! {
-                opened = slot.session.get_or_try_init(|| async {
-                    open_within.await.unwrap_or_else(|_| Err(format!(
-                        "initialize did not complete within {} s",
-                        call.initialize.as_secs_f64()
-                    )))
-                }) => opened.cloned(),
-                _ = call.cancel.cancelled() => return Err(CallError::Cancelled),
+            let opened = match slot.session.get() {
+                Some(session) => Ok(session.clone()),
+                // Boxed: the opening future is large, and a call on an
+                // open session should not carry (and move) it.
+                None => Box::pin(opened(&slot, &call)).await,
             };
             let session = match opened {
                 Ok(session) => session,
-                Err(e) => {
+                Err(None) => return Err(CallError::Cancelled),
+                Err(Some(e)) => {
                     self.forget(&call.key, &slot);
                     return Err(CallError::Upstream(format!("server {name}: {e}")));
                 }
@@ -191,6 +188,25 @@ impl WirePool {
         });
         slot.last_used.store(now, Ordering::Relaxed);
         slot.clone()
+    }
+}
+
+/// The slot's session, opened by this caller or another one meanwhile;
+/// `Err(None)`: the caller cancelled.
+async fn opened(slot: &Slot, call: &WireCall<'_>) -> Result<Arc<WireSession>, Option<String>> {
+    let opening = || async {
+        tokio::time::timeout(call.initialize, open(call))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "initialize did not complete within {} s",
+                    call.initialize.as_secs_f64()
+                ))
+            })
+    };
+    tokio::select! {
+        opened = slot.session.get_or_try_init(opening) => opened.cloned().map_err(Some),
+        _ = call.cancel.cancelled() => Err(None),
     }
 }
 

@@ -142,18 +142,18 @@ async fn send(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<Tcp
     Ok(fresh)
 }
 
+/// Reads what the server sent next onto the end of `buf` (into its spare
+/// capacity: no buffer of its own, which would sit in every call's future).
 async fn fill(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<usize, String> {
-    let mut chunk = [0u8; READ];
-    let n = tokio::time::timeout(timeout, stream.read(&mut chunk))
+    buf.reserve(READ);
+    tokio::time::timeout(timeout, stream.read_buf(buf))
         .await
         .map_err(|_| format!("no answer within {} s", timeout.as_secs_f64()))?
-        .map_err(|e| format!("reading: {e}"))?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
+        .map_err(|e| format!("reading: {e}"))
 }
 
 #[cfg(test)]

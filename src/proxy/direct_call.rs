@@ -148,28 +148,39 @@ const KNOWN_REVISIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2
 /// standard `Mcp-*` request headers); anything else goes to rmcp, which
 /// refuses it with its own status and words.
 fn rmcp_would_take(headers: &http::HeaderMap) -> bool {
-    let text = |name: &str| {
+    // `Some(None)`: absent; `None`: repeated or not text.
+    let one = |name: &str| {
         let mut values = headers.get_all(name).iter();
-        let first = values.next().map(|v| v.to_str().ok());
-        match (first, values.next()) {
+        match (values.next(), values.next()) {
             (None, _) => Some(None),
-            (Some(Some(v)), None) => Some(Some(v.to_ascii_lowercase())),
+            (Some(v), None) => v.to_str().ok().map(Some),
             _ => None,
         }
     };
-    let json = matches!(text("content-type"), Some(Some(t)) if t.starts_with("application/json"));
-    let accept = matches!(text("accept"), Some(Some(a))
-        if a.contains("application/json") && a.contains("text/event-stream"));
-    let revision = match text("mcp-protocol-version") {
+    let json =
+        matches!(one("content-type"), Some(Some(t)) if starts_with_ci(t, "application/json"));
+    let accept = matches!(one("accept"), Some(Some(a))
+        if contains_ci(a, "application/json") && contains_ci(a, "text/event-stream"));
+    let revision = match one("mcp-protocol-version") {
         Some(None) => true,
-        Some(Some(v)) => KNOWN_REVISIONS.contains(&v.as_str()),
+        Some(Some(v)) => KNOWN_REVISIONS.contains(&v),
         None => false,
     };
-    let method = matches!(text("mcp-method"), Some(None))
-        || matches!(text("mcp-method"), Some(Some(m)) if m == "tools/call");
-    let one_name = text("mcp-name").is_some();
+    let method = matches!(one("mcp-method"), Some(None) | Some(Some("tools/call")));
+    let one_name = one("mcp-name").is_some();
     let no_params = !headers.keys().any(|n| n.as_str().starts_with("mcp-param-"));
     json && accept && revision && method && one_name && no_params
+}
+
+fn starts_with_ci(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+fn contains_ci(text: &str, needle: &str) -> bool {
+    text.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// The caller as the hand-over would describe it to the service.
@@ -239,6 +250,10 @@ mod tests {
             rmcp_would_take(&headers(&all))
         };
         assert!(with(&[("mcp-protocol-version", "2025-06-18")]));
+        assert!(rmcp_would_take(&headers(&[
+            ("content-type", "Application/JSON; charset=utf-8"),
+            ("accept", "TEXT/EVENT-STREAM, application/json"),
+        ])));
         assert!(with(&[
             ("mcp-method", "tools/call"),
             ("mcp-name", "demo-echo")
